@@ -1,0 +1,1 @@
+"""scholar-pipeline: saved searches over scholarly APIs, landed in DuckDB with provenance."""

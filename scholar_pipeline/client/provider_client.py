@@ -1,0 +1,154 @@
+"""One provider's HTTP client: cached, authenticated below the cache, rate limited, retried.
+
+Retries follow every provider's advice (back off on 429, 5xx, timeouts and dropped
+connections); none of them documents Retry-After, so it is honoured when sent and never
+required. Everything that leaves this module names the provider and a masked URL.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import email.utils
+import time
+from dataclasses import dataclass
+
+import hishel
+import httpx
+import tenacity
+
+from scholar_pipeline.client.masking import mask_url
+from scholar_pipeline.providers.base import PageRequest
+
+RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
+# Response headers worth keeping with a landed page: dates, validators and rate-limit state.
+KEPT_HEADERS = ("content-type", "content-encoding", "date", "last-modified", "etag", "retry-after", "x-api-pool", "x-concurrency-limit")
+KEPT_HEADER_PREFIXES = ("x-ratelimit", "x-rate-limit")
+
+
+@dataclass(frozen=True)
+class FetchedPage:
+    request: PageRequest
+    url: str  # as sent, minus credentials (they are added below the cache)
+    status: int
+    headers: dict[str, str]
+    body: bytes
+    from_cache: bool
+    fetched_at: dt.datetime
+
+
+class ProviderRequestError(RuntimeError):
+    """A request that failed for good; the message says which provider, URL and what to do."""
+
+    def __init__(self, provider: str, url: str, problem: str, hint: str):
+        super().__init__(f"{provider} request failed: {problem}. URL: {mask_url(url)}. {hint}")
+        self.provider, self.url = provider, mask_url(url)
+
+
+class RetryableResponse(Exception):
+    def __init__(self, response: httpx.Response):
+        super().__init__(f"HTTP {response.status_code}")
+        self.response = response
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    max_attempts: int = 6
+    backoff_seconds: float = 1.0  # first wait; doubles each attempt, with jitter
+    max_wait_seconds: float = 60.0
+
+    def wait(self, state: tenacity.RetryCallState) -> float:
+        error = state.outcome.exception() if state.outcome else None
+        if isinstance(error, RetryableResponse):
+            advised = retry_after_seconds(error.response.headers.get("retry-after"))
+            if advised is not None:
+                return min(advised, self.max_wait_seconds)
+        return tenacity.wait_exponential_jitter(initial=self.backoff_seconds, max=self.max_wait_seconds, jitter=self.backoff_seconds)(state)
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """Retry-After as seconds, whether sent as a number or as an HTTP date."""
+    if not value:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max((when - dt.datetime.now(dt.timezone.utc)).total_seconds(), 0.0)
+
+
+class ProviderClient:
+    def __init__(self, provider: str, base_url: str, http: httpx.Client, storage: hishel.BaseStorage, retry: RetryPolicy, log=None):
+        self.provider, self.base_url, self.http, self.storage, self.retry, self.log = provider, base_url, http, storage, retry, log
+
+    def url_for(self, request: PageRequest) -> str:
+        return str(httpx.URL(self.base_url + request.path, params=request.params))
+
+    def get(self, request: PageRequest, cache_key: str, refresh: bool = False) -> FetchedPage:
+        """GET one page. `cache_key` names the page's place in its paging chain, not its URL:
+        Crossref sends the same cursor string for every page, so two pages can share a URL.
+        `refresh` drops a cached answer first."""
+        url = self.url_for(request)
+        if refresh:
+            for entry in self.storage.get_entries(cache_key):
+                self.storage.remove_entry(entry.id)
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception_type((httpx.TransportError, RetryableResponse)),
+            wait=self.retry.wait,
+            stop=tenacity.stop_after_attempt(self.retry.max_attempts),
+            before_sleep=self._report_retry(url),
+            reraise=True,
+        )
+        try:
+            response = retrying(self._send, url, cache_key)
+        except RetryableResponse as error:
+            raise ProviderRequestError(
+                self.provider, url, f"HTTP {error.response.status_code} after {self.retry.max_attempts} attempts ({_snippet(error.response)})",
+                "The provider is rate limiting or failing; lower SCHOLAR_PIPELINE_"
+                f"{self.provider.upper()}_RATE_LIMIT or retry the partition later.",
+            ) from None
+        except httpx.TransportError as error:
+            raise ProviderRequestError(
+                self.provider, url, f"{type(error).__name__} after {self.retry.max_attempts} attempts",
+                f"Check that SCHOLAR_PIPELINE_{self.provider.upper()}_BASE_URL points at a reachable server.",
+            ) from None
+        if response.status_code != 200:
+            raise ProviderRequestError(
+                self.provider, url, f"HTTP {response.status_code} ({_snippet(response)})",
+                "The request was refused; check the saved search's text and the provider's API key.",
+            )
+        caching = response.extensions.get("caching") or {}
+        return FetchedPage(
+            request=request,
+            url=url,
+            status=response.status_code,
+            headers={k: v for k, v in response.headers.items() if k in KEPT_HEADERS or k.startswith(KEPT_HEADER_PREFIXES)},
+            body=response.content,
+            from_cache=bool(getattr(caching, "from_cache", False) or (isinstance(caching, dict) and caching.get("from_cache"))),
+            fetched_at=dt.datetime.now(dt.timezone.utc),
+        )
+
+    def _send(self, url: str, cache_key: str) -> httpx.Response:
+        response = self.http.get(url, extensions={"caching": {"key": cache_key}})
+        if response.status_code in RETRYABLE_STATUS:
+            response.read()
+            raise RetryableResponse(response)
+        return response
+
+    def _report_retry(self, url: str):
+        def report(state: tenacity.RetryCallState) -> None:
+            if self.log is not None:
+                error = state.outcome.exception()
+                self.log.warning(
+                    f"{self.provider}: attempt {state.attempt_number} failed ({error}); retrying in "
+                    f"{state.upcoming_sleep:.1f}s: {mask_url(url)}"
+                )
+        return report
+
+
+def _snippet(response: httpx.Response) -> str:
+    text = response.content[:200].decode("utf-8", errors="replace")
+    return " ".join(text.split()) or "empty body"

@@ -1,0 +1,63 @@
+"""Assemble a provider's client: cache → credentials → rate limit → connection pool."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from importlib.metadata import version
+from pathlib import Path
+from typing import Iterator
+
+import hishel
+import httpx
+from hishel.httpx import CacheTransport
+
+from scholar_pipeline.client.provider_client import ProviderClient, RetryPolicy
+from scholar_pipeline.client.ratelimit import SqliteRateLimiter
+from scholar_pipeline.client.transports import CredentialsTransport, RateLimitedTransport
+from scholar_pipeline.providers.base import Provider
+from scholar_pipeline.settings import ProviderSettings
+
+
+def user_agent(mailto: str | None) -> str:
+    contact = f"; mailto:{mailto}" if mailto else ""
+    return f"scholar-pipeline/{version('scholar-pipeline')} (+https://github.com/scholar-pipeline/scholar-pipeline{contact})"
+
+
+def cache_storage(home: Path, ttl_seconds: float, cache_url: str | None) -> hishel.BaseStorage:
+    """SQLite under the home by default; `redis://...` shares one cache between machines."""
+    if cache_url and cache_url.startswith(("redis://", "rediss://", "unix://")):
+        import redis
+
+        return hishel.RedisStorage(client=redis.Redis.from_url(cache_url), default_ttl=ttl_seconds, key_prefix="scholar-pipeline")
+    # An absolute path in a directory of its own: hishel writes a `.gitignore` beside the database.
+    path = home / "cache" / "http" / "responses.sqlite"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return hishel.SqliteStorage(database_path=str(path), default_ttl=ttl_seconds)
+
+
+@contextmanager
+def open_provider_client(
+    provider: Provider,
+    settings: ProviderSettings,
+    *,
+    home: Path,
+    storage: hishel.BaseStorage,
+    secret: str | None,
+    mailto: str | None,
+    timeout_seconds: float,
+    retry: RetryPolicy,
+    log=None,
+) -> Iterator[ProviderClient]:
+    limiter = SqliteRateLimiter(home / "locks" / "rate_limits.sqlite")
+    pool = httpx.HTTPTransport(limits=httpx.Limits(max_connections=4, max_keepalive_connections=4))
+    transport = CacheTransport(
+        next_transport=CredentialsTransport(
+            RateLimitedTransport(pool, limiter, key=provider.name, rate=settings.rate_limit), provider.credential, secret
+        ),
+        storage=storage,
+    )
+    http = httpx.Client(transport=transport, timeout=timeout_seconds, headers={"User-Agent": user_agent(mailto)})
+    try:
+        yield ProviderClient(provider.name, settings.base_url, http, storage, retry, log)
+    finally:
+        http.close()

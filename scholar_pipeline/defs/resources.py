@@ -1,0 +1,90 @@
+"""Resources: the scholarly-API client layer and the DuckDB warehouse, configured from the environment."""
+
+
+import os
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator, Optional
+
+import dagster as dg
+from dagster_duckdb import DuckDBResource
+
+from scholar_pipeline.client.provider_client import ProviderClient, RetryPolicy
+from scholar_pipeline.client.stack import cache_storage, open_provider_client
+from scholar_pipeline.landing import LandingZone
+from scholar_pipeline.providers.base import Provider
+from scholar_pipeline.settings import ProviderSettings, mailto, pipeline_home, provider_settings
+
+# Contract env var of each secret -> the resource field that receives it (as a dg.EnvVar).
+SECRET_FIELDS = {
+    "OPENALEX_API_KEY": "openalex_api_key",
+    "PUBMED_API_KEY": "pubmed_api_key",
+    "SPRINGER_NATURE_API_KEY": "springer_nature_api_key",
+    "CORE_API_KEY": "core_api_key",
+    "CROSSREF_PLUS_TOKEN": "crossref_plus_token",
+}
+
+
+class ScholarApiResource(dg.ConfigurableResource):
+    """HTTP access to every provider: shared cache, cross-process rate limits, retries, secrets kept out of storage."""
+
+    home: str
+    mailto: Optional[str] = None
+    cache_ttl_seconds: float = 86_400.0
+    cache_url: Optional[str] = None  # redis://host:port/db to share the response cache; SQLite under home otherwise
+    timeout_seconds: float = 60.0
+    max_attempts: int = 6
+    backoff_seconds: float = 1.0
+    openalex_api_key: Optional[str] = None
+    pubmed_api_key: Optional[str] = None
+    springer_nature_api_key: Optional[str] = None
+    core_api_key: Optional[str] = None
+    crossref_plus_token: Optional[str] = None
+
+    @property
+    def home_path(self) -> Path:
+        return Path(self.home)
+
+    @property
+    def landing(self) -> LandingZone:
+        return LandingZone(self.home_path / "landing")
+
+    def settings_for(self, provider: Provider) -> ProviderSettings:
+        return provider_settings(provider.name, provider.defaults)
+
+    def secret_for(self, provider: Provider) -> str | None:
+        if provider.credential is None:
+            return None
+        return getattr(self, SECRET_FIELDS[provider.credential.env]) or None
+
+    @contextmanager
+    def client(self, provider: Provider, log=None) -> Iterator[ProviderClient]:
+        storage = cache_storage(self.home_path, self.cache_ttl_seconds, self.cache_url)
+        with open_provider_client(
+            provider,
+            self.settings_for(provider),
+            home=self.home_path,
+            storage=storage,
+            secret=self.secret_for(provider),
+            mailto=self.mailto,
+            timeout_seconds=self.timeout_seconds,
+            retry=RetryPolicy(max_attempts=self.max_attempts, backoff_seconds=self.backoff_seconds),
+            log=log,
+        ) as client:
+            yield client
+
+
+def scholar_api_from_env() -> ScholarApiResource:
+    """Secrets are passed as dg.EnvVar, so run config and the event log only ever hold their names."""
+    secrets = {field: dg.EnvVar(env) for env, field in SECRET_FIELDS.items() if os.environ.get(env)}
+    return ScholarApiResource(home=str(pipeline_home()), mailto=mailto(), cache_url=os.environ.get("SCHOLAR_PIPELINE_CACHE_URL"), **secrets)
+
+
+@dg.definitions
+def resources() -> dg.Definitions:
+    return dg.Definitions(
+        resources={
+            "scholar_api": scholar_api_from_env(),
+            "duckdb": DuckDBResource(database=str(pipeline_home() / "scholar.duckdb")),
+        }
+    )

@@ -1,0 +1,72 @@
+"""Fetch one partition: every page one provider returns for one saved search and one day."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from dataclasses import dataclass
+
+from scholar_pipeline.client.provider_client import FetchedPage, ProviderClient, ProviderRequestError
+from scholar_pipeline.providers.base import MalformedPage, Provider
+from scholar_pipeline.settings import ProviderSettings
+
+
+class PartitionFetchError(RuntimeError):
+    """Raised with the provider, saved search and day in the message."""
+
+
+@dataclass(frozen=True)
+class FetchedPartition:
+    pages: list[FetchedPage]
+    records_per_page: list[int]
+    total_reported: int | None
+
+
+def fetch_partition(
+    client: ProviderClient, provider: Provider, settings: ProviderSettings, *, query: str, text: str, day: dt.date,
+    mailto: str | None, log=None,
+) -> FetchedPartition:
+    """Page to the end. A chain replayed from the cache that breaks part-way (an expired
+    Crossref cursor, say) is fetched once more from the start, bypassing the cache."""
+    where = f"{provider.name} / saved search {query!r} / {day}"
+    try:
+        return _fetch_chain(client, provider, settings, where, text, day, mailto, log, refresh=False)
+    except _CachedChainBroken as broken:
+        if log is not None:
+            log.warning(f"{where}: {broken}; fetching the whole chain again without the cache")
+        return _fetch_chain(client, provider, settings, where, text, day, mailto, log, refresh=True)
+
+
+class _CachedChainBroken(Exception):
+    pass
+
+
+def _fetch_chain(client, provider, settings, where, text, day, mailto, log, refresh: bool) -> FetchedPartition:
+    request = provider.first_request(text, day, settings.page_size, mailto)
+    chain = client.url_for(request)
+    pages, counts, total, records = [], [], None, 0
+    while request is not None:
+        cache_key = hashlib.sha256(f"{chain}#page={len(pages) + 1}".encode()).hexdigest()
+        try:
+            page = client.get(request, cache_key=cache_key, refresh=refresh)
+        except ProviderRequestError as error:
+            if not refresh and any(p.from_cache for p in pages):
+                raise _CachedChainBroken(f"page {len(pages) + 1} failed after cached pages ({error})") from None
+            raise PartitionFetchError(f"{where}: page {len(pages) + 1}: {error}") from None
+        try:
+            info = provider.inspect(request, page.body)
+        except MalformedPage as error:
+            raise PartitionFetchError(f"{where}: page {len(pages) + 1} is unusable: {error}. URL: {page.url}") from None
+        pages.append(page)
+        counts.append(info.records)
+        records += info.records
+        total = info.total if info.total is not None else total
+        if records > settings.max_records:
+            raise PartitionFetchError(
+                f"{where}: more than {settings.max_records} records (the provider reports {total}); narrow the saved "
+                f"search or raise SCHOLAR_PIPELINE_{provider.name.upper()}_MAX_RECORDS"
+            )
+        if log is not None:
+            log.info(f"{where}: page {len(pages)}: {info.records} records ({records} of {total}; cache {'hit' if page.from_cache else 'miss'})")
+        request = info.next_request
+    return FetchedPartition(pages=pages, records_per_page=counts, total_reported=total)

@@ -1,0 +1,58 @@
+"""What a person reads in the Dagster UI for each materialization."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import dagster as dg
+import pyarrow as pa
+
+from scholar_pipeline.landing import Manifest
+from scholar_pipeline.schema import SCHEMA_VERSION, WORKS_SCHEMA
+
+WORKS_COLUMN_SCHEMA = dg.TableSchema(columns=[dg.TableColumn(f.name, str(f.type)) for f in WORKS_SCHEMA])
+
+
+def raw_metadata(manifest: Manifest, manifest_path: Path) -> dict:
+    pages = manifest.pages
+    return {
+        "records": dg.MetadataValue.int(manifest.records),
+        "total_reported_by_provider": dg.MetadataValue.int(manifest.total_reported) if manifest.total_reported is not None else dg.MetadataValue.null(),
+        "pages": dg.MetadataValue.int(len(pages)),
+        "bytes": dg.MetadataValue.int(sum(p.bytes for p in pages)),
+        "cache_hits": dg.MetadataValue.int(sum(p.from_cache for p in pages)),
+        "request_urls": dg.MetadataValue.json([p.url for p in pages]),
+        "page_sha256": dg.MetadataValue.json([p.sha256 for p in pages]),
+        "input_hash": dg.MetadataValue.text(manifest.input_hash),
+        "manifest": dg.MetadataValue.path(str(manifest_path)),
+        "retrieved_at": dg.MetadataValue.timestamp(dt.datetime.fromisoformat(manifest.retrieved_at)),
+        "code_version": dg.MetadataValue.text(manifest.code_version),
+    }
+
+
+def works_metadata(table: pa.Table, *, manifest: Manifest, manifest_path: Path, duplicates: int, output_hash: str, code_version: str) -> dict:
+    return {
+        "dagster/row_count": dg.MetadataValue.int(table.num_rows),
+        "dagster/table_name": dg.MetadataValue.text("works"),
+        "dagster/column_schema": WORKS_COLUMN_SCHEMA,
+        "records_fetched": dg.MetadataValue.int(manifest.records),
+        "duplicates_dropped": dg.MetadataValue.int(duplicates),
+        "input_hash": dg.MetadataValue.text(manifest.input_hash),
+        "output_hash": dg.MetadataValue.text(output_hash),
+        "schema_version": dg.MetadataValue.text(SCHEMA_VERSION),
+        "code_version": dg.MetadataValue.text(code_version),
+        "manifest": dg.MetadataValue.path(str(manifest_path)),
+        "retrieved_at": dg.MetadataValue.timestamp(dt.datetime.fromisoformat(manifest.retrieved_at)),
+        "preview": dg.MetadataValue.md(markdown_preview(table)),
+    }
+
+
+def markdown_preview(table: pa.Table, rows: int = 5) -> str:
+    if table.num_rows == 0:
+        return "_no records for this partition_"
+    lines = ["| title | doi | published | venue |", "|---|---|---|---|"]
+    for r in table.slice(0, rows).select(["title", "doi", "publication_date", "venue"]).to_pylist():
+        cells = [(str(r[c]) if r[c] is not None else "") for c in ("title", "doi", "publication_date", "venue")]
+        lines.append("| " + " | ".join(c.replace("|", "\\|")[:100] for c in cells) + " |")
+    return "\n".join(lines)

@@ -1,0 +1,8 @@
+"""The provider registry: one module per API, each holding that API's whole wire format."""
+
+from scholar_pipeline.providers.base import Provider
+from scholar_pipeline.providers.crossref import Crossref
+from scholar_pipeline.providers.openalex import OpenAlex
+
+PROVIDERS: dict[str, Provider] = {p.name: p for p in (OpenAlex(), Crossref())}
+PROVIDER_NAMES = frozenset(PROVIDERS)

@@ -1,0 +1,59 @@
+"""Where things live and how each provider is reached, read from the environment.
+
+Every provider limit is a setting: `SCHOLAR_PIPELINE_<PROVIDER>_<NAME>` overrides the
+provider's default for BASE_URL, RATE_LIMIT, PAGE_SIZE and MAX_RECORDS.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def pipeline_home(environ: Mapping[str, str] = os.environ) -> Path:
+    """The directory holding the DuckDB file, the landing zone and the HTTP cache."""
+    return Path(environ.get("SCHOLAR_PIPELINE_HOME") or PROJECT_ROOT / "data").resolve()
+
+
+def queries_file(environ: Mapping[str, str] = os.environ) -> Path:
+    return Path(environ.get("SCHOLAR_PIPELINE_QUERIES") or PROJECT_ROOT / "queries.yaml").resolve()
+
+
+def mailto(environ: Mapping[str, str] = os.environ) -> str | None:
+    return environ.get("SCHOLAR_PIPELINE_MAILTO") or None
+
+
+@dataclass(frozen=True)
+class ProviderSettings:
+    base_url: str
+    rate_limit: float  # requests per second, shared by every process on this machine
+    page_size: int
+    max_records: int  # a partition larger than this fails loudly instead of paging forever
+
+
+def provider_settings(name: str, defaults: ProviderSettings, environ: Mapping[str, str] = os.environ) -> ProviderSettings:
+    """The provider's defaults with any `SCHOLAR_PIPELINE_<PROVIDER>_<SETTING>` applied."""
+    prefix = f"SCHOLAR_PIPELINE_{name.upper()}_"
+
+    def read(setting: str, default, convert):
+        raw = environ.get(prefix + setting)
+        if raw in (None, ""):
+            return default
+        try:
+            value = convert(raw)
+        except ValueError:
+            raise ValueError(f"{prefix}{setting}={raw!r} is not a valid {convert.__name__}") from None
+        if convert is not str and value <= 0:
+            raise ValueError(f"{prefix}{setting}={raw!r} must be positive")
+        return value
+
+    return ProviderSettings(
+        base_url=read("BASE_URL", defaults.base_url, str).rstrip("/"),
+        rate_limit=read("RATE_LIMIT", defaults.rate_limit, float),
+        page_size=read("PAGE_SIZE", defaults.page_size, int),
+        max_records=read("MAX_RECORDS", defaults.max_records, int),
+    )
