@@ -1,0 +1,26 @@
+"""Run the provider simulator in the foreground: `python -m scholar_pipeline.simulator --port 8900`."""
+
+import argparse
+import time
+from pathlib import Path
+
+from scholar_pipeline.simulator import Corpus, ProviderSimulator
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--port", type=int, default=8900)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--max-per-day", type=int, default=240)
+    parser.add_argument("--request-log", type=Path, help="append every request here as JSON lines")
+    args = parser.parse_args()
+    with ProviderSimulator(args.port, Corpus(args.seed, args.max_per_day), log_file=args.request_log) as sim:
+        print("Provider simulator on 127.0.0.1; point the pipeline at it with:")
+        for name, value in sim.environ().items():
+            print(f"  export {name}={value}")
+        while True:
+            time.sleep(3600)
+
+
+if __name__ == "__main__":
+    main()

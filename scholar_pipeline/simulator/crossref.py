@@ -1,0 +1,133 @@
+"""Simulated Crossref `/works`: pub-date filters, rows ≤ 1000, offset ≤ 10,000, scroll cursors.
+
+Like the real API, a cursor is a server-side scroll: the same cursor string comes back on
+every page and each use moves it on; it expires five minutes after its last use. The body
+for an expired cursor is not documented; this one follows Crossref's validation-failure shape.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import secrets
+import threading
+import time
+
+from scholar_pipeline.simulator.common import BadRequest, SimResponse, single
+from scholar_pipeline.simulator.corpus import Corpus, SimWork
+
+MAX_ROWS = 1000
+MAX_OFFSET = 10_000
+
+
+def _failure(kind: str, value: str, message: str) -> BadRequest:
+    return BadRequest(SimResponse.json(400, {"status": "failed", "message-type": "validation-failure",
+                                             "message": [{"type": kind, "value": value, "message": message}]}))
+
+
+class CrossrefApi:
+    name = "crossref"
+    default_rate_limit = 5.0
+
+    def __init__(self, corpus: Corpus, cursor_ttl_seconds: float = 300.0):
+        self.corpus, self.cursor_ttl = corpus, cursor_ttl_seconds
+        self.routes = {"/works": self.works}
+        self._scrolls: dict[str, dict] = {}
+        self._lock = threading.Lock()
+
+    def record_ids(self, first: dt.date, last: dt.date) -> list[str]:
+        return [w.doi for w in self._matching(first, last)]
+
+    def _matching(self, first: dt.date, last: dt.date) -> list[SimWork]:
+        return [w for w in self.corpus.works_between(first, last) if w.doi]
+
+    def works(self, params: dict[str, list[str]]) -> SimResponse:
+        first, last = _window(single(params, "filter", ""))
+        rows_text = single(params, "rows", "20")
+        if not re.fullmatch(r"\d+", rows_text) or int(rows_text) > MAX_ROWS:
+            raise _failure("integer-not-valid", rows_text, f"Integer specified as {rows_text} but must be a positive integer less than or equal to {MAX_ROWS}. ")
+        rows = int(rows_text)
+        works = self._matching(first, last)
+        cursor = single(params, "cursor")
+        if cursor is not None:
+            offset, cursor = self._scroll(cursor, rows)
+        else:
+            offset = int(single(params, "offset", "0"))
+            if offset > MAX_OFFSET:
+                raise _failure("integer-not-valid", str(offset), f"Offset specified as {offset} is too large")
+        message = {
+            "facets": {}, "total-results": len(works), "items": [render(w) for w in works[offset:offset + rows]],
+            "items-per-page": rows, "query": {"start-index": offset, "search-terms": single(params, "query")},
+        }
+        if cursor is not None:
+            message["next-cursor"] = cursor
+        return SimResponse.json(200, {"status": "ok", "message-type": "work-list", "message-version": "1.0.0", "message": message},
+                                {"x-rate-limit-limit": "5", "x-rate-limit-interval": "1s", "x-concurrency-limit": "1", "x-api-pool": "public-array"})
+
+    def _scroll(self, cursor: str, rows: int) -> tuple[int, str]:
+        now = time.monotonic()
+        with self._lock:
+            if cursor == "*":
+                cursor = "DnF1ZXJ5VGhlbkZldGNo" + secrets.token_urlsafe(24)
+                self._scrolls[cursor] = {"offset": 0, "used": now}
+            state = self._scrolls.get(cursor)
+            if state is None or now - state["used"] > self.cursor_ttl:
+                raise _failure("cursor-not-valid", cursor[:40], "Cursor is not valid or has expired (cursors expire 5 minutes after last use)")
+            offset = state["offset"]
+            state.update(offset=offset + rows, used=now)
+        return offset, cursor
+
+    @staticmethod
+    def rate_limited() -> SimResponse:
+        return SimResponse.text(429, "429 Too Many Requests: too many requests in a given amount of time")
+
+
+def _window(value: str) -> tuple[dt.date, dt.date]:
+    filters = dict(part.partition(":")[::2] for part in filter(None, value.split(",")))
+    try:
+        return _day(filters.get("from-pub-date", "1900")), _day(filters.get("until-pub-date", "1900"), end=True)
+    except ValueError:
+        raise _failure("date-not-valid", value, "Date filter must be YYYY, YYYY-MM or YYYY-MM-DD") from None
+
+
+def _day(value: str, end: bool = False) -> dt.date:
+    parts = [int(p) for p in value.split("-")]
+    if len(parts) == 3:
+        return dt.date(*parts)
+    if len(parts) == 2:
+        first = dt.date(parts[0], parts[1], 1)
+        return (first.replace(day=28) + dt.timedelta(days=4)).replace(day=1) - dt.timedelta(days=1) if end else first
+    return dt.date(parts[0], 12, 31) if end else dt.date(parts[0], 1, 1)
+
+
+def _date_parts(day: dt.date) -> dict:
+    return {"date-parts": [[day.year, day.month, day.day]]}
+
+
+def render(w: SimWork) -> dict:
+    item = {
+        "indexed": {"date-parts": [[2026, 11, 1]], "date-time": "2026-11-01T00:00:00Z", "timestamp": 1793491200000},
+        "publisher": w.publisher,
+        "DOI": w.doi.upper() if w.serial % 5 == 0 else w.doi,  # Crossref DOIs come in either case
+        "type": "journal-article" if w.work_type == "article" else w.work_type,
+        "title": [w.title if w.serial % 7 else f"<i>{w.title}</i>"],
+        "author": [
+            {"given": a.given, "family": a.family, "sequence": "first" if i == 0 else "additional",
+             "affiliation": [{"name": a.affiliation}] if a.affiliation else [],
+             **({"ORCID": f"https://orcid.org/{a.orcid}", "authenticated-orcid": False} if a.orcid else {})}
+            for i, a in enumerate(w.authors)
+        ],
+        "container-title": [w.venue],
+        "published": _date_parts(w.published),
+        "issued": _date_parts(w.published),
+        "published-online": _date_parts(w.published),
+        "is-referenced-by-count": w.cited_by,
+        "URL": f"https://doi.org/{w.doi}",
+        "language": w.language,
+    }
+    if w.abstract:
+        item["abstract"] = f"<jats:title>Abstract</jats:title><jats:p>{w.abstract}</jats:p>"
+    if w.license:
+        item["license"] = [{"URL": f"https://creativecommons.org/licenses/{w.license.removeprefix('cc-')}/4.0/",
+                            "content-version": "vor", "delay-in-days": 0, "start": _date_parts(w.published)}]
+    return item

@@ -1,0 +1,136 @@
+"""Simulated OpenAlex `/works`: filters, per_page ≤ 100, cursor and page paging, its error bodies."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import re
+
+from scholar_pipeline.simulator.common import BadRequest, SimResponse, single
+from scholar_pipeline.simulator.corpus import Corpus, SimWork
+
+MAX_PER_PAGE = 100
+PAGE_MODE_CEILING = 10_000
+KNOWN_FILTERS = {"from_publication_date", "to_publication_date", "title_and_abstract.search", "default.search", "title.search"}
+
+
+def _error(message: str) -> BadRequest:
+    return BadRequest(SimResponse.json(400, {"error": "Invalid query parameters error.", "message": message}))
+
+
+class OpenAlexApi:
+    name = "openalex"
+    default_rate_limit = 100.0
+
+    def __init__(self, corpus: Corpus):
+        self.corpus = corpus
+        self.routes = {"/works": self.works}
+
+    def record_ids(self, first: dt.date, last: dt.date) -> list[str]:
+        return [f"W{w.serial}" for w in self.corpus.works_between(first, last)]
+
+    def works(self, params: dict[str, list[str]]) -> SimResponse:
+        filters = _filters(single(params, "filter", ""))
+        try:
+            first = dt.date.fromisoformat(filters.get("from_publication_date", "1900-01-01"))
+            last = dt.date.fromisoformat(filters.get("to_publication_date", "1900-01-01"))
+        except ValueError as error:
+            raise _error(f"Invalid date in filter: {error}") from None
+        per_page = _int(single(params, "per_page") or single(params, "per-page") or "25", "per_page")
+        if not 1 <= per_page <= MAX_PER_PAGE:
+            raise _error(f"per-page parameter must be between 1 and {MAX_PER_PAGE}")
+        works = self.corpus.works_between(first, last)
+        meta = {"count": len(works), "db_response_time_ms": 12, "page": None, "per_page": per_page, "next_cursor": None, "groups_count": None}
+        cursor = single(params, "cursor")
+        if cursor is not None:
+            offset = _decode_cursor(cursor)
+            results = works[offset:offset + per_page]
+            # Like the real API: a cursor on every non-empty page, null once a page comes back empty.
+            meta["next_cursor"] = _encode_cursor(offset + per_page) if results else None
+        else:
+            page = _int(single(params, "page", "1"), "page")
+            if page * per_page > PAGE_MODE_CEILING:
+                raise _error("Maximum results size of 10,000 records is exceeded. Cursor pagination is required for records beyond 10,000.")
+            results = works[(page - 1) * per_page: page * per_page]
+            meta["page"] = page
+        return SimResponse.json(200, {"meta": meta, "results": [render(w) for w in results], "group_by": []},
+                                {"x-ratelimit-limit": "100000", "x-ratelimit-remaining": "99990", "x-ratelimit-reset": "3600"})
+
+    @staticmethod
+    def rate_limited() -> SimResponse:
+        return SimResponse.json(429, {"error": "Rate limit exceeded", "message": "Too many requests; slow down."})
+
+
+def _filters(value: str) -> dict[str, str]:
+    out = {}
+    for part in filter(None, value.split(",")):
+        key, _, val = part.partition(":")
+        if key not in KNOWN_FILTERS:
+            raise _error(f"{key} is not a valid field. Valid fields are {sorted(KNOWN_FILTERS)}")
+        out[key] = val
+    return out
+
+
+def _int(value: str, name: str) -> int:
+    if not re.fullmatch(r"\d+", value or ""):
+        raise _error(f"{name} must be an integer")
+    return int(value)
+
+
+def _encode_cursor(offset: int) -> str:
+    return base64.b64encode(json.dumps(["sim", offset]).encode()).decode()
+
+
+def _decode_cursor(cursor: str) -> int:
+    if cursor == "*":
+        return 0
+    try:
+        return int(json.loads(base64.b64decode(cursor))[1])
+    except (ValueError, IndexError, TypeError):
+        raise _error("Invalid cursor") from None
+
+
+def _inverted_index(text: str) -> dict[str, list[int]]:
+    index: dict[str, list[int]] = {}
+    for position, word in enumerate(text.split()):
+        index.setdefault(word, []).append(position)
+    return index
+
+
+def render(w: SimWork) -> dict:
+    doi_url = f"https://doi.org/{w.doi}" if w.doi else None
+    oa = w.license is not None
+    location = {
+        "id": f"doi:{w.doi}" if w.doi else None, "is_oa": oa, "landing_page_url": doi_url, "pdf_url": None,
+        "source": {"id": "https://openalex.org/S1", "display_name": w.venue, "host_organization_name": w.publisher, "type": "journal"},
+        "license": w.license, "version": "publishedVersion",
+    }
+    return {
+        "id": f"https://openalex.org/W{w.serial}",
+        "doi": doi_url,
+        "title": w.title,
+        "display_name": w.title,
+        "publication_year": w.published.year,
+        "publication_date": w.published.isoformat(),
+        "ids": {"openalex": f"https://openalex.org/W{w.serial}", **({"doi": doi_url} if doi_url else {})},
+        "language": w.language,
+        "primary_location": location,
+        "type": w.work_type,
+        "open_access": {"is_oa": oa, "oa_status": "gold" if oa else "closed", "oa_url": doi_url if oa else None, "any_repository_has_fulltext": False},
+        "authorships": [
+            {
+                "author_position": "first" if i == 0 else "middle",
+                "author": {"id": f"https://openalex.org/A{w.serial}{i}", "display_name": a.name, "orcid": f"https://orcid.org/{a.orcid}" if a.orcid else None},
+                "institutions": [{"id": "https://openalex.org/I1", "display_name": a.affiliation, "country_code": None, "type": "education"}] if a.affiliation else [],
+                "raw_author_name": a.name,
+                "raw_affiliation_strings": [a.affiliation] if a.affiliation else [],
+            }
+            for i, a in enumerate(w.authors)
+        ],
+        "cited_by_count": w.cited_by,
+        "best_oa_location": location if oa else None,
+        "abstract_inverted_index": _inverted_index(w.abstract) if w.abstract else None,
+        "updated_date": "2026-11-01T00:00:00",
+        "created_date": w.published.isoformat(),
+    }

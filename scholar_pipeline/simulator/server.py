@@ -1,0 +1,146 @@
+"""The provider simulator: a real HTTP server on 127.0.0.1 speaking each provider's wire format.
+
+    with ProviderSimulator(rate_limits={"crossref": 5}) as sim:
+        os.environ.update(sim.environ())       # SCHOLAR_PIPELINE_<PROVIDER>_BASE_URL
+        ...
+        sim.requests                            # the request log
+
+Each provider lives under its own path prefix (`/openalex/works`, `/crossref/works`), so
+one server stands in for every API. Requests over a provider's rate limit (any 1-second
+window) get that provider's 429. Every request is logged, with the time it arrived.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from dataclasses import asdict, dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+from scholar_pipeline.simulator.common import BadRequest, SimResponse
+from scholar_pipeline.simulator.corpus import Corpus
+from scholar_pipeline.simulator.crossref import CrossrefApi
+from scholar_pipeline.simulator.openalex import OpenAlexApi
+
+API_CLASSES = (OpenAlexApi, CrossrefApi)
+
+
+@dataclass(frozen=True)
+class LoggedRequest:
+    at: float  # time.time() on arrival
+    provider: str
+    path: str
+    params: dict[str, list[str]]
+    headers: dict[str, str]
+    status: int
+
+
+class ProviderSimulator:
+    def __init__(self, port: int = 0, corpus: Corpus | None = None, rate_limits: dict[str, float] | None = None,
+                 log_file: Path | None = None):
+        self.corpus = corpus or Corpus()
+        self.apis = {cls.name: cls(self.corpus) for cls in API_CLASSES}
+        self.rate_limits = {name: api.default_rate_limit for name, api in self.apis.items()} | (rate_limits or {})
+        self.requests: list[LoggedRequest] = []
+        self.log_file = log_file
+        self._arrivals: dict[str, list[float]] = {name: [] for name in self.apis}
+        self._lock = threading.Lock()
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), _handler_for(self))
+        self._server.daemon_threads = True
+        self._thread: threading.Thread | None = None
+
+    @property
+    def port(self) -> int:
+        return self._server.server_address[1]
+
+    def base_url(self, provider: str) -> str:
+        return f"http://127.0.0.1:{self.port}/{provider}"
+
+    def environ(self) -> dict[str, str]:
+        """The environment that points the pipeline at this simulator."""
+        return {f"SCHOLAR_PIPELINE_{name.upper()}_BASE_URL": self.base_url(name) for name in self.apis}
+
+    def start(self) -> ProviderSimulator:
+        self._thread = threading.Thread(target=self._server.serve_forever, name="provider-simulator", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def __enter__(self) -> ProviderSimulator:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def requests_for(self, provider: str) -> list[LoggedRequest]:
+        with self._lock:
+            return [r for r in self.requests if r.provider == provider]
+
+    def answer(self, method: str, raw_path: str, headers: dict[str, str]) -> SimResponse:
+        url = urlsplit(raw_path)
+        params = parse_qs(url.query, keep_blank_values=True)
+        _, provider, rest = (url.path.rstrip("/") + "/").split("/", 2)
+        api = self.apis.get(provider)
+        route = api.routes.get("/" + rest.rstrip("/")) if api else None
+        if route is None or method != "GET":
+            response = SimResponse.text(404, "Resource not found.")
+        elif self._over_rate_limit(provider):
+            response = api.rate_limited()
+        else:
+            try:
+                response = route(params)
+            except BadRequest as error:
+                response = error.response
+        self._log(LoggedRequest(time.time(), provider, url.path, params, headers, response.status))
+        return response
+
+    def _over_rate_limit(self, provider: str) -> bool:
+        now = time.monotonic()
+        with self._lock:
+            recent = [t for t in self._arrivals[provider] if now - t < 1.0]
+            over = len(recent) >= self.rate_limits[provider]
+            if not over:
+                recent.append(now)
+            self._arrivals[provider] = recent
+        return over
+
+    def _log(self, entry: LoggedRequest) -> None:
+        with self._lock:
+            self.requests.append(entry)
+            if self.log_file is not None:
+                with open(self.log_file, "a") as out:
+                    out.write(json.dumps(asdict(entry)) + "\n")
+
+
+def _handler_for(simulator: ProviderSimulator) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # 44 ms per loopback request without it
+
+        def log_message(self, *args) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            response = simulator.answer("GET", self.path, dict(self.headers))
+            self.send_response(response.status)
+            self.send_header("Content-Type", response.content_type)
+            self.send_header("Content-Length", str(len(response.body)))
+            for name, value in response.headers.items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(response.body)
+
+    return Handler
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]

@@ -1,0 +1,59 @@
+"""Shared fixtures: recorded responses, a running provider simulator, an isolated pipeline home."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from scholar_pipeline.simulator import Corpus, ProviderSimulator
+
+DATA = Path(__file__).parent / "data"
+REAL_RESPONSES = DATA / "real_responses"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SECRET_ENV = ("OPENALEX_API_KEY", "PUBMED_API_KEY", "SPRINGER_NATURE_API_KEY", "CORE_API_KEY", "CROSSREF_PLUS_TOKEN")
+
+
+def real_response(relative: str) -> bytes:
+    return (REAL_RESPONSES / relative).read_bytes()
+
+
+@pytest.fixture
+def simulator():
+    with ProviderSimulator(corpus=Corpus(seed=11, max_per_day=240)) as sim:
+        yield sim
+
+
+@pytest.fixture
+def pipeline_env(tmp_path, monkeypatch, simulator):
+    """An isolated home and saved-search file, every provider pointed at the simulator.
+
+    Returns the environment as a dict too, for tests that start subprocesses.
+    """
+    home = tmp_path / "home"
+    queries = tmp_path / "queries.yaml"
+    queries.write_text(
+        "queries:\n"
+        "  - name: sim_search\n"
+        "    text: large language model evaluation\n"
+        "    providers: [openalex, crossref]\n"
+        "    start_date: 2024-01-01\n"
+    )
+    env = {
+        "SCHOLAR_PIPELINE_HOME": str(home),
+        "SCHOLAR_PIPELINE_QUERIES": str(queries),
+        "DAGSTER_HOME": str(tmp_path / "dagster_home"),
+        **simulator.environ(),
+        "SCHOLAR_PIPELINE_OPENALEX_RATE_LIMIT": "50",
+        "SCHOLAR_PIPELINE_CROSSREF_RATE_LIMIT": "4",
+        # Small pages so that every partition crosses page boundaries.
+        "SCHOLAR_PIPELINE_OPENALEX_PAGE_SIZE": "25",
+        "SCHOLAR_PIPELINE_CROSSREF_PAGE_SIZE": "40",
+    }
+    (tmp_path / "dagster_home").mkdir()
+    for name in SECRET_ENV:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return env

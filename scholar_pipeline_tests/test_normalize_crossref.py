@@ -1,0 +1,46 @@
+"""Crossref pages normalize into the works schema; expected values were read off the recorded files."""
+
+import datetime as dt
+
+from scholar_pipeline.normalize import normalize_page
+from scholar_pipeline_tests.conftest import real_response
+
+ECOLOGY = "crossref/fulltext_works_query_ecology_has_license_rows200.json"
+WIDGET = "crossref/habanero_works_query_widget_cursor_p{}.json"
+
+
+def test_large_page_with_partial_dates():
+    rows = normalize_page("crossref", real_response(ECOLOGY)).to_pylist()
+    assert len(rows) == 200
+    assert rows[0]["provider_id"] == rows[0]["doi"] == "10.2307/1929908"
+    assert rows[0]["title"] == "Scandinavian Ecology"
+    # issued 1957-07 (no day): stored as the month's first day, precision says so.
+    assert (rows[0]["publication_date"], rows[0]["publication_date_precision"]) == (dt.date(1957, 7, 1), "month")
+    assert [a["name"] for a in rows[0]["authors"]] == ["Askell Love", "Hugo Sjors"]
+    assert rows[199]["doi"] == "10.1016/0169-5347(91)90151-m"
+    assert rows[199]["authors"] == []
+    assert sum(r["title"] is not None for r in rows) == 176  # 24 items carry no title
+    assert all(r["license"] for r in rows)  # the search asked for has-license:true
+
+
+def test_cursor_chain_pages_and_jats_abstract():
+    pages = [normalize_page("crossref", real_response(WIDGET.format(n))).to_pylist() for n in (1, 2, 3)]
+    assert [len(p) for p in pages] == [20, 20, 20]
+    assert pages[0][0]["doi"] == "10.1007/978-1-4302-0197-7_9" and pages[0][0]["publication_date"] is None
+    assert pages[1][0]["doi"] == "10.1145/3027385.3027428"
+    assert pages[2][-1]["doi"] == "10.3997/2214-4609.201410548"
+    by_doi = {r["doi"]: r for page in pages for r in page}
+    post = by_doi["10.59350/7mtwq-q3661"]
+    assert post["abstract"] == ("In addition to this Swing-based screenshot of JChemPaint , here's a SWT widget in action "
+                                "(lower right corner):")
+    assert post["authors"] == [{"name": "Egon Willighagen", "orcid": "0000-0001-7542-0286", "affiliations": []}]
+    assert post["is_oa"] is True and post["license"] == "https://creativecommons.org/licenses/by/4.0/legalcode"
+    assert (post["publication_date"], post["publication_date_precision"]) == (dt.date(2008, 6, 18), "day")
+    scheffel = pages[1][0]["authors"][0]
+    assert scheffel == {"name": "Maren Scheffel", "orcid": None, "affiliations": ["Open Universiteit, Heerlen, NL"]}
+
+
+def test_year_only_dates_have_year_precision():
+    rows = normalize_page("crossref", real_response(WIDGET.format(1))).to_pylist()
+    year_only = [r for r in rows if r["title"] == "Adding Additional Widget Sizes"][0]
+    assert (year_only["publication_date"], year_only["publication_date_precision"]) == (dt.date(2020, 1, 1), "year")

@@ -1,0 +1,66 @@
+"""OpenAlex pages normalize into the works schema; expected values were read off the recorded files."""
+
+import datetime as dt
+
+from scholar_pipeline.normalize import normalize_page
+from scholar_pipeline.providers.openalex import abstract_from_inverted_index
+from scholar_pipeline.schema import RECORD_FIELDS
+from scholar_pipeline_tests.conftest import real_response
+
+BIG_PAGE = "openalex/openalexpro_works_search_biodiversity_finance_per200_cursor_p1.json"
+ID_PAGE = "openalex/openalexpro_works_filter_ids_cursor_p1.json"
+LAST_PAGE = "openalex/openalexpro_works_filter_ids_cursor_p2_end.json"
+
+
+def test_full_page_of_200_records_normalizes_every_record():
+    table = normalize_page("openalex", real_response(BIG_PAGE))
+    assert table.schema == RECORD_FIELDS
+    assert table.num_rows == 200
+    rows = table.to_pylist()
+    assert rows[0]["provider_id"] == "W4235089722"
+    assert rows[0]["doi"] == "10.1111/1468-2346.00131"
+    assert rows[0]["title"] == "Biodiversity Finance"
+    assert rows[0]["publication_date"] == dt.date(2000, 4, 1)
+    assert rows[0]["publication_date_precision"] == "day"
+    assert rows[0]["abstract"].startswith("The 1992 Convention on Biological Diversity (CBD) challenged")
+    assert rows[1]["provider_id"] == "W100927044" and rows[1]["doi"] == "10.18235/0008810"
+    assert len(rows[1]["authors"]) == 3
+    assert rows[199]["provider_id"] == "W2789473385" and rows[199]["doi"] is None
+    assert rows[199]["publication_date"] == dt.date(2009, 1, 1)
+    # 137 of the 200 works carry a DOI and 151 an abstract in the recording.
+    assert sum(r["doi"] is not None for r in rows) == 137
+    assert sum(r["abstract"] is not None for r in rows) == 151
+    assert len({r["record_hash"] for r in rows}) == 200
+
+
+def test_authors_keep_orcid_and_institutions():
+    rows = normalize_page("openalex", real_response(ID_PAGE)).to_pylist()
+    assert [r["provider_id"] for r in rows] == ["W3046863325", "W3045921891"]
+    assert rows[0]["doi"] == "10.1145/3383583.3398584"
+    assert rows[0]["authors"] == [
+        {"name": "Chifumi Nishioka", "orcid": "0000-0002-1853-3038", "affiliations": ["Kyoto University"]},
+        {"name": "Michael Färber", "orcid": "0000-0001-5458-8645", "affiliations": ["Karlsruhe Institute of Technology"]},
+    ]
+    assert rows[0]["venue"] == "Proceedings of the ACM/IEEE Joint Conference on Digital Libraries in 2020"  # source is null: raw name
+    assert rows[0]["is_oa"] is True and rows[0]["license"] == "other-oa"
+    assert rows[0]["cited_by_count"] == 5
+    assert rows[1]["doi"] == "10.48550/arxiv.2007.14454"
+    assert rows[1]["title"] == "Measuring prominence of scientific work in online news as a proxy for impact"
+    assert rows[1]["publication_date"] == dt.date(2020, 7, 28)
+    assert [a["name"] for a in rows[1]["authors"]] == ["James Ravenscroft", "Amanda Clare", "Maria Liakata"]
+
+
+def test_last_page_of_a_cursor_chain_is_empty():
+    table = normalize_page("openalex", real_response(LAST_PAGE))
+    assert table.num_rows == 0 and table.schema == RECORD_FIELDS
+
+
+def test_abstract_is_rebuilt_in_position_order():
+    assert abstract_from_inverted_index({"world": [1], "hello": [0, 2]}) == "hello world hello"
+    assert abstract_from_inverted_index(None) is None
+
+
+def test_normalizing_is_deterministic():
+    first = normalize_page("openalex", real_response(BIG_PAGE))
+    second = normalize_page("openalex", real_response(BIG_PAGE))
+    assert first.column("record_hash").to_pylist() == second.column("record_hash").to_pylist()
