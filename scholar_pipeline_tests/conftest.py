@@ -21,7 +21,7 @@ def real_response(relative: str) -> bytes:
 
 @pytest.fixture
 def simulator():
-    with ProviderSimulator(corpus=Corpus(seed=11, max_per_day=240)) as sim:
+    with ProviderSimulator(corpus=Corpus(seed=11, min_per_day=120, max_per_day=240)) as sim:
         yield sim
 
 

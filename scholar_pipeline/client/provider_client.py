@@ -62,7 +62,7 @@ class RetryPolicy:
             advised = retry_after_seconds(error.response.headers.get("retry-after"))
             if advised is not None:
                 return min(advised, self.max_wait_seconds)
-        return tenacity.wait_exponential_jitter(initial=self.backoff_seconds, max=self.max_wait_seconds, jitter=self.backoff_seconds)(state)
+        return tenacity.wait_exponential_jitter(multiplier=self.backoff_seconds, max=self.max_wait_seconds, jitter=self.backoff_seconds)(state)
 
 
 def retry_after_seconds(value: str | None) -> float | None:
@@ -116,10 +116,7 @@ class ProviderClient:
                 f"Check that SCHOLAR_PIPELINE_{self.provider.upper()}_BASE_URL points at a reachable server.",
             ) from None
         if response.status_code != 200:
-            raise ProviderRequestError(
-                self.provider, url, f"HTTP {response.status_code} ({_snippet(response)})",
-                "The request was refused; check the saved search's text and the provider's API key.",
-            )
+            raise ProviderRequestError(self.provider, url, f"HTTP {response.status_code} ({_snippet(response)})", self._hint(response.status_code))
         caching = response.extensions.get("caching") or {}
         return FetchedPage(
             request=request,
@@ -130,6 +127,14 @@ class ProviderClient:
             from_cache=bool(getattr(caching, "from_cache", False) or (isinstance(caching, dict) and caching.get("from_cache"))),
             fetched_at=dt.datetime.now(dt.timezone.utc),
         )
+
+    def _hint(self, status: int) -> str:
+        setting = f"SCHOLAR_PIPELINE_{self.provider.upper()}"
+        if status in (401, 403):
+            return f"The provider refused the credentials or the plan; check the {self.provider} API key in the environment."
+        if status == 404:
+            return f"Nothing answers at that path; check {setting}_BASE_URL (the API root, without the endpoint)."
+        return f"The provider rejected the request; check the saved search's text and {setting}_PAGE_SIZE against the message."
 
     def _send(self, url: str, cache_key: str) -> httpx.Response:
         response = self.http.get(url, extensions={"caching": {"key": cache_key}})

@@ -47,9 +47,11 @@ def open_provider_client(
     timeout_seconds: float,
     retry: RetryPolicy,
     log=None,
+    network: httpx.BaseTransport | None = None,
 ) -> Iterator[ProviderClient]:
+    """`network` replaces the connection pool at the bottom of the stack (a proxy, a test double)."""
     limiter = SqliteRateLimiter(home / "locks" / "rate_limits.sqlite")
-    pool = httpx.HTTPTransport(limits=httpx.Limits(max_connections=4, max_keepalive_connections=4))
+    pool = network or httpx.HTTPTransport(limits=httpx.Limits(max_connections=4, max_keepalive_connections=4))
     transport = CacheTransport(
         next_transport=CredentialsTransport(
             RateLimitedTransport(pool, limiter, key=provider.name, rate=settings.rate_limit), provider.credential, secret

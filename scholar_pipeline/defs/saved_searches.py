@@ -79,7 +79,7 @@ def build_saved_search_assets(search: SavedSearch) -> list[dg.AssetsDefinition]:
         manifest, manifest_path = scholar_api.landing.latest_manifest(search.name, provider_name, day)
         rows = partition_rows(scholar_api.landing, manifest)
         provenance = ProvenanceRow(
-            query=search.name, provider=provider_name, partition_date=day, run_id=context.run_id,
+            query=search.name, provider=provider_name, partition_date=day, run_id=context.run.run_id,
             manifest_path=str(manifest_path), request_urls=[p.url for p in manifest.pages],
             page_sha256=[p.sha256 for p in manifest.pages], pages=len(manifest.pages), bytes=sum(p.bytes for p in manifest.pages),
             cache_hits=sum(p.from_cache for p in manifest.pages), total_reported=manifest.total_reported,
@@ -130,9 +130,7 @@ def _dates_in_window(table, day: dt.date) -> dg.AssetCheckResult:
 
 def build_daily_schedule(search: SavedSearch) -> dg.ScheduleDefinition:
     """Yesterday's partition for every provider of the search, each morning (UTC)."""
-    job = dg.define_asset_job(
-        f"{search.name}_daily", selection=dg.AssetSelection.groups(search.name), partitions_def=date_provider_partitions(search)
-    )
+    job = dg.define_asset_job(f"{search.name}_daily", selection=dg.AssetSelection.groups(search.name))
     return dg.build_schedule_from_partitioned_job(job, hour_of_day=4, minute_of_hour=0, name=f"{search.name}_daily_schedule")
 
 

@@ -55,12 +55,12 @@ class SimWork:
 
 
 class Corpus:
-    def __init__(self, seed: int = 7, max_per_day: int = 240):
-        self.seed, self.max_per_day = seed, max_per_day
+    def __init__(self, seed: int = 7, max_per_day: int = 240, min_per_day: int = 0):
+        self.seed, self.min_per_day, self.max_per_day = seed, min_per_day, max_per_day
 
     def works_on(self, day: dt.date) -> list[SimWork]:
         rng = random.Random(f"{self.seed}:{day.isoformat()}")
-        count = rng.randint(0, self.max_per_day)
+        count = rng.randint(self.min_per_day, self.max_per_day)
         return [self._work(rng, day, n) for n in range(count)]
 
     def works_between(self, first: dt.date, last: dt.date) -> list[SimWork]:

@@ -1,0 +1,71 @@
+"""The HTTP stack: retries, Retry-After, cache hits, and credentials that never reach the cache."""
+
+import datetime as dt
+
+import httpx
+import tenacity
+
+from scholar_pipeline.client.provider_client import RetryableResponse, RetryPolicy, retry_after_seconds
+from scholar_pipeline.client.stack import cache_storage, open_provider_client
+from scholar_pipeline.providers import PROVIDERS
+from scholar_pipeline.providers.base import PageRequest
+from scholar_pipeline.settings import ProviderSettings
+from scholar_pipeline_tests.helpers import files_containing
+
+SETTINGS = ProviderSettings(base_url="http://api.test", rate_limit=1000, page_size=10, max_records=100)
+REQUEST = PageRequest("/works", (("filter", "x"),))
+
+
+def _client(tmp_path, network, secret=None):
+    return open_provider_client(
+        PROVIDERS["openalex"], SETTINGS, home=tmp_path, storage=cache_storage(tmp_path, 3600, None), secret=secret,
+        mailto="me@example.org", timeout_seconds=5, retry=RetryPolicy(max_attempts=4, backoff_seconds=0.01), network=network,
+    )
+
+
+def test_retries_429_and_5xx_then_succeeds(tmp_path):
+    answers = iter([httpx.Response(429, text="Rate exceeded."), httpx.Response(503), httpx.Response(200, json={"ok": 1})])
+    seen = []
+    network = httpx.MockTransport(lambda request: seen.append(request) or next(answers))
+    with _client(tmp_path, network) as client:
+        page = client.get(REQUEST, cache_key="k1")
+    assert page.status == 200 and page.body == b'{"ok":1}' and len(seen) == 3
+
+
+def test_gives_up_with_a_clear_error_after_the_last_attempt(tmp_path):
+    network = httpx.MockTransport(lambda request: httpx.Response(500, text="upstream error"))
+    with _client(tmp_path, network) as client:
+        try:
+            client.get(REQUEST, cache_key="k2")
+        except Exception as error:
+            message = str(error)
+    assert "openalex" in message and "HTTP 500 after 4 attempts" in message and "upstream error" in message
+
+
+def test_second_request_is_served_from_cache_without_secrets_in_it(tmp_path):
+    seen = []
+    network = httpx.MockTransport(lambda request: seen.append(request) or httpx.Response(200, json={"results": []}))
+    with _client(tmp_path, network, secret="sk-cache-test") as client:
+        first = client.get(REQUEST, cache_key="chain#1")
+        second = client.get(REQUEST, cache_key="chain#1")
+    assert (first.from_cache, second.from_cache) == (False, True) and len(seen) == 1
+    assert seen[0].url.params["api_key"] == "sk-cache-test"  # added on the way out...
+    assert "mailto:me@example.org" in seen[0].headers["user-agent"]
+    assert files_containing(tmp_path, b"sk-cache-test") == []  # ...below the cache, which never stores it
+    assert "sk-cache-test" not in first.url
+
+
+def test_retry_after_is_honoured_when_sent():
+    assert retry_after_seconds("3") == 3.0
+    soon = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=30)).strftime("%a, %d %b %Y %H:%M:%S GMT")
+    assert 25 <= retry_after_seconds(soon) <= 30
+    assert retry_after_seconds(None) is None and retry_after_seconds("soon") is None
+    policy = RetryPolicy(backoff_seconds=0.5, max_wait_seconds=10)
+    state = tenacity.RetryCallState(None, None, (), {})
+    state.attempt_number = 1
+    state.set_exception((RetryableResponse, RetryableResponse(httpx.Response(429, headers={"retry-after": "7"})), None))
+    assert policy.wait(state) == 7
+    state.set_exception((RetryableResponse, RetryableResponse(httpx.Response(429, headers={"retry-after": "700"})), None))
+    assert policy.wait(state) == 10  # capped
+    state.set_exception((RetryableResponse, RetryableResponse(httpx.Response(503)), None))
+    assert 0.5 <= policy.wait(state) <= 1.0  # no header: exponential backoff with jitter

@@ -1,0 +1,126 @@
+"""Scenario tests through the contract's shell command, a real webserver and the shared acceptance run."""
+
+import datetime as dt
+import json
+import socket
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import dagster as dg
+import httpx
+import pytest
+
+from scholar_pipeline_tests.conftest import REPO_ROOT
+from scholar_pipeline_tests.helpers import files_containing, home, query_db
+
+pytestmark = pytest.mark.slow
+BIN = Path(sys.executable).parent
+ACCEPTANCE = REPO_ROOT.parent / "shared" / "acceptance" / "run.sh"
+
+
+def _materialize_command(partition: str) -> list[str]:
+    return [str(BIN / "dagster"), "asset", "materialize", "-m", "scholar_pipeline.definitions",
+            "--select", "group:sim_search", "--partition", partition]
+
+
+def _run_in_parallel(partitions: list[str]) -> list[subprocess.CompletedProcess]:
+    """Start every run at once, as a backfill does (the instance's storage is created first, as `dagster dev` would)."""
+    dg.DagsterInstance.get().dispose()
+    processes = [subprocess.Popen(_materialize_command(p), cwd=REPO_ROOT, env=dict(os.environ), stdout=subprocess.PIPE,
+                                  stderr=subprocess.STDOUT, text=True) for p in partitions]
+    outputs = [p.communicate(timeout=300)[0] for p in processes]
+    return [subprocess.CompletedProcess(p.args, p.returncode, out) for p, out in zip(processes, outputs)]
+
+
+def _max_in_any_window(times: list[float], seconds: float = 1.0) -> int:
+    times = sorted(times)
+    return max(sum(1 for t in times[i:] if t - start < seconds) for i, start in enumerate(times))
+
+
+def test_concurrent_runs_share_the_rate_limit_and_never_collide_in_duckdb(pipeline_env, simulator):
+    days = ["2024-03-01", "2024-03-02", "2024-03-03"]
+    runs = _run_in_parallel([f"{day}|crossref" for day in days])
+    for run in runs:
+        assert run.returncode == 0, run.stdout[-3000:]
+    arrivals = [r.at for r in simulator.requests_for("crossref")]
+    assert len(arrivals) >= 12  # enough traffic for the limit to matter
+    assert _max_in_any_window(arrivals) <= 4  # SCHOLAR_PIPELINE_CROSSREF_RATE_LIMIT, across three processes
+    assert all(r.status == 200 for r in simulator.requests_for("crossref"))  # and the provider never had to say 429
+    for day in days:
+        expected = simulator.apis["crossref"].record_ids(dt.date.fromisoformat(day), dt.date.fromisoformat(day))
+        landed = [r[0] for r in query_db("SELECT provider_id FROM works WHERE partition_date = ?", [day])]
+        assert sorted(landed) == sorted(expected)
+
+
+def test_shell_command_leaves_no_api_key_under_home_or_dagster_home(pipeline_env, simulator, monkeypatch):
+    monkeypatch.setenv("OPENALEX_API_KEY", "sk-scenario-key-42")
+    monkeypatch.setenv("CROSSREF_PLUS_TOKEN", "sk-scenario-token-43")
+    runs = _run_in_parallel(["2024-03-01|openalex", "2024-03-01|crossref"])
+    for run in runs:
+        assert run.returncode == 0, run.stdout[-3000:]
+        assert "sk-scenario" not in run.stdout
+    assert {r.params["api_key"][0] for r in simulator.requests_for("openalex")} == {"sk-scenario-key-42"}
+    assert {r.headers["Crossref-Plus-API-Token"] for r in simulator.requests_for("crossref")} == {"Bearer sk-scenario-token-43"}
+    assert query_db("SELECT count(*) FROM works")[0][0] > 0
+    for root in (home(), Path(pipeline_env["DAGSTER_HOME"])):
+        assert files_containing(root, b"sk-scenario") == []
+
+
+def test_dg_check_defs_passes(pipeline_env):
+    result = subprocess.run([str(BIN / "dg"), "check", "defs"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "All definitions loaded successfully" in result.stdout + result.stderr
+
+
+@pytest.fixture
+def webserver(pipeline_env):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = subprocess.Popen(
+        [str(BIN / "dagster-webserver"), "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
+        cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/server_info", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.5)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)  # children here ignore SIGTERM
+        process.wait(timeout=30)
+
+
+def test_code_location_loads_in_a_webserver_and_lists_the_assets(webserver):
+    query = """{ workspaceOrError { ... on Workspace { locationEntries { name loadStatus
+                   locationOrLoadError { __typename ... on PythonError { message } } } } }
+                 assetNodes { assetKey { path } groupName } }"""
+    deadline, data = time.monotonic() + 120, None
+    while time.monotonic() < deadline:
+        data = httpx.post(f"{webserver}/graphql", json={"query": query}, timeout=30).json()["data"]
+        entries = data["workspaceOrError"]["locationEntries"]
+        if entries and entries[0]["loadStatus"] == "LOADED":
+            break
+        time.sleep(1)
+    (entry,) = data["workspaceOrError"]["locationEntries"]
+    assert entry["name"] == "scholar_pipeline"
+    assert entry["locationOrLoadError"]["__typename"] == "RepositoryLocation", json.dumps(entry)
+    assets = {("/".join(n["assetKey"]["path"]), n["groupName"]) for n in data["assetNodes"]}
+    assert assets == {("sim_search/raw", "sim_search"), ("sim_search/works", "sim_search")}
+
+
+@pytest.mark.skipif(not ACCEPTANCE.exists(), reason="the shared acceptance script sits beside the repository")
+def test_shared_acceptance_on_real_recorded_responses():
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SCHOLAR_PIPELINE_")}
+    env.update(PATH=f"{BIN}:{env.get('PATH', '')}", PROVIDERS="openalex crossref")
+    result = subprocess.run(["bash", str(ACCEPTANCE)], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "records 462/462" in result.stdout and "key leaks 0" in result.stdout
