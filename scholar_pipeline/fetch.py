@@ -26,8 +26,13 @@ def fetch_partition(
     client: ProviderClient, provider: Provider, settings: ProviderSettings, *, query: str, text: str, day: dt.date,
     mailto: str | None, log=None,
 ) -> FetchedPartition:
-    """Page to the end. A chain replayed from the cache that breaks part-way (an expired
-    Crossref cursor, say) is fetched once more from the start, bypassing the cache."""
+    """Page to the end, from the cache or from the provider, never a mix of both.
+
+    A cursor can be server-side state (Crossref sends one cursor string for the whole
+    scroll and moves it on each use; it expires after five minutes), so a live page that
+    follows cached ones may come from another point of the scroll, or fail. When a chain
+    replayed from the cache misses or breaks part-way, it is fetched again from the first
+    page, bypassing the cache."""
     where = f"{provider.name} / saved search {query!r} / {day}"
     try:
         return _fetch_chain(client, provider, settings, where, text, day, mailto, log, refresh=False)
@@ -47,12 +52,15 @@ def _fetch_chain(client, provider, settings, where, text, day, mailto, log, refr
     pages, counts, total, records = [], [], None, 0
     while request is not None:
         cache_key = hashlib.sha256(f"{chain}#page={len(pages) + 1}".encode()).hexdigest()
+        replaying = any(p.from_cache for p in pages)
         try:
             page = client.get(request, cache_key=cache_key, refresh=refresh)
         except ProviderRequestError as error:
-            if not refresh and any(p.from_cache for p in pages):
+            if replaying:
                 raise _CachedChainBroken(f"page {len(pages) + 1} failed after cached pages ({error})") from None
             raise PartitionFetchError(f"{where}: page {len(pages) + 1}: {error}") from None
+        if replaying and not page.from_cache:
+            raise _CachedChainBroken(f"page {len(pages) + 1} was not in the cache although the pages before it were")
         try:
             info = provider.inspect(request, page.body)
         except MalformedPage as error:

@@ -102,3 +102,24 @@ def test_failed_request_names_provider_search_partition_and_url(pipeline_env, si
     assert "openalex" in message and "sim_search" in message and DAY in message
     assert "HTTP 404" in message and "/nowhere/works" in message and "SCHOLAR_PIPELINE_OPENALEX_BASE_URL" in message
     assert "sk-never-shown" not in message
+
+
+def test_partly_cached_crossref_chain_is_fetched_again_from_the_start(pipeline_env, simulator):
+    """Crossref's cursor is server-side state: cached pages 1-2 followed by a live page 3 would skip records."""
+    import hishel
+
+    materialize(DAY, "crossref")
+    manifest, _ = LandingZone(home() / "landing").latest_manifest("sim_search", "crossref", DAY)
+    assert len(manifest.pages) > 3
+    storage = hishel.SqliteStorage(database_path=str(home() / "cache" / "http" / "responses.sqlite"))
+    page_3_key = hashlib.sha256(f"{manifest.pages[0].url}#page=3".encode()).hexdigest()
+    for entry in storage.get_entries(page_3_key):
+        storage.remove_entry(entry.id)
+    storage.close()
+
+    materialize(DAY, "crossref")
+
+    expected = simulator.apis["crossref"].record_ids(dt.date(2024, 3, 1), dt.date(2024, 3, 1))
+    assert sorted(r[0] for r in query_db("SELECT provider_id FROM works")) == sorted(expected)
+    (cache_hits,) = query_db("SELECT cache_hits FROM provenance ORDER BY landed_at DESC LIMIT 1")[0]
+    assert cache_hits == 0  # the whole chain came from the provider

@@ -8,6 +8,7 @@ the real world (Crossref only holds works with a DOI).
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import random
 from dataclasses import dataclass
@@ -58,10 +59,11 @@ class Corpus:
     def __init__(self, seed: int = 7, max_per_day: int = 240, min_per_day: int = 0):
         self.seed, self.min_per_day, self.max_per_day = seed, min_per_day, max_per_day
 
-    def works_on(self, day: dt.date) -> list[SimWork]:
+    @functools.lru_cache(maxsize=4096)
+    def works_on(self, day: dt.date) -> tuple[SimWork, ...]:
         rng = random.Random(f"{self.seed}:{day.isoformat()}")
         count = rng.randint(self.min_per_day, self.max_per_day)
-        return [self._work(rng, day, n) for n in range(count)]
+        return tuple(self._work(rng, day, n) for n in range(count))
 
     def works_between(self, first: dt.date, last: dt.date) -> list[SimWork]:
         days = (last - first).days + 1
