@@ -1,9 +1,10 @@
-"""Scenario tests through the contract's shell command, a real webserver and the shared acceptance run."""
+"""Scenario tests: the contract's shell command in parallel, `dagster dev` with a backfill, the shared acceptance run."""
 
 import datetime as dt
 import json
-import socket
 import os
+import socket
+import shutil
 import signal
 import subprocess
 import sys
@@ -11,9 +12,11 @@ import time
 from pathlib import Path
 
 import dagster as dg
+import duckdb
 import httpx
 import pytest
 
+from scholar_pipeline.simulator import Corpus, ProviderSimulator
 from scholar_pipeline_tests.conftest import REPO_ROOT
 from scholar_pipeline_tests.helpers import files_containing, home, query_db
 
@@ -76,45 +79,88 @@ def test_dg_check_defs_passes(pipeline_env):
     assert "All definitions loaded successfully" in result.stdout + result.stderr
 
 
-@pytest.fixture
-def webserver(pipeline_env):
+@pytest.fixture(scope="module")
+def dagster_dev(tmp_path_factory):
+    """`dagster dev` (webserver and daemon) on the repo's workspace and dagster.yaml, providers simulated."""
+    root = tmp_path_factory.mktemp("dagster_dev")
+    (root / "dagster_home").mkdir()
+    shutil.copyfile(REPO_ROOT / "dagster.yaml", root / "dagster_home" / "dagster.yaml")
+    queries = root / "queries.yaml"
+    queries.write_text("queries:\n  - {name: new_search, text: soil microbiome, providers: [openalex, crossref], start_date: 2024-03-01}\n")
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    process = subprocess.Popen(
-        [str(BIN / "dagster-webserver"), "-w", "workspace.yaml", "-h", "127.0.0.1", "-p", str(port)],
-        cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/server_info", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.5)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        os.killpg(process.pid, signal.SIGKILL)  # children here ignore SIGTERM
-        process.wait(timeout=30)
+    with ProviderSimulator(corpus=Corpus(seed=5, min_per_day=60, max_per_day=120)) as simulator:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SCHOLAR_PIPELINE_")} | simulator.environ() | {
+            "SCHOLAR_PIPELINE_HOME": str(root / "home"), "SCHOLAR_PIPELINE_QUERIES": str(queries),
+            "DAGSTER_HOME": str(root / "dagster_home"),
+        }
+        process = subprocess.Popen([str(BIN / "dagster"), "dev", "-h", "127.0.0.1", "-p", str(port)], cwd=REPO_ROOT, env=env,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        try:
+            url = f"http://127.0.0.1:{port}"
+            _wait_for(lambda: httpx.get(f"{url}/server_info", timeout=2).status_code == 200, "the webserver to answer")
+            yield url, simulator, root / "home"
+        finally:
+            os.killpg(process.pid, signal.SIGKILL)  # children here ignore SIGTERM
+            process.wait(timeout=30)
 
 
-def test_code_location_loads_in_a_webserver_and_lists_the_assets(webserver):
+def _wait_for(condition, what: str, seconds: float = 180):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            result = condition()
+            if result:
+                return result
+        except httpx.TransportError:
+            pass
+        time.sleep(1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _graphql(url: str, query: str, variables: dict | None = None) -> dict:
+    return httpx.post(f"{url}/graphql", json={"query": query, "variables": variables or {}}, timeout=60).json()["data"]
+
+
+def test_code_location_loads_in_a_webserver_and_lists_the_assets(dagster_dev):
+    url, _, _ = dagster_dev
     query = """{ workspaceOrError { ... on Workspace { locationEntries { name loadStatus
                    locationOrLoadError { __typename ... on PythonError { message } } } } }
                  assetNodes { assetKey { path } groupName } }"""
-    deadline, data = time.monotonic() + 120, None
-    while time.monotonic() < deadline:
-        data = httpx.post(f"{webserver}/graphql", json={"query": query}, timeout=30).json()["data"]
-        entries = data["workspaceOrError"]["locationEntries"]
-        if entries and entries[0]["loadStatus"] == "LOADED":
-            break
-        time.sleep(1)
+    data = _wait_for(lambda: (d := _graphql(url, query))["workspaceOrError"]["locationEntries"][0]["loadStatus"] == "LOADED" and d,
+                     "the code location to load")
     (entry,) = data["workspaceOrError"]["locationEntries"]
     assert entry["name"] == "scholar_pipeline"
     assert entry["locationOrLoadError"]["__typename"] == "RepositoryLocation", json.dumps(entry)
     assets = {("/".join(n["assetKey"]["path"]), n["groupName"]) for n in data["assetNodes"]}
-    assert assets == {("sim_search/raw", "sim_search"), ("sim_search/works", "sim_search")}
+    assert assets == {("new_search/raw", "new_search"), ("new_search/works", "new_search")}
+
+
+LAUNCH_BACKFILL = """mutation($params: LaunchBackfillParams!) { launchPartitionBackfill(backfillParams: $params) {
+    __typename ... on LaunchBackfillSuccess { backfillId } ... on PythonError { message } } }"""
+BACKFILL_STATUS = """query($id: String!) { partitionBackfillOrError(backfillId: $id) {
+    ... on PartitionBackfill { status runs(limit: 50) { status } } } }"""
+
+
+def test_backfill_of_a_new_saved_search_over_a_date_range_lands_every_partition(dagster_dev):
+    url, simulator, home_dir = dagster_dev
+    days = ["2024-03-01", "2024-03-02"]
+    params = {"assetSelection": [{"path": ["new_search", "raw"]}, {"path": ["new_search", "works"]}],
+              "partitionNames": [f"{day}|{provider}" for day in days for provider in ("openalex", "crossref")]}
+    launched = _wait_for(lambda: _graphql(url, LAUNCH_BACKFILL, {"params": params})["launchPartitionBackfill"], "the backfill to launch")
+    assert launched["__typename"] == "LaunchBackfillSuccess", launched
+    status = _wait_for(
+        lambda: (s := _graphql(url, BACKFILL_STATUS, {"id": launched["backfillId"]})["partitionBackfillOrError"])["status"]
+        not in ("REQUESTED",) and s, "the backfill to finish", seconds=600,
+    )
+    assert status["status"] == "COMPLETED_SUCCESS" and {r["status"] for r in status["runs"]} == {"SUCCESS"}
+    with duckdb.connect(str(home_dir / "scholar.duckdb"), read_only=True) as con:
+        for day in days:
+            for provider in ("openalex", "crossref"):
+                landed = con.execute("SELECT provider_id FROM works WHERE partition_date = ? AND provider = ?", [day, provider]).fetchall()
+                expected = simulator.apis[provider].record_ids(dt.date.fromisoformat(day), dt.date.fromisoformat(day))
+                assert sorted(r[0] for r in landed) == sorted(expected)
 
 
 @pytest.mark.skipif(not ACCEPTANCE.exists(), reason="the shared acceptance script sits beside the repository")
