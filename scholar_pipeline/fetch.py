@@ -6,7 +6,8 @@ import datetime as dt
 import hashlib
 from dataclasses import dataclass
 
-from scholar_pipeline.client.provider_client import FetchedPage, ProviderClient, ProviderRequestError
+from scholar_pipeline.client.provider_client import ProviderClient, ProviderRequestError
+from scholar_pipeline.landing import LandingZone, PageEntry
 from scholar_pipeline.providers.base import MalformedPage, Provider
 from scholar_pipeline.settings import ProviderSettings
 
@@ -17,14 +18,17 @@ class PartitionFetchError(RuntimeError):
 
 @dataclass(frozen=True)
 class FetchedPartition:
-    pages: list[FetchedPage]
-    records_per_page: list[int]
+    pages: list[PageEntry]  # bodies are already in the landing zone
     total_reported: int | None
+
+    @property
+    def records(self) -> int:
+        return sum(p.records for p in self.pages)
 
 
 def fetch_partition(
-    client: ProviderClient, provider: Provider, settings: ProviderSettings, *, query: str, text: str, day: dt.date,
-    mailto: str | None, log=None,
+    client: ProviderClient, provider: Provider, settings: ProviderSettings, landing: LandingZone, *, query: str, text: str,
+    day: dt.date, mailto: str | None, log=None,
 ) -> FetchedPartition:
     """Page to the end, from the cache or from the provider, never a mix of both.
 
@@ -35,21 +39,22 @@ def fetch_partition(
     page, bypassing the cache."""
     where = f"{provider.name} / saved search {query!r} / {day}"
     try:
-        return _fetch_chain(client, provider, settings, where, text, day, mailto, log, refresh=False)
+        return _fetch_chain(client, provider, settings, landing, where, text, day, mailto, log, refresh=False)
     except _CachedChainBroken as broken:
         if log is not None:
             log.warning(f"{where}: {broken}; fetching the whole chain again without the cache")
-        return _fetch_chain(client, provider, settings, where, text, day, mailto, log, refresh=True)
+        return _fetch_chain(client, provider, settings, landing, where, text, day, mailto, log, refresh=True)
 
 
 class _CachedChainBroken(Exception):
     pass
 
 
-def _fetch_chain(client, provider, settings, where, text, day, mailto, log, refresh: bool) -> FetchedPartition:
+def _fetch_chain(client, provider, settings, landing, where, text, day, mailto, log, refresh: bool) -> FetchedPartition:
     request = provider.first_request(text, day, settings.page_size, mailto)
     chain = client.url_for(request)
-    pages, counts, total, records = [], [], None, 0
+    pages: list[PageEntry] = []
+    total, records = None, 0
     while request is not None:
         cache_key = hashlib.sha256(f"{chain}#page={len(pages) + 1}".encode()).hexdigest()
         replaying = any(p.from_cache for p in pages)
@@ -65,8 +70,7 @@ def _fetch_chain(client, provider, settings, where, text, day, mailto, log, refr
             info = provider.inspect(request, page.body)
         except MalformedPage as error:
             raise PartitionFetchError(f"{where}: page {len(pages) + 1} is unusable: {error}. URL: {page.url}") from None
-        pages.append(page)
-        counts.append(info.records)
+        pages.append(landing.land_page(len(pages) + 1, page, info.records))
         records += info.records
         total = info.total if info.total is not None else total
         if records > settings.max_records:
@@ -77,4 +81,4 @@ def _fetch_chain(client, provider, settings, where, text, day, mailto, log, refr
         if log is not None:
             log.info(f"{where}: page {len(pages)}: {info.records} records ({records} of {total}; cache {'hit' if page.from_cache else 'miss'})")
         request = info.next_request
-    return FetchedPartition(pages=pages, records_per_page=counts, total_reported=total)
+    return FetchedPartition(pages=pages, total_reported=total)

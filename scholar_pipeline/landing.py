@@ -92,24 +92,24 @@ class LandingZone:
             raise ValueError(f"landed page {self.page_path(sha256)} does not match its sha256; the landing zone is corrupt")
         return body
 
-    def record_fetch(
-        self, *, query: str, query_text: str, provider: str, day: dt.date, pages: list[FetchedPage],
-        records_per_page: list[int], total_reported: int | None, code_version: str,
+    def land_page(self, number: int, page: FetchedPage, records: int) -> PageEntry:
+        """Store a page's body as soon as it arrives; the entry is what the manifest keeps of it."""
+        return PageEntry(
+            number=number, url=page.url, status=page.status, headers=page.headers, sha256=self.store_page(page.body),
+            bytes=len(page.body), records=records, holds_records=page.request.holds_records,
+            from_cache=page.from_cache, fetched_at=page.fetched_at.isoformat(),
+        )
+
+    def write_manifest(
+        self, *, query: str, query_text: str, provider: str, day: dt.date, pages: list[PageEntry],
+        total_reported: int | None, code_version: str,
     ) -> tuple[Manifest, Path]:
-        """Store every page, then write the fetch's manifest (never overwriting an earlier one)."""
-        entries = [
-            PageEntry(
-                number=n, url=page.url, status=page.status, headers=page.headers, sha256=self.store_page(page.body),
-                bytes=len(page.body), records=records, holds_records=page.request.holds_records,
-                from_cache=page.from_cache, fetched_at=page.fetched_at.isoformat(),
-            )
-            for n, (page, records) in enumerate(zip(pages, records_per_page, strict=True), start=1)
-        ]
+        """Record a finished fetch; an earlier manifest of the partition is never overwritten."""
         retrieved_at = dt.datetime.now(dt.timezone.utc)
         manifest = Manifest(
             query=query, query_text=query_text, provider=provider, partition_date=str(day),
             retrieved_at=retrieved_at.isoformat(), code_version=code_version,
-            input_hash=partition_input_hash([e.sha256 for e in entries]), total_reported=total_reported, pages=entries,
+            input_hash=partition_input_hash([p.sha256 for p in pages]), total_reported=total_reported, pages=pages,
         )
         directory = self.partition_dir(query, provider, day)
         directory.mkdir(parents=True, exist_ok=True)

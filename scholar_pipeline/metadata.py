@@ -10,6 +10,7 @@ import pyarrow as pa
 
 from scholar_pipeline.landing import Manifest
 from scholar_pipeline.schema import SCHEMA_VERSION, WORKS_SCHEMA
+from scholar_pipeline.works import PartitionRows
 
 WORKS_COLUMN_SCHEMA = dg.TableSchema(columns=[dg.TableColumn(f.name, str(f.type)) for f in WORKS_SCHEMA])
 
@@ -31,15 +32,16 @@ def raw_metadata(manifest: Manifest, manifest_path: Path) -> dict:
     }
 
 
-def works_metadata(table: pa.Table, *, manifest: Manifest, manifest_path: Path, duplicates: int, output_hash: str, code_version: str) -> dict:
+def works_metadata(rows: PartitionRows, manifest: Manifest, manifest_path: Path, *, code_version: str) -> dict:
+    table = rows.table
     return {
         "dagster/row_count": dg.MetadataValue.int(table.num_rows),
         "dagster/table_name": dg.MetadataValue.text("works"),
         "dagster/column_schema": WORKS_COLUMN_SCHEMA,
         "records_fetched": dg.MetadataValue.int(manifest.records),
-        "duplicates_dropped": dg.MetadataValue.int(duplicates),
+        "duplicates_dropped": dg.MetadataValue.int(rows.duplicates_dropped),
         "input_hash": dg.MetadataValue.text(manifest.input_hash),
-        "output_hash": dg.MetadataValue.text(output_hash),
+        "output_hash": dg.MetadataValue.text(rows.output_hash),
         "schema_version": dg.MetadataValue.text(SCHEMA_VERSION),
         "code_version": dg.MetadataValue.text(code_version),
         "manifest": dg.MetadataValue.path(str(manifest_path)),

@@ -17,7 +17,8 @@ from typing import Iterator
 import duckdb
 import filelock
 
-from scholar_pipeline.schema import WORKS_SCHEMA
+from scholar_pipeline.landing import Manifest
+from scholar_pipeline.schema import SCHEMA_VERSION, WORKS_SCHEMA
 from scholar_pipeline.works import PartitionRows
 
 PROVENANCE_DDL = """
@@ -68,6 +69,21 @@ class ProvenanceRow:
     code_version: str
     retrieved_at: dt.datetime
     landed_at: dt.datetime
+
+    @classmethod
+    def of(cls, manifest: Manifest, manifest_path: Path, rows: PartitionRows, *, run_id: str | None, code_version: str) -> ProvenanceRow:
+        """What one landing of a fetch produced, from what the manifest recorded of the fetch."""
+        pages = manifest.pages
+        return cls(
+            query=manifest.query, provider=manifest.provider, partition_date=dt.date.fromisoformat(manifest.partition_date),
+            run_id=run_id, manifest_path=str(manifest_path), request_urls=[p.url for p in pages],
+            page_sha256=[p.sha256 for p in pages], pages=len(pages), bytes=sum(p.bytes for p in pages),
+            cache_hits=sum(p.from_cache for p in pages), total_reported=manifest.total_reported,
+            records_fetched=manifest.records, rows_landed=rows.table.num_rows, duplicates_dropped=rows.duplicates_dropped,
+            input_hash=manifest.input_hash, output_hash=rows.output_hash, schema_version=SCHEMA_VERSION,
+            code_version=code_version, retrieved_at=dt.datetime.fromisoformat(manifest.retrieved_at),
+            landed_at=dt.datetime.now(dt.timezone.utc),
+        )
 
 
 @contextmanager

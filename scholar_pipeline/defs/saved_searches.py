@@ -1,6 +1,5 @@
 """One asset group per saved search in queries.yaml: `<name>/raw` -> `<name>/works`, and a daily schedule."""
 
-
 import datetime as dt
 import warnings
 
@@ -56,11 +55,12 @@ def build_saved_search_assets(search: SavedSearch) -> list[dg.AssetsDefinition]:
         settings = scholar_api.settings_for(provider)
         with scholar_api.client(provider, log=context.log) as client:
             fetched = fetch_partition(
-                client, provider, settings, query=search.name, text=search.text, day=day, mailto=scholar_api.mailto, log=context.log
+                client, provider, settings, scholar_api.landing, query=search.name, text=search.text, day=day,
+                mailto=scholar_api.mailto, log=context.log,
             )
-        manifest, path = scholar_api.landing.record_fetch(
+        manifest, path = scholar_api.landing.write_manifest(
             query=search.name, query_text=search.text, provider=provider_name, day=day, pages=fetched.pages,
-            records_per_page=fetched.records_per_page, total_reported=fetched.total_reported, code_version=RAW_CODE_VERSION,
+            total_reported=fetched.total_reported, code_version=RAW_CODE_VERSION,
         )
         context.log.info(f"{provider_name} / {search.name} / {day}: {manifest.records} records in {len(manifest.pages)} pages landed")
         return dg.MaterializeResult(metadata=raw_metadata(manifest, path), data_version=dg.DataVersion(manifest.input_hash))
@@ -85,24 +85,12 @@ def build_saved_search_assets(search: SavedSearch) -> list[dg.AssetsDefinition]:
         provider_name, day = _partition(context)
         manifest, manifest_path = scholar_api.landing.latest_manifest(search.name, provider_name, day)
         rows = partition_rows(scholar_api.landing, manifest)
-        provenance = ProvenanceRow(
-            query=search.name, provider=provider_name, partition_date=day, run_id=context.run.run_id,
-            manifest_path=str(manifest_path), request_urls=[p.url for p in manifest.pages],
-            page_sha256=[p.sha256 for p in manifest.pages], pages=len(manifest.pages), bytes=sum(p.bytes for p in manifest.pages),
-            cache_hits=sum(p.from_cache for p in manifest.pages), total_reported=manifest.total_reported,
-            records_fetched=manifest.records, rows_landed=rows.table.num_rows, duplicates_dropped=rows.duplicates_dropped,
-            input_hash=manifest.input_hash, output_hash=rows.output_hash, schema_version=SCHEMA_VERSION,
-            code_version=WORKS_CODE_VERSION, retrieved_at=dt.datetime.fromisoformat(manifest.retrieved_at),
-            landed_at=dt.datetime.now(dt.timezone.utc),
-        )
+        provenance = ProvenanceRow.of(manifest, manifest_path, rows, run_id=context.run.run_id, code_version=WORKS_CODE_VERSION)
         with writer_lock(scholar_api.home_path), duckdb.get_connection() as con:
             replace_partition(con, rows, provenance)
         context.log.info(f"{provider_name} / {search.name} / {day}: {rows.table.num_rows} rows in `works` ({rows.duplicates_dropped} duplicates dropped)")
         return dg.MaterializeResult(
-            metadata=works_metadata(
-                rows.table, manifest=manifest, manifest_path=manifest_path, duplicates=rows.duplicates_dropped,
-                output_hash=rows.output_hash, code_version=WORKS_CODE_VERSION,
-            ),
+            metadata=works_metadata(rows, manifest, manifest_path, code_version=WORKS_CODE_VERSION),
             check_results=[_no_records_lost(manifest.records, rows), _dates_in_window(rows.table, day), _matches_provider_total(manifest)],
         )
 
@@ -125,7 +113,7 @@ def _matches_provider_total(manifest: Manifest) -> dg.AssetCheckResult:
         check_name=MATCHES_PROVIDER_TOTAL,
         passed=reported is None or reported == manifest.records,
         severity=dg.AssetCheckSeverity.WARN,
-        metadata={"records_fetched": manifest.records, "total_reported": reported if reported is not None else -1},
+        metadata={"records_fetched": manifest.records, **({"total_reported": reported} if reported is not None else {})},
     )
 
 
