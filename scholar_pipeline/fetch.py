@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from scholar_pipeline.client.provider_client import ProviderClient, ProviderRequestError
 from scholar_pipeline.landing import LandingZone, PageEntry
-from scholar_pipeline.providers.base import MalformedPage, Provider
+from scholar_pipeline.providers.base import MalformedPage, PageRequest, Provider
 from scholar_pipeline.settings import ProviderSettings
 
 
@@ -20,10 +20,6 @@ class PartitionFetchError(RuntimeError):
 class FetchedPartition:
     pages: list[PageEntry]  # bodies are already in the landing zone
     total_reported: int | None
-
-    @property
-    def records(self) -> int:
-        return sum(p.records for p in self.pages)
 
 
 def fetch_partition(
@@ -37,48 +33,63 @@ def fetch_partition(
     follows cached ones may come from another point of the scroll, or fail. When a chain
     replayed from the cache misses or breaks part-way, it is fetched again from the first
     page, bypassing the cache."""
-    where = f"{provider.name} / saved search {query!r} / {day}"
+    chain = _PagingChain(client, provider, settings, landing, provider.first_request(text, day, settings.page_size, mailto),
+                         where=f"{provider.name} / saved search {query!r} / {day}", log=log)
     try:
-        return _fetch_chain(client, provider, settings, landing, where, text, day, mailto, log, refresh=False)
+        return chain.fetch(refresh=False)
     except _CachedChainBroken as broken:
         if log is not None:
-            log.warning(f"{where}: {broken}; fetching the whole chain again without the cache")
-        return _fetch_chain(client, provider, settings, landing, where, text, day, mailto, log, refresh=True)
+            log.warning(f"{chain.where}: {broken}; fetching the whole chain again without the cache")
+        return chain.fetch(refresh=True)
 
 
 class _CachedChainBroken(Exception):
     pass
 
 
-def _fetch_chain(client, provider, settings, landing, where, text, day, mailto, log, refresh: bool) -> FetchedPartition:
-    request = provider.first_request(text, day, settings.page_size, mailto)
-    chain = client.url_for(request)
-    pages: list[PageEntry] = []
-    total, records = None, 0
-    while request is not None:
-        cache_key = hashlib.sha256(f"{chain}#page={len(pages) + 1}".encode()).hexdigest()
-        replaying = any(p.from_cache for p in pages)
-        try:
-            page = client.get(request, cache_key=cache_key, refresh=refresh)
-        except ProviderRequestError as error:
-            if replaying:
-                raise _CachedChainBroken(f"page {len(pages) + 1} failed after cached pages ({error})") from None
-            raise PartitionFetchError(f"{where}: page {len(pages) + 1}: {error}") from None
-        if replaying and not page.from_cache:
-            raise _CachedChainBroken(f"page {len(pages) + 1} was not in the cache although the pages before it were")
-        try:
-            info = provider.inspect(request, page.body)
-        except MalformedPage as error:
-            raise PartitionFetchError(f"{where}: page {len(pages) + 1} is unusable: {error}. URL: {page.url}") from None
-        pages.append(landing.land_page(len(pages) + 1, page, info.records))
-        records += info.records
-        total = info.total if info.total is not None else total
-        if records > settings.max_records:
-            raise PartitionFetchError(
-                f"{where}: more than {settings.max_records} records (the provider reports {total}); narrow the saved "
-                f"search or raise SCHOLAR_PIPELINE_{provider.name.upper()}_MAX_RECORDS"
-            )
-        if log is not None:
-            log.info(f"{where}: page {len(pages)}: {info.records} records ({records} of {total}; cache {'hit' if page.from_cache else 'miss'})")
-        request = info.next_request
-    return FetchedPartition(pages=pages, total_reported=total)
+@dataclass(frozen=True)
+class _PagingChain:
+    client: ProviderClient
+    provider: Provider
+    settings: ProviderSettings
+    landing: LandingZone
+    first_request: PageRequest
+    where: str
+    log: object = None
+
+    def cache_key(self, page_number: int) -> str:
+        """A page's place in its chain, not its URL: Crossref repeats one cursor string on every page."""
+        return hashlib.sha256(f"{self.client.url_for(self.first_request)}#page={page_number}".encode()).hexdigest()
+
+    def fetch(self, refresh: bool) -> FetchedPartition:
+        request: PageRequest | None = self.first_request
+        pages: list[PageEntry] = []
+        total, records = None, 0
+        while request is not None:
+            number = len(pages) + 1
+            replaying = any(p.from_cache for p in pages)
+            try:
+                page = self.client.get(request, cache_key=self.cache_key(number), refresh=refresh)
+            except ProviderRequestError as error:
+                if replaying:
+                    raise _CachedChainBroken(f"page {number} failed after cached pages ({error})") from None
+                raise PartitionFetchError(f"{self.where}: page {number}: {error}") from None
+            if replaying and not page.from_cache:
+                raise _CachedChainBroken(f"page {number} was not in the cache although the pages before it were")
+            try:
+                info = self.provider.inspect(request, page.body)
+            except MalformedPage as error:
+                raise PartitionFetchError(f"{self.where}: page {number} is unusable: {error}. URL: {page.url}") from None
+            pages.append(self.landing.land_page(number, page, info.records))
+            records += info.records
+            total = info.total if info.total is not None else total
+            if records > self.settings.max_records:
+                raise PartitionFetchError(
+                    f"{self.where}: more than {self.settings.max_records} records (the provider reports {total}); narrow "
+                    f"the saved search or raise SCHOLAR_PIPELINE_{self.provider.name.upper()}_MAX_RECORDS"
+                )
+            if self.log is not None:
+                self.log.info(f"{self.where}: page {number}: {info.records} records ({records} of {total}; "
+                              f"cache {'hit' if page.from_cache else 'miss'})")
+            request = info.next_request
+        return FetchedPartition(pages=pages, total_reported=total)

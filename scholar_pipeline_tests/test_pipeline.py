@@ -144,3 +144,12 @@ def test_data_versions_change_only_when_the_providers_answer_changes(pipeline_en
         new_answer = versions(instance)
     assert same_answer == first
     assert new_answer[0] != first[0] and new_answer[1] != first[1]
+
+
+def test_partition_over_the_record_cap_fails_instead_of_paging_forever(pipeline_env, simulator, monkeypatch):
+    monkeypatch.setenv("SCHOLAR_PIPELINE_CROSSREF_MAX_RECORDS", "50")
+    result = materialize(DAY, "crossref", raise_on_error=False)
+    assert not result.success
+    message = result.get_step_failure_events()[0].event_specific_data.error.to_string()
+    assert "more than 50 records" in message and "SCHOLAR_PIPELINE_CROSSREF_MAX_RECORDS" in message
+    assert len(simulator.requests_for("crossref")) == 2  # stopped at the page that crossed the cap (40 per page)

@@ -69,3 +69,11 @@ def test_retry_after_is_honoured_when_sent():
     assert policy.wait(state) == 10  # capped
     state.set_exception((RetryableResponse, RetryableResponse(httpx.Response(503)), None))
     assert 0.5 <= policy.wait(state) <= 1.0  # no header: exponential backoff with jitter
+
+
+def test_urls_are_masked_wherever_a_secret_parameter_appears():
+    from scholar_pipeline.client.masking import mask_url
+
+    assert mask_url("http://x/works?filter=a&api_key=abc123&cursor=*") == "http://x/works?filter=a&api_key=***&cursor=*"
+    assert mask_url("http://x/search?q=1&API_KEY=s3cret") == "http://x/search?q=1&API_KEY=***"
+    assert mask_url("http://x/works?keyword=soil") == "http://x/works?keyword=soil"

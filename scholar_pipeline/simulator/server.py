@@ -13,7 +13,6 @@ window) get that provider's 429. Every request is logged, with the time it arriv
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import time
 from dataclasses import asdict, dataclass
@@ -139,8 +138,3 @@ def _handler_for(simulator: ProviderSimulator) -> type[BaseHTTPRequestHandler]:
 
     return Handler
 
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
