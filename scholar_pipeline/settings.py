@@ -27,6 +27,11 @@ def mailto(environ: Mapping[str, str] = os.environ) -> str | None:
     return environ.get("SCHOLAR_PIPELINE_MAILTO") or None
 
 
+def cache_url(environ: Mapping[str, str] = os.environ) -> str | None:
+    """`redis://...` shares the HTTP response cache; unset, it is SQLite under the home."""
+    return environ.get("SCHOLAR_PIPELINE_CACHE_URL") or None
+
+
 @dataclass(frozen=True)
 class ProviderSettings:
     base_url: str

@@ -37,5 +37,11 @@ def query_db(sql: str, params=None) -> list[tuple]:
         return con.execute(sql, params or []).fetchall()
 
 
+def max_in_any_window(times: list[float], seconds: float = 1.0) -> int:
+    """The most events that fall in any window of `seconds` starting at an event."""
+    times = sorted(times)
+    return max(sum(1 for t in times[i:] if t - start < seconds) for i, start in enumerate(times))
+
+
 def files_containing(root: Path, needle: bytes) -> list[Path]:
     return [p for p in Path(root).rglob("*") if p.is_file() and needle in p.read_bytes()]

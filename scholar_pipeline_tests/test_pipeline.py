@@ -5,11 +5,15 @@ import gzip
 import hashlib
 import json
 
+import shutil
+
 import dagster as dg
+import hishel
 import httpx
 import pytest
 
 from scholar_pipeline.landing import LandingZone, partition_input_hash
+from scholar_pipeline.simulator import Corpus
 from scholar_pipeline_tests.helpers import SEARCH, files_containing, home, materialize, query_db
 
 DAY = "2024-03-01"
@@ -106,8 +110,6 @@ def test_failed_request_names_provider_search_partition_and_url(pipeline_env, si
 
 def test_partly_cached_crossref_chain_is_fetched_again_from_the_start(pipeline_env, simulator):
     """Crossref's cursor is server-side state: cached pages 1-2 followed by a live page 3 would skip records."""
-    import hishel
-
     materialize(DAY, "crossref")
     manifest, _ = LandingZone(home() / "landing").latest_manifest("sim_search", "crossref", DAY)
     assert len(manifest.pages) > 3
@@ -127,10 +129,6 @@ def test_partly_cached_crossref_chain_is_fetched_again_from_the_start(pipeline_e
 
 def test_data_versions_change_only_when_the_providers_answer_changes(pipeline_env, simulator):
     """The raw data version is the input hash, so `works` (versioned from it by Dagster) moves only with the data."""
-    import shutil
-
-    from scholar_pipeline.simulator import Corpus
-
     def versions(instance) -> tuple[str, str]:
         result = materialize(DAY, "openalex", instance=instance)
         return tuple(result.asset_materializations_for_node(f"sim_search__{name}")[0].tags["dagster/data_version"] for name in ("raw", "works"))

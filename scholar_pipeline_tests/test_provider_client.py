@@ -3,9 +3,11 @@
 import datetime as dt
 
 import httpx
+import pytest
 import tenacity
 
-from scholar_pipeline.client.provider_client import RetryableResponse, RetryPolicy, retry_after_seconds
+from scholar_pipeline.client.masking import mask_url
+from scholar_pipeline.client.provider_client import ProviderRequestError, RetryableResponse, RetryPolicy, retry_after_seconds
 from scholar_pipeline.client.stack import cache_storage, open_provider_client
 from scholar_pipeline.providers import PROVIDERS
 from scholar_pipeline.providers.base import PageRequest
@@ -34,11 +36,9 @@ def test_retries_429_and_5xx_then_succeeds(tmp_path):
 
 def test_gives_up_with_a_clear_error_after_the_last_attempt(tmp_path):
     network = httpx.MockTransport(lambda request: httpx.Response(500, text="upstream error"))
-    with _client(tmp_path, network) as client:
-        try:
-            client.get(REQUEST, cache_key="k2")
-        except Exception as error:
-            message = str(error)
+    with _client(tmp_path, network) as client, pytest.raises(ProviderRequestError) as error:
+        client.get(REQUEST, cache_key="k2")
+    message = str(error.value)
     assert "openalex" in message and "HTTP 500 after 4 attempts" in message and "upstream error" in message
 
 
@@ -72,8 +72,6 @@ def test_retry_after_is_honoured_when_sent():
 
 
 def test_urls_are_masked_wherever_a_secret_parameter_appears():
-    from scholar_pipeline.client.masking import mask_url
-
     assert mask_url("http://x/works?filter=a&api_key=abc123&cursor=*") == "http://x/works?filter=a&api_key=***&cursor=*"
     assert mask_url("http://x/search?q=1&API_KEY=s3cret") == "http://x/search?q=1&API_KEY=***"
     assert mask_url("http://x/works?keyword=soil") == "http://x/works?keyword=soil"

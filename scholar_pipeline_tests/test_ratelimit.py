@@ -5,6 +5,7 @@ import time
 from collections import Counter
 
 from scholar_pipeline.client.ratelimit import SqliteRateLimiter
+from scholar_pipeline_tests.helpers import max_in_any_window
 
 
 def _worker(path: str, rate: float, count: int, name: str, queue) -> None:
@@ -12,11 +13,6 @@ def _worker(path: str, rate: float, count: int, name: str, queue) -> None:
     for _ in range(count):
         limiter.acquire("provider", rate)
         queue.put((name, time.time()))
-
-
-def _max_in_any_window(times: list[float], seconds: float = 1.0) -> int:
-    times = sorted(times)
-    return max(sum(1 for t in times[i:] if t - start < seconds) for i, start in enumerate(times))
 
 
 def test_slots_are_spaced_by_the_rate_whoever_asks(tmp_path):
@@ -38,7 +34,7 @@ def test_four_processes_share_one_limit_fairly(tmp_path):
     events = [queue.get(timeout=60) for _ in range(4 * per_process)]
     for w in workers:
         w.join(timeout=30)
-    assert _max_in_any_window([t for _, t in events]) <= rate
+    assert max_in_any_window([t for _, t in events]) <= rate
     # Fair: slots are handed out in arrival order, so no process waits for all the others to finish.
     first_half = sorted(events, key=lambda e: e[1])[: len(events) // 2]
     assert set(Counter(name for name, _ in first_half)) == {"p0", "p1", "p2", "p3"}

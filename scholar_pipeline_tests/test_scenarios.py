@@ -3,8 +3,8 @@
 import datetime as dt
 import json
 import os
-import socket
 import shutil
+import socket
 import signal
 import subprocess
 import sys
@@ -18,7 +18,7 @@ import pytest
 
 from scholar_pipeline.simulator import Corpus, ProviderSimulator
 from scholar_pipeline_tests.conftest import REPO_ROOT
-from scholar_pipeline_tests.helpers import files_containing, home, query_db
+from scholar_pipeline_tests.helpers import files_containing, home, max_in_any_window, query_db
 
 pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
@@ -39,11 +39,6 @@ def _run_in_parallel(partitions: list[str]) -> list[subprocess.CompletedProcess]
     return [subprocess.CompletedProcess(p.args, p.returncode, out) for p, out in zip(processes, outputs)]
 
 
-def _max_in_any_window(times: list[float], seconds: float = 1.0) -> int:
-    times = sorted(times)
-    return max(sum(1 for t in times[i:] if t - start < seconds) for i, start in enumerate(times))
-
-
 def test_concurrent_runs_share_the_rate_limit_and_never_collide_in_duckdb(pipeline_env, simulator):
     days = ["2024-03-01", "2024-03-02", "2024-03-03"]
     runs = _run_in_parallel([f"{day}|crossref" for day in days])
@@ -51,7 +46,7 @@ def test_concurrent_runs_share_the_rate_limit_and_never_collide_in_duckdb(pipeli
         assert run.returncode == 0, run.stdout[-3000:]
     arrivals = [r.at for r in simulator.requests_for("crossref")]
     assert len(arrivals) >= 12  # enough traffic for the limit to matter
-    assert _max_in_any_window(arrivals) <= 4  # SCHOLAR_PIPELINE_CROSSREF_RATE_LIMIT, across three processes
+    assert max_in_any_window(arrivals) <= 4  # SCHOLAR_PIPELINE_CROSSREF_RATE_LIMIT, across three processes
     assert all(r.status == 200 for r in simulator.requests_for("crossref"))  # and the provider never had to say 429
     for day in days:
         expected = simulator.apis["crossref"].record_ids(dt.date.fromisoformat(day), dt.date.fromisoformat(day))

@@ -117,14 +117,13 @@ class ProviderClient:
             ) from None
         if response.status_code != 200:
             raise ProviderRequestError(self.provider, url, f"HTTP {response.status_code} ({_snippet(response)})", self._hint(response.status_code))
-        caching = response.extensions.get("caching") or {}
         return FetchedPage(
             request=request,
             url=url,
             status=response.status_code,
             headers={k: v for k, v in response.headers.items() if k in KEPT_HEADERS or k.startswith(KEPT_HEADER_PREFIXES)},
             body=response.content,
-            from_cache=bool(getattr(caching, "from_cache", False) or (isinstance(caching, dict) and caching.get("from_cache"))),
+            from_cache=response.extensions.get("caching", {}).get("from_cache", False),  # hishel's CacheStatus
             fetched_at=dt.datetime.now(dt.timezone.utc),
         )
 

@@ -13,7 +13,7 @@ from scholar_pipeline.client.provider_client import ProviderClient, RetryPolicy
 from scholar_pipeline.client.stack import cache_storage, open_provider_client
 from scholar_pipeline.landing import LandingZone
 from scholar_pipeline.providers.base import Provider
-from scholar_pipeline.settings import ProviderSettings, mailto, pipeline_home, provider_settings
+from scholar_pipeline.settings import ProviderSettings, cache_url, mailto, pipeline_home, provider_settings
 
 # Contract env var of each secret -> the resource field that receives it (as a dg.EnvVar).
 SECRET_FIELDS = {
@@ -77,7 +77,7 @@ class ScholarApiResource(dg.ConfigurableResource):
 def scholar_api_from_env() -> ScholarApiResource:
     """Secrets are passed as dg.EnvVar, so run config and the event log only ever hold their names."""
     secrets = {field: dg.EnvVar(env) for env, field in SECRET_FIELDS.items() if os.environ.get(env)}
-    return ScholarApiResource(home=str(pipeline_home()), mailto=mailto(), cache_url=os.environ.get("SCHOLAR_PIPELINE_CACHE_URL"), **secrets)
+    return ScholarApiResource(home=str(pipeline_home()), mailto=mailto(), cache_url=cache_url(), **secrets)
 
 
 @dg.definitions
