@@ -24,6 +24,16 @@ def test_slots_are_spaced_by_the_rate_whoever_asks(tmp_path):
     assert limiter.reserve("crossref", rate=10) < slots[-1]
 
 
+def test_a_late_waker_pushes_the_next_sender_back(tmp_path):
+    """Reserved slots are 1/rate apart, but a sleeper can wake late: actual sends must stay apart too."""
+    limiter = SqliteRateLimiter(tmp_path / "rl.sqlite", margin=0.1)
+    first, second = limiter.reserve("arxiv", rate=2), limiter.reserve("arxiv", rate=2)
+    time.sleep(max(first + 0.3 - time.time(), 0))  # the first caller wakes 0.3 s late and sends
+    assert limiter.confirm("arxiv", rate=2) == 0.0
+    time.sleep(max(second - time.time(), 0))  # the second wakes on time...
+    assert limiter.confirm("arxiv", rate=2) > 0.1  # ...and is told to wait until a period after the first send
+
+
 def test_four_processes_share_one_limit_fairly(tmp_path):
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()

@@ -3,12 +3,18 @@
 Why not pyrate-limiter: across four processes its SQLite bucket starved whole processes
 (single waits of 21 s at 2 req/s, [20, 20, 0, 0] requests per process) and its Redis
 bucket admitted 3 requests in one second at 2 req/s (figures in shared/library_notes.md).
-This limiter hands out slots in arrival order, so every process gets its share, and it
-never admits two requests closer than 1/rate apart (plus a safety margin), whoever sends them.
 
-Each provider's row holds the theoretical arrival time (TAT) of its next free slot. A
-caller takes `max(tat, now)` as its slot inside one `BEGIN IMMEDIATE` transaction,
-moves the TAT one period on, commits, and sleeps until its slot.
+Two steps per request, each one `BEGIN IMMEDIATE` transaction on the provider's row:
+1. reserve: take `max(tat, now)` as this caller's slot and move the theoretical arrival
+   time (TAT) one period on. Slots are handed out in arrival order, so every process
+   gets its share.
+2. confirm, on waking at the slot: send only if at least one period has passed since
+   the last *confirmed* send, else sleep the difference and try again. A process that
+   wakes late (a loaded machine delays sleeps by tens of milliseconds) then pushes the
+   next sender back instead of squeezing two requests together.
+
+The period is 1/rate widened by `margin`: what is left of send jitter after the confirm
+must not push a one-second window over the limit.
 """
 
 from __future__ import annotations
@@ -19,38 +25,72 @@ from pathlib import Path
 
 
 class SqliteRateLimiter:
-    def __init__(self, path: Path, margin: float = 0.05):
-        """`margin` widens the spacing between slots: send jitter must not push a window over the limit."""
+    def __init__(self, path: Path, margin: float = 0.1):
         self.path = Path(path)
         self.margin = margin
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._connect() as con:
             con.execute("PRAGMA journal_mode=WAL")
-            con.execute("CREATE TABLE IF NOT EXISTS slots (key TEXT PRIMARY KEY, tat REAL NOT NULL)")
+            con.execute("CREATE TABLE IF NOT EXISTS rate_slots (key TEXT PRIMARY KEY, tat REAL NOT NULL, last_sent REAL NOT NULL)")
 
     def _connect(self) -> sqlite3.Connection:
         return sqlite3.connect(self.path, timeout=60, isolation_level=None)
 
+    def period(self, rate: float) -> float:
+        return (1.0 / rate) * (1.0 + self.margin)
+
     def reserve(self, key: str, rate: float) -> float:
-        """Reserve the next slot for `key` at `rate` requests per second; returns its wall-clock time."""
-        period = (1.0 / rate) * (1.0 + self.margin)
-        con = self._connect()
-        try:
-            con.execute("BEGIN IMMEDIATE")
-            row = con.execute("SELECT tat FROM slots WHERE key = ?", (key,)).fetchone()
-            slot = max(row[0] if row else 0.0, time.time())
-            con.execute(
-                "INSERT INTO slots (key, tat) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET tat = excluded.tat",
-                (key, slot + period),
-            )
-            con.execute("COMMIT")
-        finally:
-            con.close()
+        """Reserve the next slot for `key`; returns its wall-clock time."""
+        with _Transaction(self._connect()) as con:
+            tat, _ = _row(con, key)
+            slot = max(tat, time.time())
+            con.execute("UPDATE rate_slots SET tat = ? WHERE key = ?", (slot + self.period(rate), key))
         return slot
+
+    def confirm(self, key: str, rate: float) -> float:
+        """Record a send now if the last one is a period old; else return how long to wait (> 0)."""
+        with _Transaction(self._connect()) as con:
+            _, last_sent = _row(con, key)
+            now = time.time()
+            wait = last_sent + self.period(rate) - now
+            if wait <= 0:
+                con.execute("UPDATE rate_slots SET last_sent = ? WHERE key = ?", (now, key))
+        return max(wait, 0.0)
 
     def acquire(self, key: str, rate: float) -> float:
         """Block until this caller may send one request; returns the seconds waited."""
-        wait = self.reserve(key, rate) - time.time()
-        if wait > 0:
-            time.sleep(wait)
-        return max(wait, 0.0)
+        started = time.time()
+        send_at = self.reserve(key, rate)
+        while True:
+            delay = send_at - time.time()
+            if delay > 0:
+                time.sleep(delay)
+            wait = self.confirm(key, rate)
+            if wait == 0.0:
+                return time.time() - started
+            send_at = time.time() + wait
+
+
+class _Transaction:
+    """`BEGIN IMMEDIATE` ... `COMMIT` (or `ROLLBACK`), closing the connection after."""
+
+    def __init__(self, con: sqlite3.Connection):
+        self.con = con
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.con.execute("BEGIN IMMEDIATE")
+        return self.con
+
+    def __exit__(self, error_type, *_) -> None:
+        try:
+            self.con.execute("ROLLBACK" if error_type else "COMMIT")
+        finally:
+            self.con.close()
+
+
+def _row(con: sqlite3.Connection, key: str) -> tuple[float, float]:
+    row = con.execute("SELECT tat, last_sent FROM rate_slots WHERE key = ?", (key,)).fetchone()
+    if row is None:
+        con.execute("INSERT INTO rate_slots (key, tat, last_sent) VALUES (?, 0, 0)", (key,))
+        return 0.0, 0.0
+    return row

@@ -83,6 +83,7 @@ class ProviderSimulator:
             return [r for r in self.requests if r.provider == provider]
 
     def answer(self, method: str, raw_path: str, headers: dict[str, str]) -> SimResponse:
+        arrived = time.time()  # logged as the arrival time, before any work on the answer
         url = urlsplit(raw_path)
         params = parse_qs(url.query, keep_blank_values=True)
         _, provider, rest = (url.path.rstrip("/") + "/").split("/", 2)
@@ -90,18 +91,17 @@ class ProviderSimulator:
         route = api.routes.get("/" + rest.rstrip("/")) if api else None
         if route is None or method != "GET":
             response = SimResponse.text(404, "Resource not found.")
-        elif self._over_rate_limit(provider):
+        elif self._over_rate_limit(provider, arrived):
             response = api.rate_limited()
         else:
             try:
                 response = route(params)
             except BadRequest as error:
                 response = error.response
-        self._log(LoggedRequest(time.time(), provider, url.path, params, headers, response.status))
+        self._log(LoggedRequest(arrived, provider, url.path, params, headers, response.status))
         return response
 
-    def _over_rate_limit(self, provider: str) -> bool:
-        now = time.monotonic()
+    def _over_rate_limit(self, provider: str, now: float) -> bool:
         with self._lock:
             recent = [t for t in self._arrivals[provider] if now - t < 1.0]
             over = len(recent) >= self.rate_limits[provider]
