@@ -1,6 +1,7 @@
 """Crossref pages normalize into the works schema; expected values were read off the recorded files."""
 
 import datetime as dt
+import json
 
 from scholar_pipeline.normalize import normalize_page
 from scholar_pipeline_tests.conftest import real_response
@@ -44,3 +45,33 @@ def test_year_only_dates_have_year_precision():
     rows = normalize_page("crossref", real_response(WIDGET.format(1))).to_pylist()
     year_only = [r for r in rows if r["title"] == "Adding Additional Widget Sizes"][0]
     assert (year_only["publication_date"], year_only["publication_date_precision"]) == (dt.date(2020, 1, 1), "year")
+
+
+def _with_first_item(relative: str, **fields) -> bytes:
+    page = json.loads(real_response(relative))
+    page["message"]["items"][0].update(fields)
+    return json.dumps(page).encode()
+
+
+def test_recorded_container_title_entities_are_decoded():
+    rows = normalize_page("crossref", real_response(WIDGET.format(2))).to_pylist()
+    scheffel = next(r for r in rows if r["doi"] == "10.1145/3027385.3027428")
+    assert scheffel["venue"] == "Proceedings of the Seventh International Learning Analytics & Knowledge Conference"
+
+
+def test_jats_abstract_and_inline_title_markup_become_text():
+    body = _with_first_item(
+        ECOLOGY,
+        title=["Expression of <i>Bcl</i>-2 in H<sub>2</sub>O-stressed <scp>Quercus</scp>"],
+        abstract="<jats:title>Abstract</jats:title><jats:p>Richness rose (p < 0.05) in plots with > 3 species.</jats:p>"
+                 "<jats:p>Second &amp; last.</jats:p>",
+    )
+    row = normalize_page("crossref", body).to_pylist()[0]
+    assert row["title"] == "Expression of Bcl-2 in H2O-stressed Quercus"
+    assert row["abstract"] == "Richness rose (p < 0.05) in plots with > 3 species. Second & last."
+
+
+def test_title_given_as_a_string_is_not_cut_to_its_first_letter():
+    body = _with_first_item(ECOLOGY, title="Scandinavian Ecology", **{"container-title": "Ecology"})
+    row = normalize_page("crossref", body).to_pylist()[0]
+    assert (row["title"], row["venue"]) == ("Scandinavian Ecology", "Ecology")

@@ -1,6 +1,8 @@
 """OpenAlex pages normalize into the works schema; expected values were read off the recorded files."""
 
+import collections
 import datetime as dt
+import json
 
 from scholar_pipeline.normalize import normalize_page
 from scholar_pipeline.providers.openalex import abstract_from_inverted_index
@@ -21,7 +23,6 @@ def test_full_page_of_200_records_normalizes_every_record():
     assert rows[0]["doi"] == "10.1111/1468-2346.00131"
     assert rows[0]["title"] == "Biodiversity Finance"
     assert rows[0]["publication_date"] == dt.date(2000, 4, 1)
-    assert rows[0]["publication_date_precision"] == "day"
     assert rows[0]["abstract"].startswith("The 1992 Convention on Biological Diversity (CBD) challenged")
     assert rows[1]["provider_id"] == "W100927044" and rows[1]["doi"] == "10.18235/0008810"
     assert len(rows[1]["authors"]) == 3
@@ -53,6 +54,39 @@ def test_authors_keep_orcid_and_institutions():
 def test_last_page_of_a_cursor_chain_is_empty():
     table = normalize_page("openalex", real_response(LAST_PAGE))
     assert table.num_rows == 0 and table.schema == RECORD_FIELDS
+
+
+def test_a_date_on_the_first_claims_only_the_year_or_month():
+    """OpenAlex fills year-only works as 1 January and month-only ones as the 1st (see openalex.py)."""
+    rows = normalize_page("openalex", real_response(BIG_PAGE)).to_pylist()
+    assert (rows[0]["publication_date"], rows[0]["publication_date_precision"]) == (dt.date(2000, 4, 1), "month")  # an April 2000 issue
+    assert (rows[199]["publication_date"], rows[199]["publication_date_precision"]) == (dt.date(2009, 1, 1), "year")
+    assert collections.Counter(r["publication_date_precision"] for r in rows) == {"year": 73, "month": 60, "day": 67}
+    assert all(r["publication_date"].day != 1 for r in rows if r["publication_date_precision"] == "day")
+    page = json.loads(real_response(ID_PAGE))
+    page["results"][0]["publication_date"] = None  # only the year known
+    assert normalize_page("openalex", json.dumps(page).encode()).to_pylist()[0]["publication_date_precision"] == "year"
+
+
+def test_abstract_is_plain_text_and_title_is_markup():
+    page = json.loads(real_response(ID_PAGE))
+    work = page["results"][0]
+    work["title"] = "<i>Quercus</i> CO<sub>2</sub> uptake &amp; soil (n < 30)"
+    words = "Richness rose (p < 0.05) in plots with > 3 species <i>".split()
+    work["abstract_inverted_index"] = {word: [i for i, w in enumerate(words) if w == word] for word in words}
+    row = normalize_page("openalex", json.dumps(page).encode()).to_pylist()[0]
+    assert row["title"] == "Quercus CO2 uptake & soil (n < 30)"
+    assert row["abstract"] == "Richness rose (p < 0.05) in plots with > 3 species <i>"
+
+
+def test_recorded_abstracts_keep_their_text_and_lose_escaped_line_ends():
+    rows = {r["provider_id"]: r for r in normalize_page("openalex", real_response(BIG_PAGE)).to_pylist()}
+    assert "even small (<5 ha) and degraded" in rows["W2125576237"]["abstract"]
+    assert "Venezuela, <1% of this" in rows["W2004242077"]["abstract"]
+    assert "An optimal R&D for a patent race" in rows["W2277083038"]["abstract"]
+    # `&#13;\n` (a CR entity, then a literal backslash-n) is a line end escaped twice.
+    assert rows["W297480756"]["abstract"].startswith("National parks in developing countries are home to the planet's most undervalued natural assets.")
+    assert not any("\\n" in (r["abstract"] or "") for r in rows.values())
 
 
 def test_abstract_is_rebuilt_in_position_order():

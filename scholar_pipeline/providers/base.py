@@ -4,15 +4,20 @@ A provider knows its wire format and nothing else: no HTTP, no storage, no clock
 fetch loop asks it for the first request of a (search, day), hands it each response
 body to learn how many records it holds and what to ask next, and normalization asks
 it to turn one body into records of the `works` schema.
+
+JSON providers read their records through `RecordReader`, which applies the rule for bad
+values that `scholar_pipeline.normalize` documents, so every provider treats them alike.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 from scholar_pipeline.settings import ProviderSettings
 
@@ -21,7 +26,7 @@ from scholar_pipeline.settings import ProviderSettings
 class PageRequest:
     """One GET: an endpoint path under the provider's base URL and its query parameters.
 
-    Never holds credentials: those are added below the HTTP cache (see http/credentials.py).
+    Never holds credentials: those are added below the HTTP cache (see client/transports.py).
     """
 
     path: str
@@ -61,6 +66,29 @@ class MalformedPage(ValueError):
     """A response body that is not the provider's wire format (an HTML error page, a truncated body...)."""
 
 
+class RecordError(ValueError):
+    """A record that cannot become a row (not an object, no usable provider id): its page fails."""
+
+
+class SearchTextError(ValueError):
+    """A search text the provider would read as something other than what the user wrote."""
+
+
+@dataclass(frozen=True)
+class FieldProblem:
+    """A value that did not fit its field, and what normalization did about it."""
+
+    record_id: str  # the provider id if known, else "#<index in page>"
+    field: str  # the provider's field path, e.g. "cited_by_count" or "authorships[2].author.orcid"
+    value: str  # repr of the offending value, truncated to 80 characters
+    action: str  # e.g. "set to NULL", "left out of the list", "replaced lone surrogate with U+FFFD"
+
+
+class ParsedRecords(NamedTuple):
+    records: list[dict[str, Any]]  # fields of `schema.RECORD_FIELDS` except the hash
+    problems: list[FieldProblem]
+
+
 class Provider(ABC):
     name: ClassVar[str]
     defaults: ClassVar[ProviderSettings]
@@ -75,8 +103,20 @@ class Provider(ABC):
         """Validate a response body and tell how many records it holds and what comes next."""
 
     @abstractmethod
-    def parse_records(self, body: bytes) -> list[dict[str, Any]]:
-        """One raw page to records with the fields of `schema.RECORD_FIELDS` (except the hash)."""
+    def parse_records(self, body: bytes) -> ParsedRecords:
+        """One raw page to records, with the values that did not fit (RecordError for a record that cannot be a row)."""
+
+    def search_terms(self, text: str) -> str:
+        """The saved search's text as this provider's search value, meaning what the user wrote.
+
+        Free text needs no encoding; a text without a single letter or digit is refused
+        (SearchTextError), since the provider would match every work of the day or none.
+        Providers whose search value has syntax of its own override this.
+        """
+        terms = " ".join(text.split())
+        if not any(character.isalnum() for character in terms):
+            raise SearchTextError(f"{text!r} holds no word to search for; {self.name} would match every work of the day (or none)")
+        return terms
 
 
 def load_json(provider: str, body: bytes) -> Any:
@@ -89,3 +129,145 @@ def load_json(provider: str, body: bytes) -> Any:
 def require(provider: str, condition: bool, what: str, body: bytes) -> None:
     if not condition:
         raise MalformedPage(f"{provider} page is not in the expected format: {what}; starts with {body[:120]!r}")
+
+
+def read_records(
+    provider: str, body: bytes, where: str, raw_records: list[Any], to_record: Callable[[RecordReader], dict[str, Any]]
+) -> ParsedRecords:
+    """Each record of a JSON page (the list at `where`) through `to_record`, with what did not fit."""
+    # JSON can carry a lone surrogate only as an escape (`\ud800`); most pages hold none, so skip the scan.
+    surrogates_possible = b"\\ud" in body or b"\\uD" in body
+    records, problems = [], []
+    for index, raw in enumerate(raw_records):
+        if not isinstance(raw, dict):
+            raise _record_error(provider, where, index, f"is {_shown(raw)}, not an object")
+        reader = RecordReader(_RecordState(provider, where, index, f"#{index}", {}, surrogates_possible), raw)
+        records.append(to_record(reader))
+        problems += reader.problems
+    return ParsedRecords(records, problems)
+
+
+def _record_error(provider: str, where: str, index: int, problem: str) -> RecordError:
+    return RecordError(f"{provider} record #{index} ({where}[{index}]) {problem}; the page cannot be normalized")
+
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+_INT64 = range(-(2**63), 2**63)
+SET_TO_NULL, LEFT_OUT = "set to NULL", "left out of the list"
+
+
+@dataclass
+class _RecordState:
+    provider: str
+    where: str  # the page's list of records, e.g. "results"
+    index: int
+    record_id: str
+    problems: dict[tuple[str, str], FieldProblem]  # one report per field and action
+    surrogates_possible: bool
+
+
+class RecordReader:
+    """One raw JSON record read field by field, each value checked against the type its field needs.
+
+    A value of the wrong type is read as null and reported (the rule is in normalize.py);
+    a field is named by its path, e.g. `primary_location.source.display_name`.
+    """
+
+    def __init__(self, state: _RecordState, data: dict[str, Any], path: str = ""):
+        self._state, self._data, self._path = state, data, path
+
+    @property
+    def problems(self) -> list[FieldProblem]:
+        return list(self._state.problems.values())
+
+    def identify(self, field: str, to_id: Callable[[str], str | None]) -> str:
+        """The record's provider id from `field`; a record without a usable one cannot be a row (RecordError)."""
+        value = self._data.get(field)
+        record_id = to_id(self.clean((field,), value)) if isinstance(value, str) else None
+        if not record_id:
+            state = self._state
+            raise _record_error(state.provider, state.where, state.index, f"has `{field}` {_shown(value)}, not a usable {state.provider} id")
+        self._state.record_id = record_id
+        return record_id
+
+    def value(self, *keys: str) -> Any:
+        """The raw value at a path of object keys; None when absent or when an object on the way is not one."""
+        if len(keys) == 1:  # most fields: no walk
+            return self._data.get(keys[0])
+        value: Any = self._data
+        for depth, key in enumerate(keys):
+            if not isinstance(value, dict):
+                return self._wrong_type(keys[:depth], value)
+            value = value.get(key)
+        return value
+
+    def text(self, *keys: str) -> str | None:
+        value = self.value(*keys)
+        if isinstance(value, str):
+            return self.clean(keys, value)
+        return self._wrong_type(keys, value)
+
+    def integer(self, *keys: str) -> int | None:
+        value = self.value(*keys)
+        if isinstance(value, int) and not isinstance(value, bool) and value in _INT64:
+            return value
+        return self._wrong_type(keys, value)
+
+    def boolean(self, *keys: str) -> bool | None:
+        value = self.value(*keys)
+        return value if isinstance(value, bool) else self._wrong_type(keys, value)
+
+    def texts(self, *keys: str) -> list[str]:
+        """A list of strings; a lone string counts as a one-element list (Crossref's `title` is one)."""
+        value = self.value(*keys)
+        if isinstance(value, str):
+            self.report(keys, value, "read as a one-element list")
+            return [self.clean(keys, value)]
+        return [self.clean((*keys[:-1], f"{keys[-1]}[{i}]"), v) for i, v in self._elements(keys, value, str)]
+
+    def objects(self, *keys: str) -> list[RecordReader] | None:
+        """A list of objects, each as a reader; [] when absent, None when the value is not a list."""
+        value = self.value(*keys)
+        if value is not None and not isinstance(value, list):
+            self.report(keys, value, SET_TO_NULL)
+            return None
+        prefix = self._field(keys)
+        return [RecordReader(self._state, v, f"{prefix}[{i}]") for i, v in self._elements(keys, value, dict)]
+
+    def clean(self, keys: tuple[str, ...], text: str) -> str:
+        """`text` with each lone surrogate (which no UTF-8 writer accepts) replaced by U+FFFD."""
+        if self._state.surrogates_possible and _LONE_SURROGATE.search(text):
+            self.report(keys, text, "replaced lone surrogate with U+FFFD")
+            return _LONE_SURROGATE.sub("\ufffd", text)
+        return text
+
+    def report(self, keys: tuple[str, ...], value: Any, action: str) -> None:
+        field = self._field(keys)
+        self._state.problems.setdefault((field, action), FieldProblem(self._state.record_id, field, _shown(value), action))
+
+    def _wrong_type(self, keys: tuple[str, ...], value: Any) -> None:
+        if value is not None:
+            self.report(keys, value, SET_TO_NULL)
+        return None
+
+    def _elements(self, keys: tuple[str, ...], value: Any, kind: type) -> list[tuple[int, Any]]:
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            self.report(keys, value, SET_TO_NULL)
+            return []
+        elements = [(i, v) for i, v in enumerate(value) if isinstance(v, kind)]
+        if len(elements) < len(value):
+            for i, v in enumerate(value):
+                if not isinstance(v, kind):
+                    self.report((*keys[:-1], f"{keys[-1]}[{i}]"), v, LEFT_OUT)
+        return elements
+
+    def _field(self, keys: tuple[str, ...]) -> str:
+        return ".".join((self._path, *keys) if self._path else keys)
+
+
+def _shown(value: Any) -> str:
+    """repr of a value, at most 80 characters."""
+    shown = repr(value)
+    return shown if len(shown) <= 80 else shown[:79] + "…"

@@ -3,6 +3,10 @@
 Wire format: {"status": "ok", "message": {"total-results", "items": [...], "next-cursor"}}.
 Cursors expire five minutes after use and the same cursor string may come back on every
 page, so paging ends when a page holds fewer items than `rows` (or none).
+
+Markup: `abstract` is JATS, and `title` and `container-title` carry inline tags and
+entities as deposited ("Learning Analytics &amp; Knowledge" in the recorded pages); the
+rest (names, publisher, URLs) is plain text.
 """
 
 from __future__ import annotations
@@ -10,9 +14,11 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from scholar_pipeline.providers.base import Credential, PageInfo, PageRequest, Provider, load_json, require
+from scholar_pipeline.providers.base import (
+    SET_TO_NULL, Credential, PageInfo, PageRequest, ParsedRecords, Provider, RecordReader, load_json, read_records, require,
+)
 from scholar_pipeline.settings import ProviderSettings
-from scholar_pipeline.text import bare_doi, bare_orcid, partial_date, plain_text
+from scholar_pipeline.text import bare_doi, bare_orcid, markup_to_text, partial_date
 
 MAX_ROWS = 1000
 # `published` is Crossref's earliest of print and online; the rest are fallbacks.
@@ -27,7 +33,7 @@ class Crossref(Provider):
 
     def first_request(self, text: str, day: dt.date, page_size: int, mailto: str | None) -> PageRequest:
         params = [
-            ("query", text),
+            ("query", self.search_terms(text)),
             ("filter", f"from-pub-date:{day},until-pub-date:{day}"),
             ("rows", str(min(page_size, MAX_ROWS))),
             ("cursor", "*"),
@@ -43,8 +49,8 @@ class Crossref(Provider):
         following = request.with_param("cursor", cursor) if cursor and items and full_page else None
         return PageInfo(records=len(items), total=message.get("total-results"), next_request=following)
 
-    def parse_records(self, body: bytes) -> list[dict[str, Any]]:
-        return [_item(it) for it in _message(body)["items"]]
+    def parse_records(self, body: bytes) -> ParsedRecords:
+        return read_records(self.name, body, "message.items", _message(body)["items"], _item)
 
 
 def _message(body: bytes) -> dict[str, Any]:
@@ -55,51 +61,62 @@ def _message(body: bytes) -> dict[str, Any]:
     return message
 
 
-def _item(it: dict[str, Any]) -> dict[str, Any]:
-    published, precision = _first_date(it)
-    licenses = it.get("license") or ()
-    license_url = next((lic.get("URL") for lic in licenses if lic.get("content-version") == "vor"), None) or next(
-        (lic.get("URL") for lic in licenses), None
-    )
-    doi = bare_doi(it.get("DOI"))
+def _item(r: RecordReader) -> dict[str, Any]:
+    doi = r.identify("DOI", bare_doi)
+    published, precision = _first_date(r)
+    licenses = [(lic.text("URL"), lic.text("content-version")) for lic in r.objects("license") or ()]
+    license_url = next((url for url, version in licenses if url and version == "vor"), None) or next((url for url, _ in licenses if url), None)
+    authors = r.objects("author")
     return {
         "provider": "crossref",
         "provider_id": doi,
         "doi": doi,
-        "title": plain_text(_first(it.get("title"))),
-        "abstract": plain_text(it.get("abstract")),
-        "authors": [_author(a) for a in it.get("author") or ()],
+        "title": markup_to_text(_first(r.texts("title"))),
+        "abstract": markup_to_text(r.text("abstract")),
+        "authors": None if authors is None else [_author(a) for a in authors],
         "publication_date": published,
         "publication_date_precision": precision,
-        "venue": plain_text(_first(it.get("container-title"))),
-        "publisher": it.get("publisher"),
-        "work_type": it.get("type"),
-        "language": it.get("language"),
+        "venue": markup_to_text(_first(r.texts("container-title"))),
+        "publisher": r.text("publisher"),
+        "work_type": r.text("type"),
+        "language": r.text("language"),
         # Crossref has no OA flag; an open (Creative Commons) licence is evidence of one.
-        "is_oa": True if any("creativecommons.org" in (lic.get("URL") or "") for lic in licenses) else None,
+        "is_oa": True if any("creativecommons.org" in (url or "") for url, _ in licenses) else None,
         "oa_url": None,
         "license": license_url,
-        "cited_by_count": it.get("is-referenced-by-count"),
-        "url": it.get("URL"),
+        "cited_by_count": r.integer("is-referenced-by-count"),
+        "url": r.text("URL"),
     }
 
 
-def _first(values: list[str] | None) -> str | None:
+def _first(values: list[str]) -> str | None:
     return values[0] if values else None
 
 
-def _first_date(it: dict[str, Any]) -> tuple[dt.date | None, str | None]:
+def _first_date(r: RecordReader) -> tuple[dt.date | None, str | None]:
     for field in DATE_FIELDS:
-        parts = ((it.get(field) or {}).get("date-parts") or [[None]])[0] or [None]
-        if parts[0]:
+        parts = _date_parts(r, field)
+        if parts and parts[0]:
             return partial_date(*parts[:3])
     return None, None
 
 
-def _author(author: dict[str, Any]) -> dict[str, Any]:
-    name = " ".join(p for p in (author.get("given"), author.get("family")) if p) or author.get("name")
+def _date_parts(r: RecordReader, field: str) -> list[int | None]:
+    """`{"date-parts": [[2024, 1, 5]]}` (or [[2024]], or [[null]] for none) as [2024, 1, 5]."""
+    value = r.value(field, "date-parts")
+    if value is None:
+        return []
+    parts = value[0] if isinstance(value, list) and value else None
+    if isinstance(parts, list) and all(p is None or type(p) is int for p in parts):
+        return parts
+    r.report((field, "date-parts"), value, SET_TO_NULL)
+    return []
+
+
+def _author(a: RecordReader) -> dict[str, Any]:
+    name = " ".join(p for p in (a.text("given"), a.text("family")) if p) or a.text("name")
     return {
         "name": name,
-        "orcid": bare_orcid(author.get("ORCID")),
-        "affiliations": [a["name"] for a in author.get("affiliation") or () if a.get("name")],
+        "orcid": bare_orcid(a.text("ORCID")),
+        "affiliations": [n for n in (aff.text("name") for aff in a.objects("affiliation") or ()) if n],
     }

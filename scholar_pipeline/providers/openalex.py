@@ -3,16 +3,36 @@
 Wire format: {"meta": {"count", "next_cursor", ...}, "results": [work, ...]}. Paging ends
 when `next_cursor` is null or a page comes back empty. The search text goes into a
 `title_and_abstract.search` filter: plain `search=` calls cost ten times the daily budget.
+
+Text fields:
+- `abstract_inverted_index` is plain text split into words. It is never parsed as markup
+  ("(<5" and "<1%" occur in the recorded pages), but the words keep the publisher's HTML
+  entities ("R&amp;D"), so those are decoded, and some line ends come escaped twice
+  (`&#13;` and a literal backslash-n), so those become spaces.
+- `title` is read as markup: OpenAlex copies titles from Crossref deposits, where inline
+  tags (`<i>`, `<sub>`) and entities are common. The recorded pages hold none, and a `<`
+  that opens no tag stays text, so a plain title comes through unchanged.
+
+Dates: OpenAlex stores a year-only date as YYYY-01-01 and a month-only one as YYYY-MM-01,
+with nothing in the record saying so. In the recorded 200-work page 73 dates fall on
+1 January and 60 on the 1st of another month (by chance: about 1 and 6). So a date on
+the 1st claims only what is certain: 1 January has precision 'year' and the 1st of
+another month 'month'. A real 1 January is understated, never a filled-in day claimed.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from itertools import chain, repeat
+from operator import itemgetter
 from typing import Any
 
-from scholar_pipeline.providers.base import Credential, PageInfo, PageRequest, Provider, load_json, require
+from scholar_pipeline.providers.base import (
+    SET_TO_NULL, Credential, PageInfo, PageRequest, ParsedRecords, Provider, RecordReader, SearchTextError, load_json, read_records,
+    require,
+)
 from scholar_pipeline.settings import ProviderSettings
-from scholar_pipeline.text import bare_doi, bare_orcid, iso_date, plain_text
+from scholar_pipeline.text import bare_doi, bare_orcid, decode_entities, iso_date, markup_to_text, partial_date, plain_text
 
 MAX_PER_PAGE = 100  # developers.openalex.org; older docs allowed 200
 
@@ -23,13 +43,24 @@ class OpenAlex(Provider):
     credential = Credential(env="OPENALEX_API_KEY", query_param="api_key")
 
     def first_request(self, text: str, day: dt.date, page_size: int, mailto: str | None) -> PageRequest:
-        # `,` separates filters and `|` means OR inside one, so neither may appear in the text.
-        words = " ".join(text.replace(",", " ").replace("|", " ").split())
-        filters = f"title_and_abstract.search:{words},from_publication_date:{day},to_publication_date:{day}"
+        filters = f"title_and_abstract.search:{self.search_terms(text)},from_publication_date:{day},to_publication_date:{day}"
         params = [("filter", filters), ("per_page", str(min(page_size, MAX_PER_PAGE))), ("cursor", "*")]
         if mailto:
             params.append(("mailto", mailto))
         return PageRequest("/works", tuple(params))
+
+    def search_terms(self, text: str) -> str:
+        """The text as a filter value: `,` ends a filter, `|` ORs values and a leading `!` negates, with no escape.
+
+        The search splits words at punctuation, so a comma means what a space means and
+        becomes one, and a leading `!` is dropped. A `|` is refused: sent, it splits the
+        filter into OR-ed values; dropped, it would make alternatives required words. The
+        search itself reads OR (and AND, NOT, quotes, parentheses), so the user can write that.
+        """
+        terms = super().search_terms(text.replace(",", " ").replace("|", " "))
+        if "|" in text:
+            raise SearchTextError(f"{text!r}: `|` would split the OpenAlex search into OR-ed filter values; write OR between alternatives")
+        return terms.lstrip("! ")
 
     def inspect(self, request: PageRequest, body: bytes) -> PageInfo:
         page = _page(body)
@@ -37,8 +68,8 @@ class OpenAlex(Provider):
         following = request.with_param("cursor", cursor) if cursor and results else None
         return PageInfo(records=len(results), total=page["meta"].get("count"), next_request=following)
 
-    def parse_records(self, body: bytes) -> list[dict[str, Any]]:
-        return [_work(w) for w in _page(body)["results"]]
+    def parse_records(self, body: bytes) -> ParsedRecords:
+        return read_records(self.name, body, "results", _page(body)["results"], _work)
 
 
 def _page(body: bytes) -> dict[str, Any]:
@@ -49,47 +80,80 @@ def _page(body: bytes) -> dict[str, Any]:
 
 
 def abstract_from_inverted_index(index: dict[str, list[int]] | None) -> str | None:
-    """OpenAlex ships abstracts as {word: [positions]}; put the words back in order."""
+    """OpenAlex ships abstracts as {word: [positions]}; put the words back in order.
+
+    TypeError for any other shape, so that a damaged index is reported rather than misread.
+    """
     if not index:
         return None
-    positioned = sorted((position, word) for word, positions in index.items() for position in positions or ())
-    return plain_text(" ".join(word for _, word in positioned))
+    # Type checks by set(map(type, ...)) run at C speed: an abstract holds a few hundred positions.
+    if not isinstance(index, dict) or not set(map(type, index.values())) <= {list}:
+        raise TypeError(f"{index!r:.80} is not an object of position lists")
+    positions = list(chain.from_iterable(index.values()))
+    if not set(map(type, positions)) <= {int}:
+        raise TypeError(f"{index!r:.80} holds positions that are not integers")
+    words = chain.from_iterable(repeat(word, len(at)) for word, at in index.items())
+    text = " ".join(map(itemgetter(1), sorted(zip(positions, words))))
+    return plain_text(decode_entities(text.replace("&#13;\\n", " ")))
 
 
-def _work(w: dict[str, Any]) -> dict[str, Any]:
-    location = w.get("primary_location") or {}
-    source = location.get("source") or {}
-    best_oa = w.get("best_oa_location") or {}
-    open_access = w.get("open_access") or {}
-    published, precision = iso_date(w.get("publication_date"))
-    if published is None and w.get("publication_year"):
-        published, precision = iso_date(str(w["publication_year"]))
+def _work_id(url: str) -> str | None:
+    """`https://openalex.org/W123` to `W123`."""
+    return url.rsplit("/", 1)[-1].strip() or None
+
+
+def _work(r: RecordReader) -> dict[str, Any]:
+    provider_id = r.identify("id", _work_id)
+    published, precision = _publication_date(r)
+    authorships = r.objects("authorships")
     return {
         "provider": "openalex",
-        "provider_id": (w.get("id") or "").rsplit("/", 1)[-1] or None,
-        "doi": bare_doi(w.get("doi")),
-        "title": plain_text(w.get("title") or w.get("display_name")),
-        "abstract": abstract_from_inverted_index(w.get("abstract_inverted_index")),
-        "authors": [_author(a) for a in w.get("authorships") or ()],
+        "provider_id": provider_id,
+        "doi": bare_doi(r.text("doi")),
+        "title": markup_to_text(r.text("title") or r.text("display_name")),
+        "abstract": _abstract(r),
+        "authors": None if authorships is None else [_author(a) for a in authorships],
         "publication_date": published,
         "publication_date_precision": precision,
-        "venue": source.get("display_name") or location.get("raw_source_name"),
-        "publisher": source.get("host_organization_name"),
-        "work_type": w.get("type"),
-        "language": w.get("language"),
-        "is_oa": open_access.get("is_oa"),
-        "oa_url": open_access.get("oa_url"),
-        "license": location.get("license") or best_oa.get("license"),
-        "cited_by_count": w.get("cited_by_count"),
-        "url": location.get("landing_page_url") or w.get("id"),
+        "venue": r.text("primary_location", "source", "display_name") or r.text("primary_location", "raw_source_name"),
+        "publisher": r.text("primary_location", "source", "host_organization_name"),
+        "work_type": r.text("type"),
+        "language": r.text("language"),
+        "is_oa": r.boolean("open_access", "is_oa"),
+        "oa_url": r.text("open_access", "oa_url"),
+        "license": r.text("primary_location", "license") or r.text("best_oa_location", "license"),
+        "cited_by_count": r.integer("cited_by_count"),
+        "url": r.text("primary_location", "landing_page_url") or r.text("id"),
     }
 
 
-def _author(authorship: dict[str, Any]) -> dict[str, Any]:
-    author = authorship.get("author") or {}
-    institutions = [i.get("display_name") for i in authorship.get("institutions") or () if i.get("display_name")]
+def _publication_date(r: RecordReader) -> tuple[dt.date | None, str | None]:
+    """`publication_date`, or `publication_year` alone; a date on the 1st is as precise as the module docstring says."""
+    value = r.text("publication_date")
+    published, precision = iso_date(value)
+    if published is None:
+        if value:
+            r.report(("publication_date",), value, SET_TO_NULL)
+        return partial_date(r.integer("publication_year"))
+    if published.day == 1 and precision == "day":
+        precision = "year" if published.month == 1 else "month"
+    return published, precision
+
+
+def _abstract(r: RecordReader) -> str | None:
+    index = r.value("abstract_inverted_index")
+    try:
+        abstract = abstract_from_inverted_index(index)
+    except TypeError:
+        r.report(("abstract_inverted_index",), index, SET_TO_NULL)
+        return None
+    return r.clean(("abstract_inverted_index",), abstract) if abstract else None
+
+
+def _author(a: RecordReader) -> dict[str, Any]:
+    institutions = [i.text("display_name") for i in a.objects("institutions") or ()]
     return {
-        "name": author.get("display_name") or authorship.get("raw_author_name"),
-        "orcid": bare_orcid(author.get("orcid")),
-        "affiliations": institutions or list(authorship.get("raw_affiliation_strings") or ()),
+        "name": a.text("author", "display_name") or a.text("raw_author_name"),
+        "orcid": bare_orcid(a.text("author", "orcid")),
+        "affiliations": [i for i in institutions if i] or a.texts("raw_affiliation_strings"),
     }
