@@ -6,6 +6,7 @@ provider's default for BASE_URL, RATE_LIMIT, PAGE_SIZE and MAX_RECORDS.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -32,6 +33,27 @@ def cache_url(environ: Mapping[str, str] = os.environ) -> str | None:
     return environ.get("SCHOLAR_PIPELINE_CACHE_URL") or None
 
 
+def monitor_days(environ: Mapping[str, str] = os.environ) -> int:
+    """How many trailing days of publication dates each daily schedule tick fetches again."""
+    raw = environ.get("SCHOLAR_PIPELINE_MONITOR_DAYS")
+    return 30 if raw in (None, "") else _positive("SCHOLAR_PIPELINE_MONITOR_DAYS", raw, int)
+
+
+def _positive(variable: str, raw: str, convert: type[int] | type[float]):
+    """`raw` as a finite number above zero, or a ValueError naming the variable and its value."""
+    try:
+        value = convert(raw)
+    except ValueError:
+        raise ValueError(f"{variable}={raw!r} is not a valid {convert.__name__}") from None
+    # float() accepts "inf", "nan" and "1e999": an infinite rate would switch the limit
+    # off, and NaN compares false with everything (and breaks the limiter's SQLite maths).
+    if not math.isfinite(value):
+        raise ValueError(f"{variable}={raw!r} must be a finite number")
+    if value <= 0:
+        raise ValueError(f"{variable}={raw!r} must be positive")
+    return value
+
+
 @dataclass(frozen=True)
 class ProviderSettings:
     base_url: str
@@ -48,13 +70,7 @@ def provider_settings(name: str, defaults: ProviderSettings, environ: Mapping[st
         raw = environ.get(prefix + setting)
         if raw in (None, ""):
             return default
-        try:
-            value = convert(raw)
-        except ValueError:
-            raise ValueError(f"{prefix}{setting}={raw!r} is not a valid {convert.__name__}") from None
-        if convert is not str and value <= 0:
-            raise ValueError(f"{prefix}{setting}={raw!r} must be positive")
-        return value
+        return raw if convert is str else _positive(prefix + setting, raw, convert)
 
     return ProviderSettings(
         base_url=read("BASE_URL", defaults.base_url, str).rstrip("/"),

@@ -1,27 +1,138 @@
-"""The cross-process limiter, tested like a library: strict spacing and fair shares across processes."""
+"""The cross-process limiter, tested like a library: strict spacing, fair shares, dead processes forgotten.
+
+The workers below live in this module and run under the spawn start method, so this module
+imports nothing heavy at the top (helpers.py pulls in Dagster): each child imports it again.
+"""
 
 import multiprocessing
+import os
+import re
+import signal
+import sqlite3
+import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from queue import Empty
+
+import pytest
 
 from scholar_pipeline.client.ratelimit import SqliteRateLimiter
-from scholar_pipeline_tests.helpers import max_in_any_window
 
 
-def _worker(path: str, rate: float, count: int, name: str, queue) -> None:
+def _worker(path: str, rate: float, count: int, name: str, queue, barrier) -> None:
     limiter = SqliteRateLimiter(path)
+    barrier.wait(timeout=120)  # every process is up: all start asking at once
     for _ in range(count):
         limiter.acquire("provider", rate)
         queue.put((name, time.time()))
 
 
-def test_slots_are_spaced_by_the_rate_whoever_asks(tmp_path):
-    limiter = SqliteRateLimiter(tmp_path / "rl.sqlite", margin=0.05)
-    slots = [limiter.reserve("openalex", rate=10) for _ in range(30)]
-    gaps = [b - a for a, b in zip(slots, slots[1:])]
-    assert min(gaps) >= 0.1 * 1.05 - 1e-6
-    # Another provider has its own schedule.
-    assert limiter.reserve("crossref", rate=10) < slots[-1]
+def _reserve_and_hang(path: str, key: str, rate: float, count: int, queue) -> None:
+    """Queue `count` reservations, report the last slot, then wait to be killed."""
+    limiter = SqliteRateLimiter(path)
+    slots = [limiter.reserve(key, rate) for _ in range(count)]
+    queue.put(slots[-1])
+    time.sleep(300)
+
+
+class _Recording(SqliteRateLimiter):
+    """The real limiter, keeping every connection it opens so the test can look at them afterwards."""
+
+    def _connect(self) -> sqlite3.Connection:
+        con = super()._connect()
+        self.__dict__.setdefault("connections", []).append(con)
+        return con
+
+
+def _is_closed(con: sqlite3.Connection) -> bool:
+    try:
+        con.execute("SELECT 1")
+    except sqlite3.ProgrammingError:
+        return True
+    return False
+
+
+def _open_descriptors_to(path: Path) -> int:
+    """How many of this process's file descriptors are open on `path` (or its -wal/-shm files)."""
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            count += os.readlink(f"/proc/self/fd/{fd}").startswith(str(path))
+        except OSError:  # the descriptor listdir itself used, closed since
+            pass
+    return count
+
+
+def _get(queue, processes, timeout: float = 120):
+    """The next item from `queue`, failing at once (not after `timeout`) if a process it waits on has failed."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return queue.get(timeout=0.5)
+        except Empty:
+            dead = [p.exitcode for p in processes if p.exitcode not in (None, 0)]
+            assert not dead, f"a child process failed (exit codes {dead})"
+            assert time.monotonic() < deadline, "no report from the child processes"
+
+
+@contextmanager
+def _holder(tmp_path: Path, key: str, rate: float, count: int) -> Iterator[float]:
+    """A process that has reserved `count` slots (yields the last), SIGKILLed and reaped on leaving the block."""
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    holder = context.Process(target=_reserve_and_hang, args=(str(tmp_path / "rl.sqlite"), key, rate, count, queue))
+    holder.start()
+    try:
+        yield _get(queue, [holder])
+    finally:
+        os.kill(holder.pid, signal.SIGKILL)
+        holder.join(timeout=30)
+    assert holder.exitcode == -signal.SIGKILL
+
+
+def test_every_connection_is_closed(tmp_path):
+    """An unclosed sqlite3 connection is not freed when dropped (it sits in a reference cycle until the
+    garbage collector runs), so it keeps the database, -wal and -shm files open: close them all."""
+    limiter = _Recording(tmp_path / "rl.sqlite")
+    for _ in range(20):
+        limiter.acquire("openalex", rate=1000)
+    limiter.reserve("crossref", rate=1000)
+    assert len(limiter.connections) >= 20
+    assert [c for c in limiter.connections if not _is_closed(c)] == []
+    if Path("/proc/self/fd").is_dir():  # and none is left holding the file (or its WAL) open
+        assert _open_descriptors_to(tmp_path / "rl.sqlite") == 0
+
+
+def test_concurrent_reservations_are_spaced_by_the_period_and_keys_are_independent(tmp_path):
+    """Eight threads with a limiter each reserve on two keys at once: no two slots of a key closer than a period."""
+    rate, margin, per_thread, threads = 1.0, 0.05, 10, 8  # a slow rate: the schedule, not the clock, spaces the slots
+    period = (1 / rate) * (1 + margin)
+    barrier = threading.Barrier(threads)
+    slots: dict[str, list[float]] = {"openalex": [], "crossref": []}
+
+    def reserve(index: int) -> None:
+        limiter = SqliteRateLimiter(tmp_path / "rl.sqlite", margin=margin)
+        keys = ["openalex", "crossref"] if index % 2 else ["crossref", "openalex"]
+        barrier.wait(timeout=60)
+        for _ in range(per_thread):
+            for key in keys:
+                slots[key].append(limiter.reserve(key, rate))
+
+    workers = [threading.Thread(target=reserve, args=(i,)) for i in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(timeout=120)
+    for key, taken in slots.items():
+        taken.sort()
+        assert len(taken) == threads * per_thread
+        gaps = [b - a for a, b in zip(taken, taken[1:])]
+        assert min(gaps) >= period - 1e-6, key
+        # Each key has a schedule of its own: were the keys one queue, 160 slots would span twice this.
+        assert taken[-1] - taken[0] < 1.5 * len(taken) * period, key
 
 
 def test_a_late_waker_pushes_the_next_sender_back(tmp_path):
@@ -35,16 +146,87 @@ def test_a_late_waker_pushes_the_next_sender_back(tmp_path):
 
 
 def test_four_processes_share_one_limit_fairly(tmp_path):
+    from scholar_pipeline_tests.helpers import max_in_any_window
+
     context = multiprocessing.get_context("spawn")
-    queue = context.Queue()
+    queue, barrier = context.Queue(), context.Barrier(4)
     rate, per_process = 8.0, 6
-    workers = [context.Process(target=_worker, args=(str(tmp_path / "rl.sqlite"), rate, per_process, f"p{i}", queue)) for i in range(4)]
+    workers = [
+        context.Process(target=_worker, args=(str(tmp_path / "rl.sqlite"), rate, per_process, f"p{i}", queue, barrier)) for i in range(4)
+    ]
     for w in workers:
         w.start()
-    events = [queue.get(timeout=60) for _ in range(4 * per_process)]
+    events = [_get(queue, workers) for _ in range(4 * per_process)]
     for w in workers:
         w.join(timeout=30)
     assert max_in_any_window([t for _, t in events]) <= rate
     # Fair: slots are handed out in arrival order, so no process waits for all the others to finish.
     first_half = sorted(events, key=lambda e: e[1])[: len(events) // 2]
     assert set(Counter(name for name, _ in first_half)) == {"p0", "p1", "p2", "p3"}
+
+
+def test_a_killed_process_leaves_no_wait_behind(tmp_path):
+    rate = 2.0
+    limiter = SqliteRateLimiter(tmp_path / "rl.sqlite")
+    with _holder(tmp_path, "openalex", rate, count=40) as last_slot:
+        pass
+    left_behind = last_slot + limiter.period(rate) - time.time()  # what waiting for the dead reservations would cost
+    assert left_behind > 15
+    waited = limiter.acquire("openalex", rate)
+    assert waited < left_behind / 4
+    # The next caller queues behind the live send only, not behind the dead process's slots.
+    assert limiter.reserve("openalex", rate) < time.time() + 2 * limiter.period(rate)
+
+
+def test_a_caller_already_queued_behind_a_killed_process_moves_up(tmp_path):
+    """A live caller asleep behind dead reservations notices within a poll, and says why it is waiting."""
+    rate = 2.0
+    limiter = SqliteRateLimiter(tmp_path / "rl.sqlite", poll=0.5)
+    messages: list[str] = []
+    queued = threading.Event()
+    result: list[float] = []
+
+    def log(message: str) -> None:
+        messages.append(message)
+        queued.set()
+
+    caller = threading.Thread(target=lambda: result.append(limiter.acquire("crossref", rate, log=log)))
+    with _holder(tmp_path, "crossref", rate, count=40):
+        caller.start()
+        assert queued.wait(timeout=60)  # it has reserved its slot, behind the holder's 40
+    caller.join(timeout=120)
+    [message] = messages
+    assert message.startswith("waiting ") and " s for a crossref rate-limit slot" in message
+    told = float(message.split()[1])
+    assert told > 15
+    assert result and result[0] < told / 4
+
+
+def test_short_waits_are_silent_and_long_ones_reported(tmp_path):
+    reported: list[str] = []
+    limiter = SqliteRateLimiter(tmp_path / "rl.sqlite", log=reported.append, long_wait=2.0)
+    assert limiter.acquire("crossref", rate=1000) < 2.0
+    held = [limiter.reserve("core", rate=2) for _ in range(6)]  # held by this live process: a queue of 3.3 s
+    waited = limiter.acquire("core", rate=2)
+    [message] = reported
+    assert re.fullmatch(r"waiting \d+\.\d s for a core rate-limit slot \(.*\)", message)
+    told = float(message.split()[1])
+    assert 2.0 < told <= waited + 0.05
+    assert told <= held[-1] + limiter.period(2) - held[0] + 0.05
+
+
+def test_an_interrupted_acquire_gives_its_slot_back(tmp_path):
+    """A run terminated while waiting raises out of acquire; its reservation must not hold the queue."""
+
+    class Terminated(Exception):
+        pass
+
+    def terminate(message: str) -> None:
+        raise Terminated(message)
+
+    limiter = SqliteRateLimiter(tmp_path / "rl.sqlite", long_wait=1.0)
+    held = [limiter.reserve("pubmed", rate=1) for _ in range(3)]
+    with pytest.raises(Terminated):
+        limiter.acquire("pubmed", rate=1, log=terminate)
+    # The next slot follows the last one still held, not the abandoned one after it.
+    assert limiter.reserve("pubmed", rate=1) == pytest.approx(held[-1] + limiter.period(1), abs=1e-6)

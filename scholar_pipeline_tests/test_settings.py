@@ -1,0 +1,43 @@
+"""Provider settings from the environment: numbers that would switch a limit off are refused, by name."""
+
+import pytest
+
+from scholar_pipeline.settings import ProviderSettings, monitor_days, provider_settings
+
+DEFAULTS = ProviderSettings(base_url="https://api.example.org/", rate_limit=10.0, page_size=100, max_records=200_000)
+
+
+def test_defaults_apply_and_overrides_are_read():
+    environ = {"SCHOLAR_PIPELINE_OPENALEX_RATE_LIMIT": "2.5", "SCHOLAR_PIPELINE_OPENALEX_PAGE_SIZE": "50"}
+    settings = provider_settings("openalex", DEFAULTS, environ)
+    assert settings == ProviderSettings(base_url="https://api.example.org", rate_limit=2.5, page_size=50, max_records=200_000)
+
+
+@pytest.mark.parametrize("raw", ["inf", "-inf", "Infinity", "nan", "NaN", "1e999"])
+def test_a_rate_limit_that_is_not_finite_is_refused_by_name(raw):
+    with pytest.raises(ValueError) as error:
+        provider_settings("openalex", DEFAULTS, {"SCHOLAR_PIPELINE_OPENALEX_RATE_LIMIT": raw})
+    assert f"SCHOLAR_PIPELINE_OPENALEX_RATE_LIMIT={raw!r}" in str(error.value)
+
+
+@pytest.mark.parametrize("raw", ["0", "-1", "-0.5"])
+def test_a_rate_limit_that_is_not_positive_is_refused_by_name(raw):
+    with pytest.raises(ValueError, match="must be positive") as error:
+        provider_settings("crossref", DEFAULTS, {"SCHOLAR_PIPELINE_CROSSREF_RATE_LIMIT": raw})
+    assert f"SCHOLAR_PIPELINE_CROSSREF_RATE_LIMIT={raw!r}" in str(error.value)
+
+
+@pytest.mark.parametrize("setting", ["PAGE_SIZE", "MAX_RECORDS"])
+@pytest.mark.parametrize("raw", ["inf", "nan", "1e999", "2.5", "0", "-3", "many"])
+def test_integer_settings_refuse_anything_but_a_positive_integer_by_name(setting, raw):
+    with pytest.raises(ValueError) as error:
+        provider_settings("openalex", DEFAULTS, {f"SCHOLAR_PIPELINE_OPENALEX_{setting}": raw})
+    assert f"SCHOLAR_PIPELINE_OPENALEX_{setting}={raw!r}" in str(error.value)
+
+
+def test_monitor_days_defaults_to_30_and_is_checked_like_the_others():
+    assert monitor_days({}) == 30
+    assert monitor_days({"SCHOLAR_PIPELINE_MONITOR_DAYS": "7"}) == 7
+    for raw in ("inf", "nan", "0", "-2", "1.5"):
+        with pytest.raises(ValueError, match=f"SCHOLAR_PIPELINE_MONITOR_DAYS={raw!r}"):
+            monitor_days({"SCHOLAR_PIPELINE_MONITOR_DAYS": raw})
