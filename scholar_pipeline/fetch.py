@@ -6,10 +6,12 @@ import datetime as dt
 import hashlib
 from dataclasses import dataclass
 
-from scholar_pipeline.client.provider_client import ProviderClient, ProviderRequestError
+from scholar_pipeline.client.provider_client import FetchedPage, ProviderClient, ProviderRequestError
 from scholar_pipeline.landing import LandingZone, PageEntry
+from scholar_pipeline.normalize import RecordError, normalize_page_checked
 from scholar_pipeline.providers.base import MalformedPage, PageRequest, Provider
 from scholar_pipeline.settings import ProviderSettings
+from scholar_pipeline.works import hash_of_records
 
 
 class PartitionFetchError(RuntimeError):
@@ -20,27 +22,30 @@ class PartitionFetchError(RuntimeError):
 class FetchedPartition:
     pages: list[PageEntry]  # bodies are already in the landing zone
     total_reported: int | None
+    content_hash: str  # over the normalized records: moves only when a record changed
 
 
 def fetch_partition(
     client: ProviderClient, provider: Provider, settings: ProviderSettings, landing: LandingZone, *, query: str, text: str,
-    day: dt.date, mailto: str | None, log=None,
+    day: dt.date, mailto: str | None, live: bool = False, log=None,
 ) -> FetchedPartition:
-    """Page to the end, from the cache or from the provider, never a mix of both.
+    """Page to the end, all from the cache or all from the provider, never a mix of both.
 
-    A cursor can be server-side state (Crossref sends one cursor string for the whole
-    scroll and moves it on each use; it expires after five minutes), so a live page that
-    follows cached ones may come from another point of the scroll, or fail. When a chain
-    replayed from the cache misses or breaks part-way, it is fetched again from the first
-    page, bypassing the cache."""
+    A chain is one answer of the provider: a cursor can be server-side state (Crossref
+    sends one cursor string for the whole scroll, moves it on each use and expires it
+    after five minutes), and a provider's answer changes between fetches. So whether a
+    chain is replayed is decided by its first page: after a live first page every later
+    page is fetched live too, and a replay that misses or breaks part-way starts again
+    live from the first page. `live` skips the cache from the start (monitoring re-fetches).
+    """
     chain = _PagingChain(client, provider, settings, landing, provider.first_request(text, day, settings.page_size, mailto),
                          where=f"{provider.name} / saved search {query!r} / {day}", log=log)
     try:
-        return chain.fetch(refresh=False)
+        return chain.fetch(live=live)
     except _CachedChainBroken as broken:
         if log is not None:
             log.warning(f"{chain.where}: {broken}; fetching the whole chain again without the cache")
-        return chain.fetch(refresh=True)
+        return chain.fetch(live=True)
 
 
 class _CachedChainBroken(Exception):
@@ -61,26 +66,18 @@ class _PagingChain:
         """A page's place in its chain, not its URL: Crossref repeats one cursor string on every page."""
         return hashlib.sha256(f"{self.client.url_for(self.first_request)}#page={page_number}".encode()).hexdigest()
 
-    def fetch(self, refresh: bool) -> FetchedPartition:
+    def fetch(self, live: bool) -> FetchedPartition:
         request: PageRequest | None = self.first_request
         pages: list[PageEntry] = []
+        record_hashes: list[str] = []
         total, records = None, 0
         while request is not None:
             number = len(pages) + 1
-            replaying = any(p.from_cache for p in pages)
-            try:
-                page = self.client.get(request, cache_key=self.cache_key(number), refresh=refresh)
-            except ProviderRequestError as error:
-                if replaying:
-                    raise _CachedChainBroken(f"page {number} failed after cached pages ({error})") from None
-                raise PartitionFetchError(f"{self.where}: page {number}: {error}") from None
-            if replaying and not page.from_cache:
-                raise _CachedChainBroken(f"page {number} was not in the cache although the pages before it were")
-            try:
-                info = self.provider.inspect(request, page.body)
-            except MalformedPage as error:
-                raise PartitionFetchError(f"{self.where}: page {number} is unusable: {error}. URL: {page.url}") from None
-            pages.append(self.landing.land_page(number, page, info.records))
+            replaying = bool(pages) and pages[0].from_cache
+            page = self._get(request, number, live=live or (bool(pages) and not replaying), replaying=replaying)
+            info, hashes = self._read(request, page, number)
+            pages.append(self.landing.land_page(number, page, info.records, info.total))
+            record_hashes += hashes
             records += info.records
             total = info.total if info.total is not None else total
             if records > self.settings.max_records:
@@ -92,4 +89,34 @@ class _PagingChain:
                 self.log.info(f"{self.where}: page {number}: {info.records} records ({records} of {total}; "
                               f"cache {'hit' if page.from_cache else 'miss'})")
             request = info.next_request
-        return FetchedPartition(pages=pages, total_reported=total)
+        return FetchedPartition(pages=pages, total_reported=total, content_hash=hash_of_records(record_hashes))
+
+    def _get(self, request: PageRequest, number: int, *, live: bool, replaying: bool) -> FetchedPage:
+        try:
+            page = self.client.get(request, cache_key=self.cache_key(number), refresh=live)
+        except ProviderRequestError as error:
+            if replaying:
+                raise _CachedChainBroken(f"page {number} failed after cached pages ({error})") from None
+            raise PartitionFetchError(f"{self.where}: page {number}: {error}") from None
+        if replaying and not page.from_cache:
+            raise _CachedChainBroken(f"page {number} was not in the cache although the pages before it were")
+        return page
+
+    def _read(self, request: PageRequest, page: FetchedPage, number: int):
+        """What the page says about paging, and the hashes of its records; a rejected page leaves the cache."""
+        try:
+            info = self.provider.inspect(request, page.body)
+            if info.total is not None and type(info.total) is not int:
+                raise MalformedPage(f"the total it reports is {info.total!r}, not a number")
+            hashes = normalize_page_checked(self.provider.name, page.body).table.column("record_hash").to_pylist() if request.holds_records else []
+        except MalformedPage as error:
+            self.client.evict(self.cache_key(number))
+            if page.from_cache:
+                raise _CachedChainBroken(f"cached page {number} is unusable ({error})") from None
+            raise PartitionFetchError(
+                f"{self.where}: page {number} is unusable: {error}. URL: {page.url}. It was not kept in the HTTP cache, "
+                "so a rerun asks the provider again."
+            ) from None
+        except RecordError as error:
+            raise PartitionFetchError(f"{self.where}: page {number}: {error}. URL: {page.url}") from None
+        return info, hashes

@@ -4,9 +4,11 @@ Layout under `$SCHOLAR_PIPELINE_HOME/landing/`:
     pages/<sha[:2]>/<sha256>.gz                      content-addressed page bodies (gzip)
     manifests/<query>/<provider>/<date>/<fetched>.json   what one fetch of a partition saw
 
-A page file is named by its content, so rewriting it could only write the same bytes and
-is skipped; a manifest is created exclusively and never changes. The newest manifest of a
-partition is what `<query>/works` lands, so DuckDB can be rebuilt from here alone.
+A page file is named by its content, so rewriting it could only write the same bytes: it
+is skipped unless the file on disk is damaged, which a later fetch of the page heals. A
+manifest appears whole (written aside, then linked into place) and never changes.
+`<query>/raw` records its manifest's path in its materialization, and `<query>/works`
+lands exactly that one, so DuckDB can be rebuilt from here alone.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import hashlib
 import json
 import os
 import tempfile
+import zlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -25,6 +28,10 @@ from scholar_pipeline.client.provider_client import FetchedPage
 
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+class DamagedPage(ValueError):
+    """A landed page file that is truncated or does not match its hash."""
 
 
 @dataclass(frozen=True)
@@ -36,9 +43,10 @@ class PageEntry:
     sha256: str
     bytes: int
     records: int
+    total_reported: int | None  # the provider's total as this page stated it
     holds_records: bool
     from_cache: bool
-    fetched_at: str
+    fetched_at: str  # when the provider sent it (a cache replay keeps the original time)
 
 
 @dataclass(frozen=True)
@@ -49,7 +57,8 @@ class Manifest:
     partition_date: str
     retrieved_at: str
     code_version: str
-    input_hash: str  # sha256 over the page hashes in order: the partition's data version
+    input_hash: str  # sha256 over the page hashes in order: exactly these bytes
+    content_hash: str  # sha256 over the sorted record hashes: the records' meaning, the data version
     total_reported: int | None
     pages: list[PageEntry] = field(default_factory=list)
 
@@ -81,60 +90,69 @@ class LandingZone:
     def store_page(self, body: bytes) -> str:
         sha = sha256_hex(body)
         path = self.page_path(sha)
-        if not path.exists():
+        try:
+            self.read_page(sha)
+        except (FileNotFoundError, DamagedPage):
             # mtime=0 keeps the gzip bytes a function of the body alone.
             _write_atomically(path, gzip.compress(body, compresslevel=6, mtime=0))
         return sha
 
     def read_page(self, sha256: str) -> bytes:
-        body = gzip.decompress(self.page_path(sha256).read_bytes())
+        path = self.page_path(sha256)
+        compressed = path.read_bytes()
+        try:
+            body = gzip.decompress(compressed)
+        except (EOFError, OSError, zlib.error) as error:  # truncated, or not gzip at all
+            raise DamagedPage(f"landed page {path} is damaged ({error})") from None
         if sha256_hex(body) != sha256:
-            raise ValueError(f"landed page {self.page_path(sha256)} does not match its sha256; the landing zone is corrupt")
+            raise DamagedPage(f"landed page {path} does not match its sha256")
         return body
 
-    def land_page(self, number: int, page: FetchedPage, records: int) -> PageEntry:
+    def land_page(self, number: int, page: FetchedPage, records: int, total_reported: int | None) -> PageEntry:
         """Store a page's body as soon as it arrives; the entry is what the manifest keeps of it."""
         return PageEntry(
             number=number, url=page.url, status=page.status, headers=page.headers, sha256=self.store_page(page.body),
-            bytes=len(page.body), records=records, holds_records=page.request.holds_records,
+            bytes=len(page.body), records=records, total_reported=total_reported, holds_records=page.request.holds_records,
             from_cache=page.from_cache, fetched_at=page.fetched_at.isoformat(),
         )
 
     def write_manifest(
         self, *, query: str, query_text: str, provider: str, day: dt.date, pages: list[PageEntry],
-        total_reported: int | None, code_version: str,
+        total_reported: int | None, content_hash: str, code_version: str,
     ) -> tuple[Manifest, Path]:
-        """Record a finished fetch; an earlier manifest of the partition is never overwritten."""
-        retrieved_at = dt.datetime.now(dt.timezone.utc)
+        """Record a finished fetch; an earlier manifest of the partition is never overwritten.
+
+        `retrieved_at` is when the provider sent the first page, also when the pages were
+        replayed from the cache; the file is named by when the fetch finished."""
+        written_at = dt.datetime.now(dt.timezone.utc)
+        retrieved_at = min((p.fetched_at for p in pages), default=written_at.isoformat())
         manifest = Manifest(
             query=query, query_text=query_text, provider=provider, partition_date=str(day),
-            retrieved_at=retrieved_at.isoformat(), code_version=code_version,
-            input_hash=partition_input_hash([p.sha256 for p in pages]), total_reported=total_reported, pages=pages,
+            retrieved_at=retrieved_at, code_version=code_version,
+            input_hash=partition_input_hash([p.sha256 for p in pages]), content_hash=content_hash,
+            total_reported=total_reported, pages=pages,
         )
-        directory = self.partition_dir(query, provider, day)
-        directory.mkdir(parents=True, exist_ok=True)
-        path = directory / f"{retrieved_at.strftime('%Y%m%dT%H%M%S%fZ')}-{manifest.input_hash[:12]}.json"
-        with open(path, "x") as handle:  # exclusive: a manifest is never rewritten
-            json.dump(asdict(manifest), handle, indent=1)
+        path = self.partition_dir(query, provider, day) / f"{written_at.strftime('%Y%m%dT%H%M%S%fZ')}-{manifest.input_hash[:12]}.json"
+        _write_atomically(path, json.dumps(asdict(manifest), indent=1).encode(), exclusive=True)
         return manifest, path
 
-    def latest_manifest(self, query: str, provider: str, day: dt.date | str) -> tuple[Manifest, Path]:
-        directory = self.partition_dir(query, provider, day)
-        candidates = sorted(directory.glob("*.json"))
-        if not candidates:
-            raise FileNotFoundError(
-                f"no raw fetch of {query} / {provider} / {day} in {directory}; materialize {query}/raw for this partition first"
-            )
-        return Manifest.from_json(candidates[-1].read_text()), candidates[-1]
+    def read_manifest(self, path: Path) -> Manifest:
+        return Manifest.from_json(Path(path).read_text())
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
+def _write_atomically(path: Path, data: bytes, exclusive: bool = False) -> None:
+    """Write aside, then move into place: a reader sees the whole file or none. `exclusive` never replaces one."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
     try:
         with os.fdopen(handle, "wb") as out:
             out.write(data)
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise
+            out.flush()
+            os.fsync(out.fileno())
+        if exclusive:
+            os.link(temporary, path)  # fails if the name exists
+        else:
+            os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.unlink(temporary)

@@ -26,6 +26,7 @@ def raw_metadata(manifest: Manifest, manifest_path: Path) -> dict:
         "request_urls": dg.MetadataValue.json([p.url for p in pages]),
         "page_sha256": dg.MetadataValue.json([p.sha256 for p in pages]),
         "input_hash": dg.MetadataValue.text(manifest.input_hash),
+        "content_hash": dg.MetadataValue.text(manifest.content_hash),
         "manifest": dg.MetadataValue.path(str(manifest_path)),
         "retrieved_at": dg.MetadataValue.timestamp(dt.datetime.fromisoformat(manifest.retrieved_at)),
         "code_version": dg.MetadataValue.text(manifest.code_version),
@@ -56,5 +57,17 @@ def markdown_preview(table: pa.Table, rows: int = 5) -> str:
     lines = ["| title | doi | published | venue |", "|---|---|---|---|"]
     for r in table.slice(0, rows).select(["title", "doi", "publication_date", "venue"]).to_pylist():
         cells = [(str(r[c]) if r[c] is not None else "") for c in ("title", "doi", "publication_date", "venue")]
-        lines.append("| " + " | ".join(c.replace("|", "\\|")[:100] for c in cells) + " |")
+        lines.append("| " + " | ".join(markdown_cell(c[:100]) for c in cells) + " |")
     return "\n".join(lines)
+
+
+def problems_table(problems, rows: int = 20) -> str:
+    """The first values a check reports, as a markdown table."""
+    lines = ["| record | field | value | action |", "|---|---|---|---|"]
+    lines += [f"| {markdown_cell(p.record_id)} | {markdown_cell(p.field)} | {markdown_cell(p.value)} | {p.action} |" for p in problems[:rows]]
+    return "\n".join(lines)
+
+
+def markdown_cell(text: str) -> str:
+    """Text shown literally in a markdown table cell."""
+    return text.replace("\\", "\\\\").replace("|", "\\|").replace("`", "\\`").replace("\n", " ")

@@ -1,14 +1,17 @@
 """DuckDB: the `works` table, the append-only `provenance` table, and the partition swap.
 
-A DuckDB write connection locks the whole file against every other process, so writes
-are serialized twice over: Dagster's `duckdb_writer` pool keeps writers apart in the UI
-and the run queue, and a file lock here holds for any way a run is launched (CLI, tests,
-an instance without pools), so concurrent runs queue instead of failing on the lock.
+A DuckDB write connection locks the whole file against every other process, readers
+too. Writers queue on a machine-wide file lock, which holds however a run is launched
+(UI, schedule, CLI, tests) and which the operating system releases when its holder dies,
+even by `kill -9`: a Dagster pool slot would stay claimed by a killed run until run
+monitoring noticed. A reader holding the file (a notebook) makes the writer wait and say
+so in the log, up to a deadline, instead of failing at once.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -38,13 +41,17 @@ CREATE TABLE IF NOT EXISTS provenance (
     rows_landed BIGINT,
     duplicates_dropped BIGINT,
     input_hash VARCHAR NOT NULL,
+    content_hash VARCHAR,
     output_hash VARCHAR NOT NULL,
     schema_version VARCHAR NOT NULL,
     code_version VARCHAR NOT NULL,
     retrieved_at TIMESTAMPTZ NOT NULL,
-    landed_at TIMESTAMPTZ NOT NULL
+    landed_at TIMESTAMPTZ NOT NULL,
+    raw_run_id VARCHAR
 )
 """
+# Columns added after the first release; older files gain them on the next write.
+PROVENANCE_ADDED_COLUMNS = {"content_hash": "VARCHAR", "raw_run_id": "VARCHAR"}
 
 
 @dataclass(frozen=True)
@@ -64,14 +71,19 @@ class ProvenanceRow:
     rows_landed: int
     duplicates_dropped: int
     input_hash: str
+    content_hash: str
     output_hash: str
     schema_version: str
     code_version: str
     retrieved_at: dt.datetime
     landed_at: dt.datetime
+    raw_run_id: str | None
 
     @classmethod
-    def of(cls, manifest: Manifest, manifest_path: Path, rows: PartitionRows, *, run_id: str | None, code_version: str) -> ProvenanceRow:
+    def of(
+        cls, manifest: Manifest, manifest_path: Path, rows: PartitionRows, *, run_id: str | None, raw_run_id: str | None,
+        code_version: str,
+    ) -> ProvenanceRow:
         """What one landing of a fetch produced, from what the manifest recorded of the fetch."""
         pages = manifest.pages
         return cls(
@@ -80,19 +92,48 @@ class ProvenanceRow:
             page_sha256=[p.sha256 for p in pages], pages=len(pages), bytes=sum(p.bytes for p in pages),
             cache_hits=sum(p.from_cache for p in pages), total_reported=manifest.total_reported,
             records_fetched=manifest.records, rows_landed=rows.table.num_rows, duplicates_dropped=rows.duplicates_dropped,
-            input_hash=manifest.input_hash, output_hash=rows.output_hash, schema_version=SCHEMA_VERSION,
-            code_version=code_version, retrieved_at=dt.datetime.fromisoformat(manifest.retrieved_at),
-            landed_at=dt.datetime.now(dt.timezone.utc),
+            input_hash=manifest.input_hash, content_hash=manifest.content_hash, output_hash=rows.output_hash,
+            schema_version=SCHEMA_VERSION, code_version=code_version,
+            retrieved_at=dt.datetime.fromisoformat(manifest.retrieved_at), landed_at=dt.datetime.now(dt.timezone.utc),
+            raw_run_id=raw_run_id,
         )
 
 
+class WarehouseBusy(RuntimeError):
+    """The DuckDB file stayed locked by another process past the deadline."""
+
+
 @contextmanager
-def writer_lock(home: Path, timeout_seconds: float = 1800) -> Iterator[None]:
-    """Hold the machine-wide DuckDB writer lock (waits, never fails fast)."""
-    path = home / "locks" / "duckdb_writer.lock"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with filelock.FileLock(str(path), timeout=timeout_seconds):
-        yield
+def write_connection(database: Path, home: Path, log=None, timeout_seconds: float = 1800) -> Iterator[duckdb.DuckDBPyConnection]:
+    """The one write connection of the machine: queue on the writer lock, then wait out any reader of the file."""
+    lock_path = home / "locks" / "duckdb_writer.lock"
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + timeout_seconds
+    with filelock.FileLock(str(lock_path), timeout=timeout_seconds):
+        con = _connect_when_free(database, deadline, log)
+        try:
+            yield con
+        finally:
+            con.close()
+
+
+def _connect_when_free(database: Path, deadline: float, log, poll_seconds: float = 1.0) -> duckdb.DuckDBPyConnection:
+    reported = False
+    while True:
+        try:
+            return duckdb.connect(str(database))
+        except duckdb.IOException as error:
+            if "lock" not in str(error).lower():
+                raise
+            if time.monotonic() > deadline:
+                raise WarehouseBusy(
+                    f"{database} stayed locked by another process: {error}. Close other DuckDB connections to it "
+                    "(a notebook, a BI tool) or read a copy of the file while runs write."
+                ) from None
+            if log is not None and not reported:
+                log.warning(f"waiting for another process to release {database} ({error})")
+                reported = True
+            time.sleep(poll_seconds)
 
 
 def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
@@ -101,10 +142,15 @@ def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("CREATE TABLE IF NOT EXISTS works AS SELECT * FROM empty_works")
     con.unregister("empty_works")
     con.execute(PROVENANCE_DDL)
+    for column, sql_type in PROVENANCE_ADDED_COLUMNS.items():
+        con.execute(f"ALTER TABLE provenance ADD COLUMN IF NOT EXISTS {column} {sql_type}")
 
 
-def replace_partition(con: duckdb.DuckDBPyConnection, rows: PartitionRows, provenance: ProvenanceRow) -> None:
-    """Swap one (query, provider, date) slice of `works` and log it, in one transaction."""
+def replace_partition(con: duckdb.DuckDBPyConnection, rows: PartitionRows, provenance: ProvenanceRow) -> int:
+    """Swap one (query, provider, date) slice of `works` and log it, in one transaction.
+
+    Returns how many rows the slice holds after the commit, counted in DuckDB, for checks
+    that must look at what landed rather than at what was meant to."""
     ensure_tables(con)
     columns = ", ".join(f'"{name}"' for name in WORKS_SCHEMA.names)
     record = asdict(provenance)
@@ -125,3 +171,8 @@ def replace_partition(con: duckdb.DuckDBPyConnection, rows: PartitionRows, prove
         raise
     finally:
         con.unregister("incoming_works")
+    return con.execute(
+        "SELECT count(*) FROM works WHERE query = ? AND provider = ? AND partition_date = ?",
+        [provenance.query, provenance.provider, provenance.partition_date],
+    ).fetchone()[0]
+

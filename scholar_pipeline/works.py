@@ -7,10 +7,15 @@ import hashlib
 from dataclasses import dataclass
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
-from scholar_pipeline.landing import LandingZone, Manifest
-from scholar_pipeline.normalize import normalize_page
+from scholar_pipeline.landing import DamagedPage, LandingZone, Manifest
+from scholar_pipeline.normalize import FieldProblem, RecordError, normalize_page_checked
 from scholar_pipeline.schema import WORKS_SCHEMA
+
+
+class PartitionRowsError(RuntimeError):
+    """A landed page that cannot become rows; the message names the partition, the page and what to do."""
 
 
 @dataclass(frozen=True)
@@ -18,34 +23,51 @@ class PartitionRows:
     table: pa.Table  # WORKS_SCHEMA
     records_parsed: int
     duplicates_dropped: int
-    output_hash: str  # sha256 over the sorted record hashes: same rows, same hash
+    output_hash: str  # hash_of_records over the landed rows: same rows, same hash
+    problems: tuple[FieldProblem, ...]  # values set to NULL or repaired, per record and field
+
+
+def hash_of_records(record_hashes) -> str:
+    """sha256 over the distinct record hashes, sorted: a function of what the records say, not of paging or order."""
+    return hashlib.sha256("\n".join(sorted(set(record_hashes))).encode()).hexdigest()
 
 
 def partition_rows(landing: LandingZone, manifest: Manifest) -> PartitionRows:
     """Normalize every record page of a fetch and add the run columns."""
-    retrieved_at = dt.datetime.fromisoformat(manifest.retrieved_at)
     day = dt.date.fromisoformat(manifest.partition_date)
-    tables = []
+    where = f"{manifest.provider} / saved search {manifest.query!r} / {manifest.partition_date}"
+    tables, problems = [], []
     for page in manifest.pages:
         if not page.holds_records:
             continue
-        records = normalize_page(manifest.provider, landing.read_page(page.sha256))
-        n = records.num_rows
+        try:
+            normalized = normalize_page_checked(manifest.provider, landing.read_page(page.sha256))
+        except (DamagedPage, FileNotFoundError) as error:
+            raise PartitionRowsError(
+                f"{where}: page {page.number}: {error}. Materialize {manifest.query}/raw for this partition again to "
+                "fetch it anew (the landing zone heals damaged pages)."
+            ) from None
+        except RecordError as error:
+            raise PartitionRowsError(f"{where}: page {page.number} ({page.url}): {error}") from None
+        problems += normalized.problems
+        n = normalized.table.num_rows
         tables.append(
-            records.append_column("query", pa.array([manifest.query] * n, pa.string()))
+            normalized.table.append_column("query", pa.array([manifest.query] * n, pa.string()))
             .append_column("partition_date", pa.array([day] * n, pa.date32()))
             .append_column("raw_page_sha256", pa.array([page.sha256] * n, pa.string()))
-            .append_column("retrieved_at", pa.array([retrieved_at] * n, pa.timestamp("us", tz="UTC")))
+            .append_column("retrieved_at", pa.array([dt.datetime.fromisoformat(page.fetched_at)] * n, pa.timestamp("us", tz="UTC")))
             .select(WORKS_SCHEMA.names)
         )
     table = pa.concat_tables(tables).cast(WORKS_SCHEMA) if tables else WORKS_SCHEMA.empty_table()
     unique = _first_of_each_record(table)
-    hashes = sorted(unique.column("record_hash").to_pylist())
+    ids = table.column("provider_id")
     return PartitionRows(
         table=unique,
         records_parsed=table.num_rows,
-        duplicates_dropped=table.num_rows - unique.num_rows,
-        output_hash=hashlib.sha256("\n".join(hashes).encode()).hexdigest(),
+        # Counted from the ids, not from what the dedup kept, so that `no_records_lost` can catch a dedup that drops too much.
+        duplicates_dropped=ids.length() - ids.null_count - pc.count_distinct(ids).as_py(),
+        output_hash=hash_of_records(unique.column("record_hash").to_pylist()),
+        problems=tuple(problems),
     )
 
 

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+from dagster._core.storage.defs_state.base import set_defs_state_storage
 
 from scholar_pipeline.simulator import Corpus, ProviderSimulator
 
@@ -17,6 +18,14 @@ SECRET_ENV = ("OPENALEX_API_KEY", "PUBMED_API_KEY", "SPRINGER_NATURE_API_KEY", "
 
 def real_response(relative: str) -> bytes:
     return (REAL_RESPONSES / relative).read_bytes()
+
+
+@pytest.fixture(autouse=True)
+def _no_dagster_state_storage_left_behind():
+    """Dagster 1.13's `with DagsterInstance` sets the current defs-state storage and never resets it, so a
+    later test that loads definitions reaches a disposed instance ("undefined DagsterInstance weakref")."""
+    with set_defs_state_storage(None):
+        yield
 
 
 @pytest.fixture

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import gzip
+import hashlib
 import os
+import sqlite3
 from pathlib import Path
 
 import dagster as dg
 import duckdb
+import hishel
 from dagster_duckdb import DuckDBResource
 
 from scholar_pipeline.defs.resources import scholar_api_from_env
 from scholar_pipeline.defs.saved_searches import build_saved_search_assets
+from scholar_pipeline.landing import LandingZone, Manifest
 from scholar_pipeline.queries import SavedSearch
 
 SEARCH = SavedSearch(name="sim_search", text="large language model evaluation", providers=["openalex", "crossref"], start_date=dt.date(2024, 1, 1))
@@ -21,15 +27,36 @@ def home() -> Path:
     return Path(os.environ["SCHOLAR_PIPELINE_HOME"])
 
 
-def materialize(day: str, provider: str, search: SavedSearch = SEARCH, instance=None, raise_on_error: bool = True):
-    """Run `<search>/raw` and `<search>/works` for one partition, in process, with the resources the code location builds."""
+def materialize(day: str, provider: str, search: SavedSearch = SEARCH, instance=None, raise_on_error: bool = True,
+                tags: dict[str, str] | None = None, selection=None):
+    """Run `<search>/raw` and `<search>/works` (or `selection`) for one partition, in process, with the resources the
+    code location builds."""
     return dg.materialize(
         build_saved_search_assets(search),
+        selection=selection,
         partition_key=dg.MultiPartitionKey({"date": day, "provider": provider}),
         resources={"scholar_api": scholar_api_from_env(), "duckdb": DuckDBResource(database=str(home() / "scholar.duckdb"))},
         instance=instance,
         raise_on_error=raise_on_error,
+        tags=tags,
     )
+
+
+def recorded_manifest(result) -> Manifest:
+    """The manifest that a run's `<search>/raw` materialization recorded."""
+    event = result.asset_materializations_for_node(f"{SEARCH.name}__raw")[0]
+    return LandingZone(home() / "landing").read_manifest(Path(event.metadata["manifest"].value))
+
+
+def evict_cached_page(manifest: Manifest, number: int) -> None:
+    """Drop one page of a fetched chain from the HTTP cache, as an expired entry would be."""
+    storage = hishel.SqliteStorage(database_path=str(home() / "cache" / "http" / "responses.sqlite"))
+    key = hashlib.sha256(f"{manifest.pages[0].url}#page={number}".encode()).hexdigest()
+    entries = storage.get_entries(key)
+    assert entries, f"page {number} was not in the cache"
+    for entry in entries:
+        storage.remove_entry(entry.id)
+    storage.close()
 
 
 def query_db(sql: str, params=None) -> list[tuple]:
@@ -44,4 +71,21 @@ def max_in_any_window(times: list[float], seconds: float = 1.0) -> int:
 
 
 def files_containing(root: Path, needle: bytes) -> list[Path]:
-    return [p for p in Path(root).rglob("*") if p.is_file() and needle in p.read_bytes()]
+    """Files under `root` whose content holds `needle`, read as stored data, not as raw bytes: gzip
+    decompressed, SQLite and DuckDB databases row by row (DuckDB compresses strings, SQLite splits long
+    ones across pages), so that a secret cannot hide from the scan behind an encoding."""
+    return [p for p in Path(root).rglob("*") if p.is_file() and needle in _stored_content(p)]
+
+
+def _stored_content(path: Path) -> bytes:
+    data = path.read_bytes()
+    if data.startswith(b"\x1f\x8b"):
+        return gzip.decompress(data)
+    if data.startswith(b"SQLite format 3\x00"):
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as con:
+            return data + "\n".join(con.iterdump()).encode(errors="surrogateescape")
+    if path.suffix == ".duckdb":
+        with duckdb.connect(str(path), read_only=True) as con:
+            tables = [t for (t,) in con.execute("SELECT table_name FROM information_schema.tables").fetchall()]
+            return data + b"\n".join(str(con.execute(f'SELECT * FROM "{t}"').fetchall()).encode() for t in tables)
+    return data

@@ -1,6 +1,7 @@
 """The HTTP stack: retries, Retry-After, cache hits, and credentials that never reach the cache."""
 
 import datetime as dt
+import os
 
 import httpx
 import pytest
@@ -75,3 +76,20 @@ def test_urls_are_masked_wherever_a_secret_parameter_appears():
     assert mask_url("http://x/works?filter=a&api_key=abc123&cursor=*") == "http://x/works?filter=a&api_key=***&cursor=*"
     assert mask_url("http://x/search?q=1&API_KEY=s3cret") == "http://x/search?q=1&API_KEY=***"
     assert mask_url("http://x/works?keyword=soil") == "http://x/works?keyword=soil"
+
+
+def test_a_cache_url_that_is_not_redis_is_refused_not_ignored(tmp_path):
+    with pytest.raises(ValueError, match="SCHOLAR_PIPELINE_CACHE_URL must start with"):
+        cache_storage(tmp_path, 60, "memcached://127.0.0.1:11211")
+
+
+def test_each_client_closes_its_cache_and_limiter_files(tmp_path):
+    """A long-lived process (the daemon, a code server) opens a client per run: nothing may stay open."""
+    def open_files() -> list[str]:
+        return [os.readlink(f"/proc/self/fd/{fd}") for fd in os.listdir("/proc/self/fd") if os.path.exists(f"/proc/self/fd/{fd}")]
+
+    network = httpx.MockTransport(lambda request: httpx.Response(200, json={"results": []}))
+    for n in range(5):
+        with _client(tmp_path, network) as client:
+            client.get(REQUEST, cache_key=f"fd{n}")
+    assert [f for f in open_files() if str(tmp_path) in f] == []

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import dagster as dg
 import duckdb
+import filelock
 import httpx
 import pytest
 
@@ -165,3 +166,40 @@ def test_shared_acceptance_on_real_recorded_responses():
     result = subprocess.run(["bash", str(ACCEPTANCE)], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "records 462/462" in result.stdout and "key leaks 0" in result.stdout
+
+
+def test_a_run_killed_during_the_duckdb_write_does_not_block_the_next_one(pipeline_env, simulator):
+    """kill -9 while holding the writer position: the rerun must get through, and land the clean result."""
+    shutil.copyfile(REPO_ROOT / "dagster.yaml", Path(pipeline_env["DAGSTER_HOME"]) / "dagster.yaml")
+    assert _run_in_parallel(["2024-03-01|openalex"])[0].returncode == 0  # DuckDB and the instance exist
+    lock = filelock.FileLock(str(home() / "locks" / "duckdb_writer.lock"))
+    reader = subprocess.Popen([sys.executable, "-c", "import duckdb, sys, time; c = duckdb.connect(sys.argv[1], read_only=True); "
+                               "print('open', flush=True); time.sleep(600)", str(home() / "scholar.duckdb")],
+                              stdout=subprocess.PIPE, text=True, start_new_session=True)
+    assert reader.stdout.readline().strip() == "open"  # the writer will wait inside its write position
+    victim = subprocess.Popen(_materialize_command("2024-03-02|openalex"), cwd=REPO_ROOT, env=dict(os.environ),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        _wait_for(lambda: _held(lock), "the run to take the DuckDB writer position", seconds=240)
+    finally:
+        os.killpg(victim.pid, signal.SIGKILL)
+        os.killpg(reader.pid, signal.SIGKILL)
+        victim.wait(timeout=30)
+        reader.wait(timeout=30)
+
+    rerun = subprocess.run(_materialize_command("2024-03-02|openalex"), cwd=REPO_ROOT, env=dict(os.environ),
+                           capture_output=True, text=True, timeout=240)
+
+    assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
+    expected = simulator.apis["openalex"].record_ids(dt.date(2024, 3, 2), dt.date(2024, 3, 2))
+    landed = [r[0] for r in query_db("SELECT provider_id FROM works WHERE partition_date = DATE '2024-03-02'")]
+    assert sorted(landed) == sorted(expected)
+
+
+def _held(lock: filelock.FileLock) -> bool:
+    try:
+        lock.acquire(timeout=0)
+    except filelock.Timeout:
+        return True
+    lock.release()
+    return False

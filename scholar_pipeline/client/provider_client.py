@@ -17,11 +17,12 @@ import httpx
 import tenacity
 
 from scholar_pipeline.client.masking import mask_url
+from scholar_pipeline.client.transports import FETCHED_AT_HEADER
 from scholar_pipeline.providers.base import PageRequest
 
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
 # Response headers worth keeping with a landed page: dates, validators and rate-limit state.
-KEPT_HEADERS = ("content-type", "content-encoding", "date", "last-modified", "etag", "retry-after", "x-api-pool", "x-concurrency-limit")
+KEPT_HEADERS = ("content-type", "date", "last-modified", "etag", "retry-after", "x-api-pool", "x-concurrency-limit")
 KEPT_HEADER_PREFIXES = ("x-ratelimit", "x-rate-limit")
 
 
@@ -33,7 +34,7 @@ class FetchedPage:
     headers: dict[str, str]
     body: bytes
     from_cache: bool
-    fetched_at: dt.datetime
+    fetched_at: dt.datetime  # when the provider sent it, also for a page replayed from the cache
 
 
 class ProviderRequestError(RuntimeError):
@@ -93,10 +94,9 @@ class ProviderClient:
         `refresh` drops a cached answer first."""
         url = self.url_for(request)
         if refresh:
-            for entry in self.storage.get_entries(cache_key):
-                self.storage.remove_entry(entry.id)
+            self.evict(cache_key)
         retrying = tenacity.Retrying(
-            retry=tenacity.retry_if_exception_type((httpx.TransportError, RetryableResponse)),
+            retry=tenacity.retry_if_exception_type((httpx.TransportError, httpx.DecodingError, RetryableResponse)),
             wait=self.retry.wait,
             stop=tenacity.stop_after_attempt(self.retry.max_attempts),
             before_sleep=self._report_retry(url),
@@ -110,9 +110,14 @@ class ProviderClient:
                 "The provider is rate limiting or failing; lower SCHOLAR_PIPELINE_"
                 f"{self.provider.upper()}_RATE_LIMIT or retry the partition later.",
             ) from None
+        except httpx.DecodingError as error:
+            raise ProviderRequestError(
+                self.provider, url, f"the body could not be decoded after {self.retry.max_attempts} attempts ({error})",
+                "The provider sent a body that is not in the Content-Encoding it declared; retry the partition later.",
+            ) from None
         except httpx.TransportError as error:
             raise ProviderRequestError(
-                self.provider, url, f"{type(error).__name__} after {self.retry.max_attempts} attempts",
+                self.provider, url, f"{type(error).__name__} after {self.retry.max_attempts} attempts ({error})",
                 f"Check that SCHOLAR_PIPELINE_{self.provider.upper()}_BASE_URL points at a reachable server.",
             ) from None
         if response.status_code != 200:
@@ -124,8 +129,13 @@ class ProviderClient:
             headers={k: v for k, v in response.headers.items() if k in KEPT_HEADERS or k.startswith(KEPT_HEADER_PREFIXES)},
             body=response.content,
             from_cache=response.extensions.get("caching", {}).get("from_cache", False),  # hishel's CacheStatus
-            fetched_at=dt.datetime.now(dt.timezone.utc),
+            fetched_at=_fetched_at(response),
         )
+
+    def evict(self, cache_key: str) -> None:
+        """Drop a cached answer: before a live refetch, or because the provider module rejected it."""
+        for entry in self.storage.get_entries(cache_key):
+            self.storage.remove_entry(entry.id)
 
     def _hint(self, status: int) -> str:
         setting = f"SCHOLAR_PIPELINE_{self.provider.upper()}"
@@ -144,13 +154,27 @@ class ProviderClient:
 
     def _report_retry(self, url: str):
         def report(state: tenacity.RetryCallState) -> None:
-            if self.log is not None:
-                error = state.outcome.exception()
-                self.log.warning(
-                    f"{self.provider}: attempt {state.attempt_number} failed ({error}); retrying in "
-                    f"{state.upcoming_sleep:.1f}s: {mask_url(url)}"
-                )
+            if self.log is None:
+                return
+            error = state.outcome.exception()
+            advised = retry_after_seconds(error.response.headers.get("retry-after")) if isinstance(error, RetryableResponse) else None
+            capped = f" (it asked for {advised:.0f} s in Retry-After; waits are capped)" if advised and advised > state.upcoming_sleep else ""
+            self.log.warning(
+                f"{self.provider}: attempt {state.attempt_number} failed ({error}); retrying in "
+                f"{state.upcoming_sleep:.1f}s{capped}: {mask_url(url)}"
+            )
         return report
+
+
+def _fetched_at(response: httpx.Response) -> dt.datetime:
+    """The stamp put on below the cache; an entry cached before stamps existed falls back to its Date header."""
+    stamp = response.headers.get(FETCHED_AT_HEADER)
+    if stamp:
+        return dt.datetime.fromisoformat(stamp)
+    try:
+        return email.utils.parsedate_to_datetime(response.headers["date"])
+    except (KeyError, TypeError, ValueError):
+        return dt.datetime.now(dt.timezone.utc)
 
 
 def _snippet(response: httpx.Response) -> str:

@@ -1,4 +1,4 @@
-"""Assemble a provider's client: cache → credentials → rate limit → connection pool."""
+"""Assemble a provider's client: cache → credentials → rate limit → whole body within a deadline → connection pool."""
 
 from __future__ import annotations
 
@@ -13,9 +13,11 @@ from hishel.httpx import CacheTransport
 
 from scholar_pipeline.client.provider_client import ProviderClient, RetryPolicy
 from scholar_pipeline.client.ratelimit import SqliteRateLimiter
-from scholar_pipeline.client.transports import CredentialsTransport, RateLimitedTransport
+from scholar_pipeline.client.transports import CredentialsTransport, RateLimitedTransport, WholeBodyTransport
 from scholar_pipeline.providers.base import Provider
 from scholar_pipeline.settings import ProviderSettings
+
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 
 
 def user_agent(mailto: str | None) -> str:
@@ -25,7 +27,12 @@ def user_agent(mailto: str | None) -> str:
 
 def cache_storage(home: Path, ttl_seconds: float, cache_url: str | None) -> hishel.BaseStorage:
     """SQLite under the home by default; `redis://...` shares one cache between machines."""
-    if cache_url and cache_url.startswith(("redis://", "rediss://", "unix://")):
+    if cache_url:
+        if not cache_url.startswith(REDIS_SCHEMES):
+            raise ValueError(
+                f"SCHOLAR_PIPELINE_CACHE_URL must start with one of {', '.join(REDIS_SCHEMES)} (a Redis server to share "
+                f"the HTTP cache); got a {cache_url.partition(':')[0]!r} URL. Unset it to keep the cache in SQLite under the home."
+            )
         import redis
 
         return hishel.RedisStorage(client=redis.Redis.from_url(cache_url), default_ttl=ttl_seconds, key_prefix="scholar-pipeline")
@@ -46,15 +53,20 @@ def open_provider_client(
     mailto: str | None,
     timeout_seconds: float,
     retry: RetryPolicy,
+    deadline_seconds: float = 300.0,
     log=None,
     network: httpx.BaseTransport | None = None,
 ) -> Iterator[ProviderClient]:
-    """`network` replaces the connection pool at the bottom of the stack (a proxy, a test double)."""
-    limiter = SqliteRateLimiter(home / "locks" / "rate_limits.sqlite")
+    """`network` replaces the connection pool at the bottom of the stack (a proxy, a test double).
+
+    `timeout_seconds` bounds each connect and socket read; `deadline_seconds` a whole response."""
+    limiter = SqliteRateLimiter(home / "locks" / "rate_limits.sqlite", log=log)
     pool = network or httpx.HTTPTransport(limits=httpx.Limits(max_connections=4, max_keepalive_connections=4))
     transport = CacheTransport(
         next_transport=CredentialsTransport(
-            RateLimitedTransport(pool, limiter, key=provider.name, rate=settings.rate_limit), provider.credential, secret
+            RateLimitedTransport(WholeBodyTransport(pool, deadline_seconds), limiter, key=provider.name, rate=settings.rate_limit),
+            provider.credential,
+            secret,
         ),
         storage=storage,
     )

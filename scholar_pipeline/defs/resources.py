@@ -32,7 +32,8 @@ class ScholarApiResource(dg.ConfigurableResource):
     mailto: Optional[str] = None
     cache_ttl_seconds: float = 86_400.0
     cache_url: Optional[str] = None  # redis://host:port/db to share the response cache; SQLite under home otherwise
-    timeout_seconds: float = 60.0
+    timeout_seconds: float = 60.0  # each connect and socket read
+    request_deadline_seconds: float = 300.0  # a whole response, however slowly it trickles in
     max_attempts: int = 6
     backoff_seconds: float = 1.0
     openalex_api_key: Optional[str] = None
@@ -68,6 +69,7 @@ class ScholarApiResource(dg.ConfigurableResource):
             secret=self.secret_for(provider),
             mailto=self.mailto,
             timeout_seconds=self.timeout_seconds,
+            deadline_seconds=self.request_deadline_seconds,
             retry=RetryPolicy(max_attempts=self.max_attempts, backoff_seconds=self.backoff_seconds),
             log=log,
         ) as client:

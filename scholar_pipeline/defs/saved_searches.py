@@ -2,6 +2,7 @@
 
 import datetime as dt
 import warnings
+from pathlib import Path
 
 import dagster as dg
 import pyarrow.compute as pc
@@ -11,22 +12,28 @@ from scholar_pipeline.defs.partitions import date_provider_partitions
 from scholar_pipeline.defs.resources import ScholarApiResource
 from scholar_pipeline.fetch import fetch_partition
 from scholar_pipeline.landing import Manifest
-from scholar_pipeline.metadata import raw_metadata, works_metadata
+from scholar_pipeline.metadata import problems_table, raw_metadata, works_metadata
 from scholar_pipeline.providers import PROVIDERS
 from scholar_pipeline.queries import SavedSearch, load_saved_searches
 from scholar_pipeline.schema import SCHEMA_VERSION
-from scholar_pipeline.settings import queries_file
-from scholar_pipeline.warehouse import ProvenanceRow, replace_partition, writer_lock
+from scholar_pipeline.settings import monitor_days, queries_file
+from scholar_pipeline.warehouse import ProvenanceRow, replace_partition, write_connection
 from scholar_pipeline.works import PartitionRows, partition_rows
 
 # backfill_policy is still marked beta in Dagster 1.13; the warning would fill every CLI run's output.
 warnings.filterwarnings("ignore", message=".*backfill_policy.*", category=dg.BetaWarning)
+# Dagster 1.13 adds its own `dagster/partition/<dimension>` tags to every multi-partition run request, then warns
+# that such keys are deprecated, on every schedule tick; nothing in this code can avoid it.
+warnings.filterwarnings("ignore", message=r"Non-compliant tag keys like \['dagster/partition/", category=DeprecationWarning)
 
-RAW_CODE_VERSION = "raw-v1"
-WORKS_CODE_VERSION = f"works-v1+{SCHEMA_VERSION}"
+RAW_CODE_VERSION = "raw-v2"
+WORKS_CODE_VERSION = f"works-v2+{SCHEMA_VERSION}"
 NO_RECORDS_LOST = "no_records_lost"
 DATES_IN_WINDOW = "publication_dates_in_window"
 MATCHES_PROVIDER_TOTAL = "matches_provider_total"
+VALUES_WELL_TYPED = "values_well_typed"
+# Run tag that makes `<name>/raw` skip the HTTP cache: monitoring re-fetches must see today's answer.
+FETCH_TAG, FETCH_LIVE = "scholar_pipeline/fetch", "live"
 
 
 def _partition(context: dg.AssetExecutionContext) -> tuple[str, dt.date]:
@@ -56,14 +63,15 @@ def build_saved_search_assets(search: SavedSearch) -> list[dg.AssetsDefinition]:
         with scholar_api.client(provider, log=context.log) as client:
             fetched = fetch_partition(
                 client, provider, settings, scholar_api.landing, query=search.name, text=search.text, day=day,
-                mailto=scholar_api.mailto, log=context.log,
+                mailto=scholar_api.mailto, live=context.run.tags.get(FETCH_TAG) == FETCH_LIVE, log=context.log,
             )
         manifest, path = scholar_api.landing.write_manifest(
             query=search.name, query_text=search.text, provider=provider_name, day=day, pages=fetched.pages,
-            total_reported=fetched.total_reported, code_version=RAW_CODE_VERSION,
+            total_reported=fetched.total_reported, content_hash=fetched.content_hash, code_version=RAW_CODE_VERSION,
         )
         context.log.info(f"{provider_name} / {search.name} / {day}: {manifest.records} records in {len(manifest.pages)} pages landed")
-        return dg.MaterializeResult(metadata=raw_metadata(manifest, path), data_version=dg.DataVersion(manifest.input_hash))
+        # The data version is what the records say, not the bytes: providers send fields that change on every call.
+        return dg.MaterializeResult(metadata=raw_metadata(manifest, path), data_version=dg.DataVersion(manifest.content_hash))
 
     @dg.asset(
         key=works_key,
@@ -72,48 +80,80 @@ def build_saved_search_assets(search: SavedSearch) -> list[dg.AssetsDefinition]:
         partitions_def=partitions,
         backfill_policy=one_partition_per_run,
         code_version=WORKS_CODE_VERSION,
-        pool="duckdb_writer",
         kinds={"duckdb"},
         check_specs=[
-            dg.AssetCheckSpec(NO_RECORDS_LOST, asset=works_key, description="Every fetched record is landed or counted as a duplicate."),
+            dg.AssetCheckSpec(NO_RECORDS_LOST, asset=works_key, description="The partition's rows in DuckDB, counted after the commit, equal the records fetched less the duplicates."),
             dg.AssetCheckSpec(DATES_IN_WINDOW, asset=works_key, description="Records whose publication date falls outside the partition's day (reported, never dropped)."),
-            dg.AssetCheckSpec(MATCHES_PROVIDER_TOTAL, asset=works_key, description="Records fetched equal the total the provider reported for the query and day."),
+            dg.AssetCheckSpec(MATCHES_PROVIDER_TOTAL, asset=works_key, description="Every page reported the same total, and it equals the records fetched."),
+            dg.AssetCheckSpec(VALUES_WELL_TYPED, asset=works_key, description="No value had to be set to NULL or repaired because the provider sent it with the wrong type."),
         ],
         description=f"Normalized works for “{search.text}”: rows of DuckDB table `works`, replaced per partition in one transaction.",
     )
     def works(context: dg.AssetExecutionContext, scholar_api: ScholarApiResource, duckdb: DuckDBResource) -> dg.MaterializeResult:
         provider_name, day = _partition(context)
-        manifest, manifest_path = scholar_api.landing.latest_manifest(search.name, provider_name, day)
+        raw_materialization = _recorded_raw_materialization(context, raw_key)
+        manifest_path = Path(raw_materialization.asset_materialization.metadata["manifest"].value)
+        manifest = scholar_api.landing.read_manifest(manifest_path)
         rows = partition_rows(scholar_api.landing, manifest)
-        provenance = ProvenanceRow.of(manifest, manifest_path, rows, run_id=context.run.run_id, code_version=WORKS_CODE_VERSION)
-        with writer_lock(scholar_api.home_path), duckdb.get_connection() as con:
-            replace_partition(con, rows, provenance)
-        context.log.info(f"{provider_name} / {search.name} / {day}: {rows.table.num_rows} rows in `works` ({rows.duplicates_dropped} duplicates dropped)")
+        provenance = ProvenanceRow.of(manifest, manifest_path, rows, run_id=context.run.run_id,
+                                      raw_run_id=raw_materialization.run_id, code_version=WORKS_CODE_VERSION)
+        with write_connection(Path(duckdb.database), scholar_api.home_path, log=context.log) as con:
+            rows_in_duckdb = replace_partition(con, rows, provenance)
+        context.log.info(f"{provider_name} / {search.name} / {day}: {rows_in_duckdb} rows in `works` ({rows.duplicates_dropped} duplicates dropped)")
         return dg.MaterializeResult(
             metadata=works_metadata(rows, manifest, manifest_path, code_version=WORKS_CODE_VERSION),
-            check_results=[_no_records_lost(manifest.records, rows), _dates_in_window(rows.table, day), _matches_provider_total(manifest)],
+            check_results=[
+                _no_records_lost(manifest.records, rows, rows_in_duckdb), _dates_in_window(rows.table, day),
+                _matches_provider_total(manifest), _values_well_typed(rows),
+            ],
         )
 
     return [raw, works]
 
 
-def _no_records_lost(fetched: int, rows: PartitionRows) -> dg.AssetCheckResult:
-    accounted = rows.table.num_rows + rows.duplicates_dropped
+def _recorded_raw_materialization(context: dg.AssetExecutionContext, raw_key: dg.AssetKey) -> dg.EventLogRecord:
+    """The fetch this run made of the partition, else the newest one recorded: never just the newest file on disk."""
+    records = context.instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=raw_key, asset_partitions=[context.partition_key]), limit=50
+    ).records
+    if not records:
+        raise dg.Failure(f"{raw_key.to_user_string()} has no materialization for partition {context.partition_key}; "
+                         "materialize it (or the whole group) for this partition first")
+    return next((r for r in records if r.run_id == context.run.run_id), records[0])
+
+
+def _no_records_lost(fetched: int, rows: PartitionRows, rows_in_duckdb: int) -> dg.AssetCheckResult:
     return dg.AssetCheckResult(
         check_name=NO_RECORDS_LOST,
-        passed=accounted == fetched == rows.records_parsed,
-        metadata={"records_fetched": fetched, "records_parsed": rows.records_parsed, "rows_landed": rows.table.num_rows, "duplicates": rows.duplicates_dropped},
+        passed=rows.records_parsed == fetched and rows_in_duckdb == fetched - rows.duplicates_dropped,
+        metadata={"records_fetched": fetched, "records_parsed": rows.records_parsed, "duplicates": rows.duplicates_dropped,
+                  "rows_in_duckdb": rows_in_duckdb},
     )
 
 
 def _matches_provider_total(manifest: Manifest) -> dg.AssetCheckResult:
-    """A shortfall means paging stopped early; an excess that records were added while paging."""
-    reported = manifest.total_reported
+    """Totals that differ between pages mean the answer changed while paging (or pages of two answers were mixed);
+    a shortfall against the total means paging stopped early, an excess that records were added while paging."""
+    totals = sorted({p.total_reported for p in manifest.pages if p.total_reported is not None})
     return dg.AssetCheckResult(
         check_name=MATCHES_PROVIDER_TOTAL,
-        passed=reported is None or reported == manifest.records,
+        passed=len(totals) <= 1 and (not totals or totals[0] == manifest.records),
         severity=dg.AssetCheckSeverity.WARN,
-        metadata={"records_fetched": manifest.records, **({"total_reported": reported} if reported is not None else {})},
+        metadata={"records_fetched": manifest.records, "totals_reported": totals},
+    )
+
+
+def _values_well_typed(rows: PartitionRows) -> dg.AssetCheckResult:
+    problems = rows.problems
+    return dg.AssetCheckResult(
+        check_name=VALUES_WELL_TYPED,
+        passed=not problems,
+        severity=dg.AssetCheckSeverity.WARN,
+        metadata={
+            "values_repaired": len(problems),
+            "records_affected": len({p.record_id for p in problems}),
+            **({"first_problems": dg.MetadataValue.md(problems_table(problems))} if problems else {}),
+        },
     )
 
 
@@ -135,9 +175,27 @@ def _dates_in_window(table, day: dt.date) -> dg.AssetCheckResult:
 
 
 def build_daily_schedule(search: SavedSearch) -> dg.ScheduleDefinition:
-    """Yesterday's partition for every provider of the search, each morning (UTC)."""
+    """Each morning (UTC), re-fetch a trailing window of publication dates for every provider of the search.
+
+    Providers index most works days to months after their publication date, so fetching
+    yesterday alone would miss them for good. Each tick asks again, live, for the last
+    `SCHOLAR_PIPELINE_MONITOR_DAYS` days (default 30); a partition whose records did not
+    change keeps its data version, so nothing downstream turns stale.
+    """
     job = dg.define_asset_job(f"{search.name}_daily", selection=dg.AssetSelection.groups(search.name))
-    return dg.build_schedule_from_partitioned_job(job, hour_of_day=4, minute_of_hour=0, name=f"{search.name}_daily_schedule")
+
+    @dg.schedule(name=f"{search.name}_daily_schedule", job=job, cron_schedule="0 4 * * *", execution_timezone="UTC",
+                 description=f"Re-fetch the last {monitor_days()} days of “{search.text}” for every provider, live.")
+    def daily(context: dg.ScheduleEvaluationContext):
+        today = context.scheduled_execution_time.date()
+        first = max(search.start_date, today - dt.timedelta(days=monitor_days()))
+        for offset in range((today - first).days):
+            day = (first + dt.timedelta(days=offset)).isoformat()
+            for provider in search.providers:
+                key = dg.MultiPartitionKey({"date": day, "provider": provider})
+                yield dg.RunRequest(partition_key=key, run_key=f"{key}@{today}", tags={FETCH_TAG: FETCH_LIVE})
+
+    return daily
 
 
 SAVED_SEARCHES = load_saved_searches(queries_file())

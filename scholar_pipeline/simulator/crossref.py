@@ -8,6 +8,7 @@ for an expired cursor is not documented; this one follows Crossref's validation-
 from __future__ import annotations
 
 import datetime as dt
+import random
 import re
 import secrets
 import threading
@@ -104,9 +105,16 @@ def _date_parts(day: dt.date) -> dict:
     return {"date-parts": [[day.year, day.month, day.day]]}
 
 
+def _indexed() -> dict:
+    """Crossref re-indexes works all the time, so `indexed` differs between two fetches of an unchanged work."""
+    moment = dt.datetime.now(dt.timezone.utc).replace(microsecond=0) - dt.timedelta(seconds=random.randint(0, 3 * 86400))
+    return {"date-parts": [[moment.year, moment.month, moment.day]], "date-time": moment.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "timestamp": int(moment.timestamp() * 1000)}
+
+
 def render(w: SimWork) -> dict:
     item = {
-        "indexed": {"date-parts": [[2026, 11, 1]], "date-time": "2026-11-01T00:00:00Z", "timestamp": 1793491200000},
+        "indexed": _indexed(),
         "publisher": w.publisher,
         "DOI": w.doi.upper() if w.serial % 5 == 0 else w.doi,  # Crossref DOIs come in either case
         "type": "journal-article" if w.work_type == "article" else w.work_type,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+import random
 import re
 
 from scholar_pipeline.simulator.common import BadRequest, SimResponse, single
@@ -41,7 +42,9 @@ class OpenAlexApi:
         if not 1 <= per_page <= MAX_PER_PAGE:
             raise _error(f"per-page parameter must be between 1 and {MAX_PER_PAGE}")
         works = self.corpus.works_between(first, last)
-        meta = {"count": len(works), "db_response_time_ms": 12, "page": None, "per_page": per_page, "next_cursor": None, "groups_count": None}
+        # Timing and cost vary from call to call, as the real API's do; nothing else in an unchanged answer does.
+        meta = {"count": len(works), "db_response_time_ms": random.randint(4, 60), "page": None, "per_page": per_page,
+                "next_cursor": None, "groups_count": None, "cost_usd": random.choice([0.0001, 0.0001, 0.0002])}
         cursor = single(params, "cursor")
         if cursor is not None:
             offset = _decode_cursor(cursor)

@@ -1,0 +1,66 @@
+"""Each asset check on `<name>/works` fails when what it guards goes wrong, and looks at what landed."""
+
+import json
+
+import pytest
+
+import scholar_pipeline.works
+from scholar_pipeline_tests.helpers import materialize, query_db
+
+DAY = "2024-03-01"
+
+
+def _check(result, name: str):
+    (evaluation,) = [c for c in result.get_asset_check_evaluations() if c.check_name == name]
+    return evaluation
+
+
+def _serve_with(simulator, change_first_result):
+    """Wrap the simulated OpenAlex /works so that the first record of the first page is changed."""
+    api = simulator.apis["openalex"]
+    served = api.routes["/works"]
+
+    def changed(params):
+        response = served(params)
+        page = json.loads(response.body)
+        if page["results"] and params.get("cursor") == ["*"]:
+            change_first_result(page["results"][0])
+            response.body = json.dumps(page).encode()
+        return response
+
+    api.routes["/works"] = changed
+
+
+def test_clean_partition_passes_every_check(pipeline_env, simulator):
+    result = materialize(DAY, "openalex")
+    assert {c.check_name: c.passed for c in result.get_asset_check_evaluations()} == {
+        "no_records_lost": True, "publication_dates_in_window": True, "matches_provider_total": True, "values_well_typed": True,
+    }
+
+
+def test_no_records_lost_fails_when_a_row_vanishes_between_fetch_and_duckdb(pipeline_env, simulator, monkeypatch):
+    keep_unique = scholar_pipeline.works._first_of_each_record
+    monkeypatch.setattr(scholar_pipeline.works, "_first_of_each_record", lambda table: keep_unique(table).slice(1))
+    result = materialize(DAY, "openalex")
+    check = _check(result, "no_records_lost")
+    assert not check.passed
+    landed = query_db("SELECT count(*) FROM works")[0][0]
+    assert check.metadata["rows_in_duckdb"].value == landed == check.metadata["records_fetched"].value - 1
+
+
+def test_publication_dates_in_window_reports_a_record_from_another_day(pipeline_env, simulator):
+    _serve_with(simulator, lambda work: work.update(publication_date="2023-12-31"))
+    result = materialize(DAY, "openalex")
+    check = _check(result, "publication_dates_in_window")
+    assert not check.passed and check.metadata["outside_window"].value == 1
+    assert query_db("SELECT count(*) FROM works WHERE publication_date = DATE '2023-12-31'")[0][0] == 1  # kept, not dropped
+
+
+@pytest.mark.parametrize("field, value", [("cited_by_count", "many"), ("authorships", "abc")])
+def test_values_well_typed_reports_a_value_of_the_wrong_type(pipeline_env, simulator, field, value):
+    _serve_with(simulator, lambda work: work.update({field: value}))
+    result = materialize(DAY, "openalex")
+    check = _check(result, "values_well_typed")
+    assert not check.passed and check.metadata["values_repaired"].value == 1
+    assert field in check.metadata["first_problems"].value
+    assert _check(result, "no_records_lost").passed  # the record itself landed

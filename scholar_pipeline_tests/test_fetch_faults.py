@@ -1,0 +1,184 @@
+"""Hostile answers: malformed pages, echoed secrets, trickling and mislabelled bodies, damaged landed pages."""
+
+import datetime as dt
+import gzip
+import json
+import socket
+import subprocess
+import sys
+import threading
+
+import dagster as dg
+import httpx
+import pytest
+
+from scholar_pipeline.client.provider_client import ProviderRequestError, RetryPolicy
+from scholar_pipeline.client.stack import cache_storage, open_provider_client
+from scholar_pipeline.landing import LandingZone
+from scholar_pipeline.providers import PROVIDERS
+from scholar_pipeline.providers.base import PageRequest
+from scholar_pipeline.settings import ProviderSettings
+from scholar_pipeline.simulator.common import SimResponse
+from scholar_pipeline_tests.helpers import files_containing, home, materialize, query_db, recorded_manifest
+
+DAY = "2024-03-01"
+SETTINGS = ProviderSettings(base_url="http://api.test", rate_limit=1000, page_size=10, max_records=100)
+
+
+def _failure(result) -> str:
+    return result.get_step_failure_events()[0].event_specific_data.error.to_string()
+
+
+def test_a_malformed_page_with_status_200_is_not_replayed_from_the_cache(pipeline_env, simulator):
+    api = simulator.apis["openalex"]
+    served = api.routes["/works"]
+    outage = {"on": True}
+    api.routes["/works"] = lambda params: (SimResponse(200, b"<html><body>Service temporarily unavailable</body></html>", "text/html")
+                                           if outage["on"] else served(params))
+
+    failed = materialize(DAY, "openalex", raise_on_error=False)
+    assert not failed.success and "not JSON" in _failure(failed) and "rerun asks the provider again" in _failure(failed)
+    outage["on"] = False  # the provider recovered
+    recovered = materialize(DAY, "openalex")
+
+    assert recovered.success
+    assert not recorded_manifest(recovered).pages[0].from_cache
+    day = dt.date.fromisoformat(DAY)
+    assert sorted(r[0] for r in query_db("SELECT provider_id FROM works")) == sorted(api.record_ids(day, day))
+
+
+def test_secrets_echoed_by_the_provider_are_masked_everywhere(pipeline_env, simulator, monkeypatch):
+    """An error body quoting the key, and a 200 body echoing the request URL, must not carry it anywhere."""
+    secret = "sk-echo-5150"
+    monkeypatch.setenv("OPENALEX_API_KEY", secret)
+    api = simulator.apis["openalex"]
+    served = api.routes["/works"]
+    calls = []
+
+    def echoing(params):
+        calls.append(params)
+        if len(calls) == 1:  # first: an error quoting the key
+            return SimResponse.json(401, {"error": f"Invalid API key {params['api_key'][0]}", "message": f"api_key={params['api_key'][0]}"})
+        response = served(params)
+        page = json.loads(response.body)
+        page["meta"]["request"] = f"/works?api_key={params['api_key'][0]}"  # some APIs echo the request
+        response.body = json.dumps(page).encode()
+        return response
+
+    api.routes["/works"] = echoing
+    with dg.instance_for_test() as instance:
+        failed = materialize(DAY, "openalex", instance=instance, raise_on_error=False)
+        assert not failed.success and "Invalid API key ***" in _failure(failed)
+        landed = materialize(DAY, "openalex", instance=instance)
+        assert landed.success and query_db("SELECT count(*) FROM works")[0][0] > 0
+        events = [str(e) for run in (failed, landed) for e in instance.all_logs(run.run_id)]
+    assert all(p["api_key"] == [secret] for p in calls)  # it did reach the provider
+    assert not any(secret in e for e in events)
+    assert files_containing(home(), secret.encode()) == []
+    landing = LandingZone(home() / "landing")
+    assert b'/works?api_key=***' in landing.read_page(recorded_manifest(landed).pages[0].sha256)
+
+
+def _client(tmp_path, network, **kwargs):
+    options = dict(storage=cache_storage(tmp_path, 3600, None), secret=None, mailto=None, timeout_seconds=5,
+                   retry=RetryPolicy(max_attempts=2, backoff_seconds=0.01)) | kwargs
+    return open_provider_client(PROVIDERS["openalex"], SETTINGS, home=tmp_path, network=network, **options)
+
+
+@pytest.fixture
+def trickling_server():
+    """A server that sends its headers, then one byte of the body every 0.3 s (a 1 MB body would take days)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def serve():
+        while not stop.is_set():
+            listener.settimeout(0.2)
+            try:
+                connection, _ = listener.accept()
+            except OSError:
+                continue
+            with connection:
+                connection.recv(65536)
+                connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 1000000\r\n\r\n")
+                try:
+                    while not stop.wait(0.3):
+                        connection.sendall(b" ")
+                except OSError:
+                    pass
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    stop.set()
+    thread.join(timeout=5)
+    listener.close()
+
+
+def test_a_response_that_trickles_in_ends_at_the_deadline(tmp_path, trickling_server):
+    settings = ProviderSettings(base_url=trickling_server, rate_limit=1000, page_size=10, max_records=100)
+    with open_provider_client(PROVIDERS["openalex"], settings, home=tmp_path, storage=cache_storage(tmp_path, 60, None), secret=None,
+                              mailto=None, timeout_seconds=5, deadline_seconds=1.0,
+                              retry=RetryPolicy(max_attempts=1)) as client, pytest.raises(ProviderRequestError) as error:
+        client.get(PageRequest("/works", ()), cache_key="trickle")
+    assert "not complete after 1 s" in str(error.value)
+
+
+class _RawBody(httpx.SyncByteStream):
+    """A body as it comes off the wire, still in its Content-Encoding (httpx decodes `content=` at once)."""
+
+    def __init__(self, data: bytes):
+        self.data = data
+
+    def __iter__(self):
+        yield self.data
+
+
+def _gzip_labelled(data: bytes) -> httpx.Response:
+    return httpx.Response(200, headers={"content-encoding": "gzip"}, stream=_RawBody(data))
+
+
+def test_a_body_that_is_not_the_gzip_it_claims_is_retried_then_reported(tmp_path):
+    answers = iter([_gzip_labelled(b'{"results": []}'), _gzip_labelled(gzip.compress(b'{"results": []}'))])
+    with _client(tmp_path, httpx.MockTransport(lambda request: next(answers))) as client:
+        assert client.get(PageRequest("/works", ()), cache_key="gz").body == b'{"results": []}'
+    always_bad = httpx.MockTransport(lambda request: _gzip_labelled(b"plain"))
+    with _client(tmp_path / "2", always_bad) as client, pytest.raises(ProviderRequestError) as error:
+        client.get(PageRequest("/works", ()), cache_key="gz2")
+    assert "could not be decoded after 2 attempts" in str(error.value)
+
+
+def test_a_capped_retry_after_is_said_in_the_log(tmp_path):
+    answers = iter([httpx.Response(429, headers={"retry-after": "600"}), httpx.Response(200, json={"results": []})])
+    warnings = []
+    log = type("Log", (), {"warning": lambda self, message: warnings.append(message)})()
+    with _client(tmp_path, httpx.MockTransport(lambda request: next(answers)),
+                 retry=RetryPolicy(max_attempts=2, backoff_seconds=0.01, max_wait_seconds=0.05), log=log) as client:
+        client.get(PageRequest("/works", ()), cache_key="ra")
+    assert len(warnings) == 1 and "asked for 600 s in Retry-After" in warnings[0]
+
+
+def test_a_damaged_landed_page_is_healed_by_the_next_fetch(pipeline_env, simulator):
+    manifest = recorded_manifest(materialize(DAY, "crossref"))
+    landing = LandingZone(home() / "landing")
+    page_file = landing.page_path(manifest.pages[1].sha256)
+    page_file.write_bytes(page_file.read_bytes()[:100])  # truncated on disk
+
+    rerun = materialize(DAY, "crossref")
+
+    assert rerun.success and all(p.from_cache for p in recorded_manifest(rerun).pages)
+    assert landing.read_page(manifest.pages[1].sha256)  # whole again
+
+
+def test_a_reader_holding_the_duckdb_file_makes_the_write_wait_not_fail(pipeline_env, simulator, tmp_path):
+    materialize(DAY, "openalex")
+    reader = subprocess.Popen([sys.executable, "-c", (
+        "import duckdb, sys, time; con = duckdb.connect(sys.argv[1], read_only=True); print('open', flush=True); time.sleep(3)"),
+        str(home() / "scholar.duckdb")], stdout=subprocess.PIPE, text=True)
+    assert reader.stdout.readline().strip() == "open"
+    with dg.instance_for_test() as instance:
+        result = materialize("2024-03-02", "openalex", instance=instance)
+        messages = [e.user_message for e in instance.all_logs(result.run_id)]
+    reader.wait(timeout=30)
+    assert result.success and query_db("SELECT count(DISTINCT partition_date) FROM works")[0][0] == 2
+    assert any("waiting for another process to release" in m for m in messages)
