@@ -1,9 +1,9 @@
-# The two commands of the README: `make demo` and `make test`. Both set up .venv first.
+# The README's commands: `make demo`, `make materialize`, `make test`. Each sets up .venv first.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test test-fast acceptance benchmark
+.PHONY: setup demo materialize test test-fast acceptance benchmark
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -15,9 +15,25 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 
 setup: $(VENV)/.installed
 
-## Offline demo: the real pipeline against the provider simulator, then dagster dev.
+## Offline demo: the real pipeline against the provider simulator, then the Dagster UI (dg dev) until Ctrl-C.
 demo: setup
 	$(BIN)/python -m scholar_pipeline.demo
+
+## One partition from the shell, recorded in the instance the demo's UI serves (data/dagster_home):
+##   make materialize SEARCH=llm_evaluation PARTITION='2024-03-01|openalex'
+## The instance is prepared first (dagster.yaml copied, storage created once: parallel first runs on a
+## fresh home break Dagster's SQLite storage). `dg launch` is what Dagster 1.13 recommends over
+## `dagster asset materialize`; the logger config drops DEBUG events, the warning filter one BetaWarning
+## about the `group:` selection, VIRTUAL_ENV dg's notice that the venv is not activated.
+materialize: setup
+	@if [ -z "$(SEARCH)" ] || [ -z "$(PARTITION)" ]; then \
+	  echo "usage: make materialize SEARCH=<saved search> PARTITION='<date>|<provider>'" >&2; exit 2; fi
+	@env | grep -q '^SCHOLAR_PIPELINE_[A-Z]*_BASE_URL=' || \
+	  echo "note: no SCHOLAR_PIPELINE_<PROVIDER>_BASE_URL is set, so this queries the real APIs (offline: see README)"
+	@home=$$($(BIN)/python -m scholar_pipeline.instance) && echo "DAGSTER_HOME=$$home" && \
+	  DAGSTER_HOME="$$home" VIRTUAL_ENV="$(CURDIR)/$(VENV)" PYTHONWARNINGS='ignore:Parameter `include_sources`' \
+	  $(BIN)/dg launch --assets 'group:$(SEARCH)' --partition '$(PARTITION)' \
+	    --config-json '{"loggers": {"console": {"config": {"log_level": "INFO"}}}}'
 
 ## Every test, the slow scenario tests included (what CI runs).
 test: setup
