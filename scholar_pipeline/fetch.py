@@ -36,7 +36,11 @@ def fetch_partition(
     after five minutes), and a provider's answer changes between fetches. So whether a
     chain is replayed is decided by its first page: after a live first page every later
     page is fetched live too, and a replay that misses or breaks part-way starts again
-    live from the first page. `live` skips the cache from the start (monitoring re-fetches).
+    live from the first page. A page is cached under its place in the chain *and* the hash
+    of the page before it (`chain_cache_key`), so a cached page can only follow the very
+    page it followed when it was fetched: a live chain that stopped half-way, or two runs
+    fetching the same partition at once, cannot leave a replayable mix of two answers.
+    `live` skips the cache from the start (monitoring re-fetches).
     """
     chain = _PagingChain(client, provider, settings, landing, provider.first_request(text, day, settings.page_size, mailto),
                          where=f"{provider.name} / saved search {query!r} / {day}", log=log)
@@ -46,6 +50,12 @@ def fetch_partition(
         if log is not None:
             log.warning(f"{chain.where}: {broken}; fetching the whole chain again without the cache")
         return chain.fetch(live=True)
+
+
+def chain_cache_key(first_url: str, page_number: int, previous_page_sha256: str) -> str:
+    """A page's cache key: its place in its chain, not its URL (Crossref repeats one cursor string on every page),
+    bound to the page before it."""
+    return hashlib.sha256(f"{first_url}#page={page_number}#after={previous_page_sha256}".encode()).hexdigest()
 
 
 class _CachedChainBroken(Exception):
@@ -62,10 +72,6 @@ class _PagingChain:
     where: str
     log: object = None
 
-    def cache_key(self, page_number: int) -> str:
-        """A page's place in its chain, not its URL: Crossref repeats one cursor string on every page."""
-        return hashlib.sha256(f"{self.client.url_for(self.first_request)}#page={page_number}".encode()).hexdigest()
-
     def fetch(self, live: bool) -> FetchedPartition:
         request: PageRequest | None = self.first_request
         pages: list[PageEntry] = []
@@ -74,8 +80,9 @@ class _PagingChain:
         while request is not None:
             number = len(pages) + 1
             replaying = bool(pages) and pages[0].from_cache
-            page = self._get(request, number, live=live or (bool(pages) and not replaying), replaying=replaying)
-            info, hashes = self._read(request, page, number)
+            key = chain_cache_key(self.client.url_for(self.first_request), number, pages[-1].sha256 if pages else "")
+            page = self._get(request, key, number, live=live or (bool(pages) and not replaying), replaying=replaying)
+            info, hashes = self._read(request, page, key, number)
             pages.append(self.landing.land_page(number, page, info.records, info.total))
             record_hashes += hashes
             records += info.records
@@ -91,9 +98,9 @@ class _PagingChain:
             request = info.next_request
         return FetchedPartition(pages=pages, total_reported=total, content_hash=hash_of_records(record_hashes))
 
-    def _get(self, request: PageRequest, number: int, *, live: bool, replaying: bool) -> FetchedPage:
+    def _get(self, request: PageRequest, key: str, number: int, *, live: bool, replaying: bool) -> FetchedPage:
         try:
-            page = self.client.get(request, cache_key=self.cache_key(number), refresh=live)
+            page = self.client.get(request, cache_key=key, refresh=live)
         except ProviderRequestError as error:
             if replaying:
                 raise _CachedChainBroken(f"page {number} failed after cached pages ({error})") from None
@@ -102,7 +109,7 @@ class _PagingChain:
             raise _CachedChainBroken(f"page {number} was not in the cache although the pages before it were")
         return page
 
-    def _read(self, request: PageRequest, page: FetchedPage, number: int):
+    def _read(self, request: PageRequest, page: FetchedPage, key: str, number: int):
         """What the page says about paging, and the hashes of its records; a rejected page leaves the cache."""
         try:
             info = self.provider.inspect(request, page.body)
@@ -110,13 +117,17 @@ class _PagingChain:
                 raise MalformedPage(f"the total it reports is {info.total!r}, not a number")
             hashes = normalize_page_checked(self.provider.name, page.body).table.column("record_hash").to_pylist() if request.holds_records else []
         except MalformedPage as error:
-            self.client.evict(self.cache_key(number))
+            self.client.evict(key)
             if page.from_cache:
                 raise _CachedChainBroken(f"cached page {number} is unusable ({error})") from None
             raise PartitionFetchError(
                 f"{self.where}: page {number} is unusable: {error}. URL: {page.url}. It was not kept in the HTTP cache, "
                 "so a rerun asks the provider again."
             ) from None
-        except RecordError as error:
-            raise PartitionFetchError(f"{self.where}: page {number}: {error}. URL: {page.url}") from None
+        except (RecordError, ValueError, TypeError) as error:  # a record the parser cannot read, named where it can be
+            self.client.evict(key)
+            raise PartitionFetchError(
+                f"{self.where}: page {number}: {type(error).__name__}: {error}. URL: {page.url}. The page was not kept in "
+                "the HTTP cache; if the provider keeps sending it, report the record above."
+            ) from None
         return info, hashes

@@ -43,10 +43,10 @@ class PageEntry:
     sha256: str
     bytes: int
     records: int
-    total_reported: int | None  # the provider's total as this page stated it
     holds_records: bool
     from_cache: bool
     fetched_at: str  # when the provider sent it (a cache replay keeps the original time)
+    total_reported: int | None = None  # the provider's total as this page stated it (None in manifests before raw-v2)
 
 
 @dataclass(frozen=True)
@@ -58,9 +58,9 @@ class Manifest:
     retrieved_at: str
     code_version: str
     input_hash: str  # sha256 over the page hashes in order: exactly these bytes
-    content_hash: str  # sha256 over the sorted record hashes: the records' meaning, the data version
     total_reported: int | None
     pages: list[PageEntry] = field(default_factory=list)
+    content_hash: str | None = None  # sha256 over the sorted record hashes, the data version (None before raw-v2)
 
     @property
     def records(self) -> int:

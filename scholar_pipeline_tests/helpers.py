@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import gzip
-import hashlib
 import os
 import sqlite3
 from pathlib import Path
@@ -17,6 +16,7 @@ from dagster_duckdb import DuckDBResource
 
 from scholar_pipeline.defs.resources import scholar_api_from_env
 from scholar_pipeline.defs.saved_searches import build_saved_search_assets
+from scholar_pipeline.fetch import chain_cache_key
 from scholar_pipeline.landing import LandingZone, Manifest
 from scholar_pipeline.queries import SavedSearch
 
@@ -51,7 +51,7 @@ def recorded_manifest(result) -> Manifest:
 def evict_cached_page(manifest: Manifest, number: int) -> None:
     """Drop one page of a fetched chain from the HTTP cache, as an expired entry would be."""
     storage = hishel.SqliteStorage(database_path=str(home() / "cache" / "http" / "responses.sqlite"))
-    key = hashlib.sha256(f"{manifest.pages[0].url}#page={number}".encode()).hexdigest()
+    key = chain_cache_key(manifest.pages[0].url, number, manifest.pages[number - 2].sha256 if number > 1 else "")
     entries = storage.get_entries(key)
     assert entries, f"page {number} was not in the cache"
     for entry in entries:

@@ -1,9 +1,11 @@
 """Each asset check on `<name>/works` fails when what it guards goes wrong, and looks at what landed."""
 
+import dataclasses
 import json
 
 import pytest
 
+import scholar_pipeline.defs.saved_searches as saved_searches
 import scholar_pipeline.works
 from scholar_pipeline_tests.helpers import materialize, query_db
 
@@ -46,6 +48,15 @@ def test_no_records_lost_fails_when_a_row_vanishes_between_fetch_and_duckdb(pipe
     assert not check.passed
     landed = query_db("SELECT count(*) FROM works")[0][0]
     assert check.metadata["rows_in_duckdb"].value == landed == check.metadata["records_fetched"].value - 1
+
+
+def test_no_records_lost_counts_the_rows_in_duckdb_not_the_rows_meant_for_it(pipeline_env, simulator, monkeypatch):
+    replace_partition = saved_searches.replace_partition
+    monkeypatch.setattr(saved_searches, "replace_partition",
+                        lambda con, rows, provenance: replace_partition(con, dataclasses.replace(rows, table=rows.table.slice(1)), provenance))
+    check = _check(materialize(DAY, "openalex"), "no_records_lost")
+    assert not check.passed
+    assert check.metadata["rows_in_duckdb"].value == query_db("SELECT count(*) FROM works")[0][0] == check.metadata["records_fetched"].value - 1
 
 
 def test_publication_dates_in_window_reports_a_record_from_another_day(pipeline_env, simulator):

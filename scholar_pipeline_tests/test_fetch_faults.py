@@ -85,43 +85,49 @@ def _client(tmp_path, network, **kwargs):
     return open_provider_client(PROVIDERS["openalex"], SETTINGS, home=tmp_path, network=network, **options)
 
 
-@pytest.fixture
-def trickling_server():
-    """A server that sends its headers, then one byte of the body every 0.3 s (a 1 MB body would take days)."""
+def _trickling_server(stop: threading.Event, head: bytes, then: bytes):
+    """A server that sends `head` at once, then `then` one byte every 0.3 s (a whole response would take minutes)."""
     listener = socket.create_server(("127.0.0.1", 0))
-    stop = threading.Event()
 
     def serve():
+        listener.settimeout(0.2)
         while not stop.is_set():
-            listener.settimeout(0.2)
             try:
                 connection, _ = listener.accept()
             except OSError:
                 continue
             with connection:
                 connection.recv(65536)
-                connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 1000000\r\n\r\n")
                 try:
-                    while not stop.wait(0.3):
-                        connection.sendall(b" ")
+                    connection.sendall(head)
+                    for byte in then:
+                        if stop.wait(0.3):
+                            break
+                        connection.sendall(bytes([byte]))
                 except OSError:
                     pass
 
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{listener.getsockname()[1]}"
-    stop.set()
-    thread.join(timeout=5)
-    listener.close()
+    threading.Thread(target=serve, daemon=True).start()
+    return listener
 
 
-def test_a_response_that_trickles_in_ends_at_the_deadline(tmp_path, trickling_server):
-    settings = ProviderSettings(base_url=trickling_server, rate_limit=1000, page_size=10, max_records=100)
-    with open_provider_client(PROVIDERS["openalex"], settings, home=tmp_path, storage=cache_storage(tmp_path, 60, None), secret=None,
-                              mailto=None, timeout_seconds=5, deadline_seconds=1.0,
-                              retry=RetryPolicy(max_attempts=1)) as client, pytest.raises(ProviderRequestError) as error:
-        client.get(PageRequest("/works", ()), cache_key="trickle")
-    assert "not complete after 1 s" in str(error.value)
+RESPONSE_HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n"
+
+
+@pytest.mark.parametrize("head, then", [(RESPONSE_HEAD, b" " * 1000), (b"", RESPONSE_HEAD + b" " * 1000)], ids=["body", "headers"])
+def test_a_response_that_trickles_in_ends_at_the_deadline(tmp_path, head, then):
+    stop = threading.Event()
+    listener = _trickling_server(stop, head, then)
+    settings = ProviderSettings(base_url=f"http://127.0.0.1:{listener.getsockname()[1]}", rate_limit=1000, page_size=10, max_records=100)
+    try:
+        with open_provider_client(PROVIDERS["openalex"], settings, home=tmp_path, storage=cache_storage(tmp_path, 60, None),
+                                  secret=None, mailto=None, timeout_seconds=5, deadline_seconds=1.0,
+                                  retry=RetryPolicy(max_attempts=1)) as client, pytest.raises(ProviderRequestError) as error:
+            client.get(PageRequest("/works", ()), cache_key="trickle")
+    finally:
+        stop.set()
+        listener.close()
+    assert "RequestDeadlineExceeded" in str(error.value) and "not complete after 1 s" in str(error.value)
 
 
 class _RawBody(httpx.SyncByteStream):

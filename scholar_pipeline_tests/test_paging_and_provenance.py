@@ -8,6 +8,7 @@ import pytest
 
 from scholar_pipeline.defs.saved_searches import FETCH_LIVE, FETCH_TAG
 from scholar_pipeline.simulator import Corpus
+from scholar_pipeline.landing import LandingZone
 from scholar_pipeline_tests.helpers import evict_cached_page, home, materialize, query_db, recorded_manifest
 
 DAY = "2024-03-01"
@@ -124,3 +125,25 @@ def test_a_live_refetch_collects_a_work_indexed_after_the_first_fetch(pipeline_e
     materialize(DAY, "openalex", tags={FETCH_TAG: FETCH_LIVE})
 
     assert _landed_ids("openalex") == _corpus_ids(simulator, "openalex") and early < len(_corpus_ids(simulator, "openalex"))
+
+
+def test_a_live_chain_that_stopped_half_way_is_not_replayed_as_a_mix(pipeline_env, simulator, monkeypatch):
+    """A live re-fetch of a changed answer dies after page 3 was cached (here: the disk filled up while landing it),
+    so pages 1-3 of the new answer and 4.. of the old one sit in the cache: an ordinary rerun must not replay that mix."""
+    materialize(DAY, "openalex")
+    simulator.apis["openalex"].corpus = Corpus(seed=99, min_per_day=120, max_per_day=240)
+    land_page = LandingZone.land_page
+
+    def disk_full_at_page_3(self, number, *args):
+        if number == 3:
+            raise OSError("No space left on device")
+        return land_page(self, number, *args)
+
+    monkeypatch.setattr(LandingZone, "land_page", disk_full_at_page_3)
+    assert not materialize(DAY, "openalex", tags={FETCH_TAG: FETCH_LIVE}, raise_on_error=False).success
+    monkeypatch.setattr(LandingZone, "land_page", land_page)
+
+    rerun = materialize(DAY, "openalex")  # an ordinary run, cache allowed
+
+    assert _landed_ids("openalex") == _corpus_ids(simulator, "openalex")
+    assert not all(p.from_cache for p in recorded_manifest(rerun).pages)

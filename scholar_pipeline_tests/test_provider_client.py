@@ -7,7 +7,7 @@ import httpx
 import pytest
 import tenacity
 
-from scholar_pipeline.client.masking import mask_url
+from scholar_pipeline.client.masking import check_secret, mask_url
 from scholar_pipeline.client.provider_client import ProviderRequestError, RetryableResponse, RetryPolicy, retry_after_seconds
 from scholar_pipeline.client.stack import cache_storage, open_provider_client
 from scholar_pipeline.providers import PROVIDERS
@@ -93,3 +93,20 @@ def test_each_client_closes_its_cache_and_limiter_files(tmp_path):
         with _client(tmp_path, network) as client:
             client.get(REQUEST, cache_key=f"fd{n}")
     assert [f for f in open_files() if str(tmp_path) in f] == []
+
+
+def test_an_exception_quoting_the_secret_is_masked(tmp_path):
+    """h11 quotes a header it refuses, token and all; the error that reaches the event log must not."""
+    def refuse(request):
+        raise httpx.LocalProtocolError(f"Illegal header value b'{request.url.params['api_key']}'")
+
+    with _client(tmp_path, httpx.MockTransport(refuse), secret="sk-quoted-by-h11") as client, pytest.raises(ProviderRequestError) as error:
+        client.get(REQUEST, cache_key="quoted")
+    assert "LocalProtocolError" in str(error.value) and "sk-quoted-by-h11" not in str(error.value) and "***" in str(error.value)
+
+
+@pytest.mark.parametrize("secret, problem", [("sk-key\n", "whitespace"), ("none", "shorter than 8"), ("ab\x00cdefghij", "control")])
+def test_a_key_that_cannot_be_real_is_refused_without_showing_it(secret, problem):
+    with pytest.raises(ValueError) as error:
+        check_secret("OPENALEX_API_KEY", secret)
+    assert "OPENALEX_API_KEY" in str(error.value) and problem in str(error.value) and secret.strip() not in str(error.value)

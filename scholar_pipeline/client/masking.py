@@ -1,17 +1,46 @@
-"""Secrets out of URLs that are shown: in metadata, logs and error messages.
+"""Secrets out of what is shown: URLs, response bodies and error messages.
 
 Credentials are added below the HTTP cache, so the URLs the pipeline handles carry none;
-this is the second line of defence for anything that quotes a URL."""
+masking is the second line of defence for anything that quotes a URL, a response or an
+exception. Since an echoed key is masked wherever it appears, a key must be one that
+cannot also be ordinary text: `check_secret` refuses a short or blank one at load.
+"""
 
 from __future__ import annotations
 
 import re
+from urllib.parse import quote, quote_plus
 
+MASK = "***"
+MIN_SECRET_LENGTH = 8
 SECRET_PARAMS = ("api_key", "apikey", "api-key", "key", "token", "access_token")
 _SECRET_IN_QUERY = re.compile(r"(?i)([?&](?:%s)=)[^&#\s]*" % "|".join(re.escape(p) for p in SECRET_PARAMS))
 
 
 def mask_url(url: str) -> str:
     """`...?api_key=abc&q=x` to `...?api_key=***&q=x`."""
-    return _SECRET_IN_QUERY.sub(r"\1***", str(url))
+    return _SECRET_IN_QUERY.sub(rf"\1{MASK}", str(url))
 
+
+def secret_forms(secret: str) -> set[str]:
+    """The ways a secret shows up when quoted: as is, and URL-encoded."""
+    return {secret, quote(secret, safe=""), quote_plus(secret)}
+
+
+def mask_secret(text: str, secret: str | None) -> str:
+    """`text` with the secret, in any of its forms, and any secret URL parameter masked."""
+    text = mask_url(text)
+    for form in secret_forms(secret) if secret else ():
+        text = text.replace(form, MASK)
+    return text
+
+
+def check_secret(variable: str, secret: str) -> str:
+    """The secret, if it can be a real key; else a ValueError that names the variable but never shows the value."""
+    if any(c.isspace() or not c.isprintable() for c in secret):
+        raise ValueError(f"{variable} holds whitespace or a control character (a trailing newline from a file?); "
+                         "set it to the key alone")
+    if len(secret) < MIN_SECRET_LENGTH:
+        raise ValueError(f"{variable} is shorter than {MIN_SECRET_LENGTH} characters, so it cannot be a real key "
+                         "(a placeholder?); set the key, or unset the variable")
+    return secret

@@ -16,7 +16,7 @@ import hishel
 import httpx
 import tenacity
 
-from scholar_pipeline.client.masking import mask_url
+from scholar_pipeline.client.masking import mask_secret, mask_url
 from scholar_pipeline.client.transports import FETCHED_AT_HEADER
 from scholar_pipeline.providers.base import PageRequest
 
@@ -82,8 +82,14 @@ def retry_after_seconds(value: str | None) -> float | None:
 
 
 class ProviderClient:
-    def __init__(self, provider: str, base_url: str, http: httpx.Client, storage: hishel.BaseStorage, retry: RetryPolicy, log=None):
+    def __init__(self, provider: str, base_url: str, http: httpx.Client, storage: hishel.BaseStorage, retry: RetryPolicy,
+                 secret: str | None = None, log=None):
         self.provider, self.base_url, self.http, self.storage, self.retry, self.log = provider, base_url, http, storage, retry, log
+        self.secret = secret  # only to mask it in what is quoted from an exception
+
+    def _quoted(self, error: BaseException) -> str:
+        """An exception's text, safe to show: an HTTP library may quote the header or URL that carried the key."""
+        return mask_secret(str(error), self.secret)
 
     def url_for(self, request: PageRequest) -> str:
         return str(httpx.URL(self.base_url + request.path, params=request.params))
@@ -112,12 +118,12 @@ class ProviderClient:
             ) from None
         except httpx.DecodingError as error:
             raise ProviderRequestError(
-                self.provider, url, f"the body could not be decoded after {self.retry.max_attempts} attempts ({error})",
+                self.provider, url, f"the body could not be decoded after {self.retry.max_attempts} attempts ({self._quoted(error)})",
                 "The provider sent a body that is not in the Content-Encoding it declared; retry the partition later.",
             ) from None
         except httpx.TransportError as error:
             raise ProviderRequestError(
-                self.provider, url, f"{type(error).__name__} after {self.retry.max_attempts} attempts ({error})",
+                self.provider, url, f"{type(error).__name__} after {self.retry.max_attempts} attempts ({self._quoted(error)})",
                 f"Check that SCHOLAR_PIPELINE_{self.provider.upper()}_BASE_URL points at a reachable server.",
             ) from None
         if response.status_code != 200:
@@ -160,7 +166,7 @@ class ProviderClient:
             advised = retry_after_seconds(error.response.headers.get("retry-after")) if isinstance(error, RetryableResponse) else None
             capped = f" (it asked for {advised:.0f} s in Retry-After; waits are capped)" if advised and advised > state.upcoming_sleep else ""
             self.log.warning(
-                f"{self.provider}: attempt {state.attempt_number} failed ({error}); retrying in "
+                f"{self.provider}: attempt {state.attempt_number} failed ({self._quoted(error)}); retrying in "
                 f"{state.upcoming_sleep:.1f}s{capped}: {mask_url(url)}"
             )
         return report

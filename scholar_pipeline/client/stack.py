@@ -11,6 +11,7 @@ import hishel
 import httpx
 from hishel.httpx import CacheTransport
 
+from scholar_pipeline.client.deadline import DeadlineHTTPTransport
 from scholar_pipeline.client.provider_client import ProviderClient, RetryPolicy
 from scholar_pipeline.client.ratelimit import SqliteRateLimiter
 from scholar_pipeline.client.transports import CredentialsTransport, RateLimitedTransport, WholeBodyTransport
@@ -61,7 +62,7 @@ def open_provider_client(
 
     `timeout_seconds` bounds each connect and socket read; `deadline_seconds` a whole response."""
     limiter = SqliteRateLimiter(home / "locks" / "rate_limits.sqlite", log=log)
-    pool = network or httpx.HTTPTransport(limits=httpx.Limits(max_connections=4, max_keepalive_connections=4))
+    pool = network or DeadlineHTTPTransport(limits=httpx.Limits(max_connections=4, max_keepalive_connections=4))
     transport = CacheTransport(
         next_transport=CredentialsTransport(
             RateLimitedTransport(WholeBodyTransport(pool, deadline_seconds), limiter, key=provider.name, rate=settings.rate_limit),
@@ -72,6 +73,6 @@ def open_provider_client(
     )
     http = httpx.Client(transport=transport, timeout=timeout_seconds, headers={"User-Agent": user_agent(mailto)})
     try:
-        yield ProviderClient(provider.name, settings.base_url, http, storage, retry, log)
+        yield ProviderClient(provider.name, settings.base_url, http, storage, retry, secret=secret, log=log)
     finally:
         http.close()

@@ -13,16 +13,15 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from urllib.parse import quote, quote_plus
-
 import httpx
 
+from scholar_pipeline.client.deadline import request_deadline
+from scholar_pipeline.client.masking import MASK, mask_secret, secret_forms
 from scholar_pipeline.client.ratelimit import SqliteRateLimiter
 from scholar_pipeline.providers.base import Credential
 
 # Stamped on every response below the cache, so a page replayed from it keeps the time it was really fetched.
 FETCHED_AT_HEADER = "x-scholar-pipeline-fetched-at"
-MASK = "***"
 
 
 class CredentialsTransport(httpx.BaseTransport):
@@ -42,54 +41,40 @@ class CredentialsTransport(httpx.BaseTransport):
 
     def _without_secret(self, response: httpx.Response) -> httpx.Response:
         """The response with every echo of the secret masked, in the body and the headers."""
-        forms = {self.secret, quote(self.secret, safe=""), quote_plus(self.secret)}
+        forms = secret_forms(self.secret)
         body, headers = response.read(), list(response.headers.multi_items())
         if not any(form.encode() in body or any(form in value for _, value in headers) for form in forms):
             return response
         for form in forms:
             body = body.replace(form.encode(), MASK.encode())
-            headers = [(name, value.replace(form, MASK)) for name, value in headers]
+        headers = [(name, mask_secret(value, self.secret)) for name, value in headers]
         return httpx.Response(response.status_code, headers=headers, content=body, extensions=response.extensions)
 
     def close(self) -> None:
         self.inner.close()
 
 
-class RequestDeadlineExceeded(httpx.TimeoutException):
-    """The whole response took longer than the request's deadline (a server trickling bytes)."""
-
-
 class WholeBodyTransport(httpx.BaseTransport):
-    """Read each response whole and decoded, within a deadline, and stamp when it arrived.
+    """Read each response whole and decoded, within the request's deadline, and stamp when it arrived.
 
-    httpx's timeouts bound each socket read, so a server that sends a byte every 20 s
-    never times out; here the body must be complete `deadline_seconds` after the request
-    left (checked between reads, so a request ends within the deadline plus one read
-    timeout). Decoding here means a body that is not the gzip it claims fails as a
-    retryable `httpx.DecodingError` on this attempt, not later in a parser.
+    The deadline is enforced at the socket (`deadline.py`): headers or a body trickling in
+    cannot stretch a request past it. Decoding here means a body that is not the gzip it
+    claims fails as a retryable `httpx.DecodingError` on this attempt, not later in a parser.
     """
 
     def __init__(self, inner: httpx.BaseTransport, deadline_seconds: float):
         self.inner, self.deadline_seconds = inner, deadline_seconds
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
-        started = time.monotonic()
-        response = self.inner.handle_request(request)
-        if response.is_stream_consumed:  # already whole (a test double)
-            body = response.content
-        else:
-            chunks = []
+        with request_deadline(request, self.deadline_seconds):
+            response = self.inner.handle_request(request)
             try:
-                for chunk in response.iter_raw():
-                    chunks.append(chunk)
-                    if time.monotonic() - started > self.deadline_seconds:
-                        raise RequestDeadlineExceeded(
-                            f"the response was not complete after {self.deadline_seconds:.0f} s", request=request
-                        )
+                if response.is_stream_consumed:  # a test double built from content, decoded already
+                    body = response.content
+                else:  # a response built from content reads it at once, decoding its Content-Encoding
+                    body = httpx.Response(response.status_code, headers=response.headers, content=b"".join(response.iter_raw())).content
             finally:
                 response.close()
-            # A response built from content reads it at once, decoding its Content-Encoding.
-            body = httpx.Response(response.status_code, headers=response.headers, content=b"".join(chunks)).content
         headers = [(k, v) for k, v in response.headers.multi_items() if k.lower() not in ("content-encoding", "content-length", "transfer-encoding")]
         headers.append((FETCHED_AT_HEADER, dt.datetime.now(dt.timezone.utc).isoformat()))
         return httpx.Response(response.status_code, headers=headers, content=body, extensions=response.extensions)

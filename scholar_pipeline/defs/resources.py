@@ -9,6 +9,7 @@ from typing import Iterator, Optional
 import dagster as dg
 from dagster_duckdb import DuckDBResource
 
+from scholar_pipeline.client.masking import check_secret
 from scholar_pipeline.client.provider_client import ProviderClient, RetryPolicy
 from scholar_pipeline.client.stack import cache_storage, open_provider_client
 from scholar_pipeline.landing import LandingZone
@@ -56,7 +57,8 @@ class ScholarApiResource(dg.ConfigurableResource):
     def secret_for(self, provider: Provider) -> str | None:
         if provider.credential is None:
             return None
-        return getattr(self, SECRET_FIELDS[provider.credential.env]) or None
+        secret = getattr(self, SECRET_FIELDS[provider.credential.env]) or None
+        return check_secret(provider.credential.env, secret) if secret else None
 
     @contextmanager
     def client(self, provider: Provider, log=None) -> Iterator[ProviderClient]:

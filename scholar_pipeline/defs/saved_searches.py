@@ -187,7 +187,7 @@ def build_daily_schedule(search: SavedSearch) -> dg.ScheduleDefinition:
     @dg.schedule(name=f"{search.name}_daily_schedule", job=job, cron_schedule="0 4 * * *", execution_timezone="UTC",
                  description=f"Re-fetch the last {monitor_days()} days of “{search.text}” for every provider, live.")
     def daily(context: dg.ScheduleEvaluationContext):
-        today = context.scheduled_execution_time.date()
+        today = (context.scheduled_execution_time or dt.datetime.now(dt.timezone.utc)).date()
         first = max(search.start_date, today - dt.timedelta(days=monitor_days()))
         for offset in range((today - first).days):
             day = (first + dt.timedelta(days=offset)).isoformat()
