@@ -30,6 +30,7 @@ materialize: setup
 	  echo "usage: make materialize SEARCH=<saved search> PARTITION='<date>|<provider>'" >&2; exit 2; fi
 	@env | grep -q '^SCHOLAR_PIPELINE_[A-Z]*_BASE_URL=' || \
 	  echo "note: no SCHOLAR_PIPELINE_<PROVIDER>_BASE_URL is set, so this queries the real APIs (offline: see README)"
+	@$(BIN)/python -m scholar_pipeline.queries >/dev/null
 	@home=$$($(BIN)/python -m scholar_pipeline.instance) && echo "DAGSTER_HOME=$$home" && \
 	  DAGSTER_HOME="$$home" VIRTUAL_ENV="$(CURDIR)/$(VENV)" PYTHONWARNINGS='ignore:Parameter `include_sources`' \
 	  $(BIN)/dg launch --assets 'group:$(SEARCH)' --partition '$(PARTITION)' \

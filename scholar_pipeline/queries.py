@@ -149,3 +149,20 @@ def load_saved_searches(path: Path) -> list[SavedSearch]:
 def _short(label: Any) -> Any:
     """A label fit for one line: a 300-character name is shown by its start."""
     return label[: MAX_NAME_LENGTH + 1] + "…" if isinstance(label, str) and len(label) > MAX_NAME_LENGTH + 1 else label
+
+
+def main() -> None:
+    """`python -m scholar_pipeline.queries`: check the saved-search file, in one line either way (Dagster would print
+    the same error under a long traceback when the code location fails to load)."""
+    from scholar_pipeline.settings import queries_file
+
+    path = queries_file()
+    try:
+        searches = load_saved_searches(path)
+    except SavedSearchError as error:
+        raise SystemExit(f"error: {error}") from None
+    print(f"{path}: {len(searches)} saved searches: {', '.join(s.name for s in searches)}")
+
+
+if __name__ == "__main__":
+    main()

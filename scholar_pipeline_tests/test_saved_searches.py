@@ -1,6 +1,9 @@
 """Saved-search files are validated at load, with errors that name the entry and the field."""
 
 import datetime as dt
+import os
+import subprocess
+import sys
 
 import pytest
 
@@ -79,3 +82,12 @@ def test_duplicate_names_and_missing_file_are_reported(tmp_path):
         load_saved_searches(_write(tmp_path, f"queries:\n  - {entry}\n  - {entry}\n"))
     with pytest.raises(SavedSearchError, match="SCHOLAR_PIPELINE_QUERIES"):
         load_saved_searches(tmp_path / "missing.yaml")
+
+
+def test_the_file_check_prints_one_line_either_way(tmp_path):
+    bad = _write(tmp_path, "queries:\n  - {name: bad, text: soil, providers: [openalex], start_date: 2024-13-01}\n")
+    env = {**os.environ, "SCHOLAR_PIPELINE_QUERIES": str(bad)}
+    result = subprocess.run([sys.executable, "-m", "scholar_pipeline.queries"], env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr.strip().splitlines() == [f"error: {bad}: saved search 'bad' is invalid: start_date: Value error, "
+                                                  "'2024-13-01' is not a date (month must be in 1..12); write YYYY-MM-DD"]
