@@ -12,6 +12,8 @@ from __future__ import annotations
 import datetime as dt
 import html
 import re
+from collections.abc import Iterable
+from typing import NamedTuple
 
 from lxml import etree
 
@@ -19,25 +21,72 @@ _DOI_PREFIX = re.compile(r"^(https?://(dx\.)?doi\.org/|doi:\s*)", re.I)
 _ORCID = re.compile(r"(\d{4}-\d{4}-\d{4}-\d{3}[\dX])", re.I)
 # Only terminated references: html.unescape alone would also read "&not" in "a&notation" as ¬.
 _ENTITY = re.compile(r"&(?:#[0-9]+|#[xX][0-9a-fA-F]+|[A-Za-z][A-Za-z0-9]*);")
-# A `<` opens a tag only when a tag follows (`<i>`, `</jats:p>`, `<a href="x">`, `<br/>`) or
-# a comment; any other `<` ("p < 0.05", "x<y and", an unclosed "<b") is text and escaped
-# before parsing so the parser cannot swallow what follows it.
-_BARE_LT = re.compile(r"<(?!/?[A-Za-z][\w.:-]*(?:\s[^<>]*)?/?>|!--)")
+# Characters that no XML text may hold (lxml refuses them: "All strings must be XML compatible"):
+# C0 controls other than tab, line feed and carriage return, and the non-characters U+FFFE
+# and U+FFFF. They carry no text, so each becomes a space (a run of them collapses with the
+# whitespace around it). A lone surrogate is half of a lost character and becomes U+FFFD.
+CONTROL_CHARACTERS = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+LONE_SURROGATES = re.compile("[\ud800-\udfff]")
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
+
+# Elements that sit inside a word or line ("<i>b</i><sup>2</sup>" reads "b2"): HTML and JATS
+# inline formatting, links, and MathML (also any `mml:` element).
+_INLINE = frozenset(
+    "a abbr b bdi bdo big cite code del dfn em font i ins kbd mark q s samp small span strike strong sub sup tt u var "
+    "img wbr nobr ruby rb rt rp ovl "
+    "sc scp italic bold underline overline monospace roman sans-serif ext-link uri xref email inline-formula "
+    "inline-graphic named-content styled-content tex-math abbrev private-char chem-struct "
+    "math mi mo mn ms mtext mrow msub msup msubsup mfrac msqrt mroot mstyle mover munder munderover mspace mpadded "
+    "mphantom mfenced menclose semantics".split()
+)
+# Elements that separate text and become a space: HTML blocks and JATS structure.
+_BLOCK = frozenset(
+    "p div br hr li ul ol dl dt dd h1 h2 h3 h4 h5 h6 blockquote pre center section article header footer aside "
+    "figure figcaption table caption thead tbody tfoot tr td th "
+    "title sec abstract trans-abstract list list-item label def-list def-item term def disp-formula disp-quote fig "
+    "fig-group graphic media table-wrap table-wrap-foot fn fn-group break boxed-text kwd-group kwd attrib statement "
+    "preformat alternatives annotation annotation-xml mtable mtr mtd mlabeledtr mmultiscripts mprescripts".split()
+)
+
+
+def _trie_pattern(words: Iterable[str]) -> str:
+    """A regex matching any of `words`, as a trie: the alternatives branch on one character at a time.
+
+    A flat `a|abbr|b|...` of some 170 names is tried name by name at every `<`: five times
+    slower, which made a tag-dense JATS abstract 1.7 times slower to convert.
+    """
+    trie: dict[str, dict] = {}
+    for word in words:
+        node = trie
+        for character in word:
+            node = node.setdefault(character, {})
+        node[""] = {}  # a word ends here
+
+    def pattern(node: dict[str, dict]) -> str:
+        branches = [re.escape(character) + pattern(child) for character, child in sorted(node.items()) if character]
+        if not branches:
+            return ""
+        alternation = branches[0] if len(branches) == 1 else f"(?:{'|'.join(branches)})"
+        return f"(?:{alternation})?" if "" in node else alternation
+
+    return pattern(trie)
+
+
+# Only known markup is markup. A `<` opens a tag when one of those elements follows (`<i>`,
+# `</jats:p>`, `<a href="x">`, `<br/>`; names in any case), with or without a `jats:`/`mml:`
+# prefix (any element with one of these prefixes is markup, and an unlisted `jats:` one counts
+# as a block: a stray space is harmless, merged words are not), or a comment. Attributes must
+# have values, so "a<b and c>d" is text. Any other `<` ("p < 0.05", "Optional<T> types",
+# "The <canvas> element", an unclosed "<b") is text and is escaped before parsing, so the
+# parser can neither swallow what follows it nor read it as an element. What stays ambiguous
+# is a listed name meant as text: "The <b> tag" reads "The tag", "Supplier<U>" reads "Supplier".
+_TAG_NAME = rf"(?:(?:jats|mml):[A-Za-z][\w.-]*|(?i:{_trie_pattern(_INLINE | _BLOCK)}))"
+_ATTRIBUTE = r"""\s+[A-Za-z_:][\w:.-]*\s*=\s*(?:"[^"<]*"|'[^'<]*'|[^\s"'<>=`]+)"""
+_BARE_LT = re.compile(rf"<(?!/?{_TAG_NAME}(?:{_ATTRIBUTE})*\s*/?>|!--)")
 # A leading "Abstract"/"Summary" heading (possibly inside a leading <sec>) repeats the field name.
 _LEADING_HEADING = re.compile(
     r"^(\s*(?:<(?:jats:)?(?:sec|abstract)\b[^>]*>\s*)*)<(?:jats:)?title\b[^>]*>\s*(?:abstract|summary)\s*[.:]?\s*</(?:jats:)?title>",
     re.I,
-)
-# Elements that sit inside a word or line ("<i>b</i><sup>2</sup>" reads "b2"): HTML and JATS
-# inline formatting, links, and MathML (also any `mml:` element). Every other element
-# (p, div, br, li, title, sec, list-item...) separates text and becomes a space; an unknown
-# element counts as a block because a stray space is harmless and merged words are not.
-_INLINE = frozenset(
-    "a abbr b bdi bdo big cite code del dfn em font i ins kbd mark q s samp small span strike strong sub sup tt u var "
-    "sc scp italic bold underline overline monospace roman sans-serif ext-link uri xref email inline-formula "
-    "inline-graphic named-content styled-content tex-math "
-    "math mi mo mn ms mtext mrow msub msup msubsup mfrac msqrt mroot mstyle mover munder munderover mspace mpadded "
-    "mphantom mfenced menclose semantics".split()
 )
 
 
@@ -52,28 +101,56 @@ def decode_entities(text: str) -> str:
     return _ENTITY.sub(lambda match: html.unescape(match.group()), text) if "&" in text else text
 
 
+def _separates(tag: str) -> bool:
+    """Block elements separate text; inline ones (and any `mml:` element) sit inside a word."""
+    prefix, _, name = tag.rpartition(":")
+    return name not in _INLINE and prefix != "mml"
+
+
+# `_separates` of every known name, bare and prefixed, looked up once per element (lxml adds html and body).
+_SEPARATES = {tag: _separates(tag) for name in _INLINE | _BLOCK | {"html", "body"} for tag in (name, f"jats:{name}", f"mml:{name}")}
+
+
+def xml_safe(text: str) -> str:
+    """`text` without the characters XML cannot hold: each control character (see above) as a space, a lone surrogate as U+FFFD."""
+    if not _NOT_XML.search(text):
+        return text
+    return CONTROL_CHARACTERS.sub(" ", LONE_SURROGATES.sub("\ufffd", text))
+
+
 def markup_to_text(markup: str | None) -> str | None:
     """Markup (JATS, HTML, MathML) to one line of plain text; None when nothing is left.
 
     Inline elements vanish without a space, block elements become one, entities are
     decoded, a leading "Abstract"/"Summary" heading is dropped, and a `<` that opens no
-    tag stays text. Namespace prefixes (`jats:p`) need no declaration: the HTML parser
-    reads them as plain names.
+    known tag stays text (`Optional<T>`, `The <canvas> element`). Namespace prefixes
+    (`jats:p`) need no declaration: the HTML parser reads them as plain names. A control
+    character, raw or written as a reference (`&#2;`), becomes a space and a lone surrogate
+    U+FFFD, so any string converts (`RecordReader` reports the raw ones).
     """
     if not markup:
         return None
+    markup = xml_safe(markup)
     if "<" not in markup:
         return plain_text(decode_entities(markup))
     text = _BARE_LT.sub("&lt;", _LEADING_HEADING.sub(r"\1", markup))
     # A parser per call: lxml parser objects must not be shared between threads, and one costs < 1 µs.
     parser = etree.HTMLParser(recover=True, no_network=True, remove_comments=True, remove_pis=True)
     root = etree.HTML(f"<div>{text}</div>", parser)
-    for element in root.iter():
-        prefix, _, name = element.tag.rpartition(":")
-        if name not in _INLINE and prefix != "mml":
-            element.text = " " + (element.text or "")
-            element.tail = " " + (element.tail or "")
-    return plain_text("".join(root.itertext()))
+    # The text is gathered, never written back into the tree: a reference such as `&#2;` parses
+    # to a character that lxml would refuse to store.
+    parts = []
+    for event, element in etree.iterwalk(root, events=("start", "end")):
+        separates = _SEPARATES.get(element.tag)
+        if separates or (separates is None and _separates(element.tag)):
+            parts.append(" ")
+        if event == "start":
+            if element.text:
+                parts.append(element.text)
+        elif element.tail:
+            parts.append(element.tail)
+    text = "".join(parts)
+    return plain_text(xml_safe(text) if "&#" in markup else text)  # only a reference can bring one back
 
 
 def bare_doi(value: str | None) -> str | None:
@@ -90,12 +167,25 @@ def bare_orcid(value: str | None) -> str | None:
     return match.group(1).upper() if match else None
 
 
+class PartialDate(NamedTuple):
+    """A date as read, with whether the value held more than it keeps."""
+
+    date: dt.date | None  # the first day of its period
+    precision: str | None  # 'year', 'month' or 'day'
+    lost: bool = False  # a part of the value could not be kept: an impossible month or day, year or string
+
+
+_PRECISION_RANK = {None: 0, "year": 1, "month": 2, "day": 3}
+_ISO_DATE = re.compile(r"(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?")
+
+
 def partial_date(year: int | None, month: int | None = None, day: int | None = None) -> tuple[dt.date | None, str | None]:
     """A possibly partial date as (first day of its period, precision).
 
     Providers often know only the year or the month. Days are never invented silently:
     the date is the period's first day and the precision ('year', 'month', 'day') says
-    how much of it is real.
+    how much of it is real. An impossible date keeps only its year (None when the year
+    is impossible too); `read_partial_date` tells when that happened.
     """
     if not year:
         return None, None
@@ -109,9 +199,35 @@ def partial_date(year: int | None, month: int | None = None, day: int | None = N
         return (dt.date(year, 1, 1), "year") if 1 <= year <= 9999 else (None, None)
 
 
+def read_partial_date(year: int | None, month: int | None = None, day: int | None = None) -> PartialDate:
+    """`partial_date`, and `lost` when a part that was given is not kept.
+
+    That is a month or day that makes no date (2024-02-30, month 13 or 0, a day without a
+    month: the year is kept) or a year outside 1..9999 (no date). An absent part (None)
+    is not lost.
+    """
+    published, precision = partial_date(year, month, day)
+    given = 3 if day is not None else 2 if month is not None else 1 if year is not None else 0
+    return PartialDate(published, precision, _PRECISION_RANK[precision] < given)
+
+
+def read_iso_date(value: str | None) -> PartialDate:
+    """`iso_date`, and `lost` when part of the value is not kept.
+
+    That is an impossible date (`2024-02-30`, `2024-13-01`, `0000-01-01`), a value that is
+    no date at all (`n/a`), or a month or day not written as two digits (`2024-3-1` keeps
+    its year). A time after the date (`T12:00:00` or ` 12:00`) is not a lost part.
+    """
+    if not value:
+        return PartialDate(None, None)
+    match = _ISO_DATE.match(value)
+    if not match:
+        return PartialDate(None, None, True)
+    read = read_partial_date(*(int(g) if g else None for g in match.groups()))
+    rest = value[match.end() :]
+    return read._replace(lost=True) if rest and rest[0] not in "Tt " else read
+
+
 def iso_date(value: str | None) -> tuple[dt.date | None, str | None]:
     """`2024-03-01`, `2024-03` or `2024` (with any time suffix) as a partial date."""
-    match = re.match(r"^(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?", value or "")
-    if not match:
-        return None, None
-    return partial_date(*(int(g) if g else None for g in match.groups()))
+    return read_iso_date(value)[:2]

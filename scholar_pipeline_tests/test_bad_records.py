@@ -128,3 +128,92 @@ def test_a_body_that_is_not_the_wire_format_is_still_malformed():
         normalize_page_checked("openalex", b"<html>502 Bad Gateway</html>")
     with pytest.raises(MalformedPage, match="results"):
         normalize_page_checked("openalex", b'{"meta": {}, "results": "none"}')
+
+
+CONTROLS_REPLACED = "replaced control characters with spaces"
+
+
+@pytest.mark.parametrize(
+    "provider, relative, fields, column, text, field",
+    [
+        # Each field goes through the markup parser, where lxml raised "All strings must be XML compatible".
+        ("openalex", OPENALEX, {"title": "Soil\u0002fungi <i>in</i> forests"}, "title", "Soil fungi in forests", "title"),
+        ("crossref", CROSSREF, {"title": ["Soil\x0bfungi <i>in</i> forests"]}, "title", "Soil fungi in forests", "title[0]"),
+        ("crossref", CROSSREF, {"container-title": ["Ecology\x1f<sup>2</sup>"]}, "venue", "Ecology 2", "container-title[0]"),
+        ("crossref", CROSSREF, {"abstract": "<jats:p>Soil\x00fungi</jats:p><jats:p>\ufffeSecond</jats:p>"}, "abstract",
+         "Soil fungi Second", "abstract"),
+        # A plain field is cleaned alike: every string passes RecordReader.clean.
+        ("crossref", CROSSREF, {"publisher": "Wiley\x02Blackwell"}, "publisher", "Wiley Blackwell", "publisher"),
+    ],
+)
+def test_control_characters_are_replaced_with_spaces_and_reported(provider, relative, fields, column, text, field):
+    body = _damaged(relative, 3, _update(**fields))
+    normalized = normalize_page_checked(provider, body)
+    assert normalized.table.num_rows == 200
+    row = normalized.table.to_pylist()[3]
+    assert row[column] == text
+    (value,) = [v[0] if isinstance(v, list) else v for v in fields.values()]
+    assert normalized.problems == (FieldProblem(row["provider_id"], field, repr(value), CONTROLS_REPLACED),)
+
+
+def test_control_characters_in_openalex_abstract_words_are_reported():
+    words = ["Soil\x0bfungi", "rose\x02", "sharply"]
+    body = _damaged(OPENALEX, 3, _update(abstract_inverted_index={word: [i] for i, word in enumerate(words)}))
+    normalized = normalize_page_checked("openalex", body)
+    assert normalized.table.to_pylist()[3]["abstract"] == "Soil fungi rose sharply"
+    assert [(p.field, p.action) for p in normalized.problems] == [("abstract_inverted_index", CONTROLS_REPLACED)]
+    # A whitespace-like control character alone is reported too, though rebuilding the text merged it already.
+    body = _damaged(OPENALEX, 3, _update(abstract_inverted_index={"Soil\x1ffungi": [0]}))
+    assert [p.action for p in normalize_page_checked("openalex", body).problems] == [CONTROLS_REPLACED]
+
+
+def test_a_string_with_a_lone_surrogate_and_a_control_character_reports_both():
+    body = _damaged(OPENALEX, 3, _update(title="Soil\ud800\u0002fungi"))
+    normalized = normalize_page_checked("openalex", body)
+    assert normalized.table.to_pylist()[3]["title"] == "Soil\ufffd fungi"
+    assert {p.action for p in normalized.problems} == {"replaced lone surrogate with U+FFFD", CONTROLS_REPLACED}
+
+
+@pytest.mark.parametrize(
+    "fields, stored, problems",
+    [
+        ({"publication_date": "2024-02-30"}, (dt.date(2024, 1, 1), "year"),
+         [("publication_date", "'2024-02-30'", "impossible date kept as its year")]),
+        ({"publication_date": "2024-13-01"}, (dt.date(2024, 1, 1), "year"),
+         [("publication_date", "'2024-13-01'", "impossible date kept as its year")]),
+        ({"publication_date": "2024-03-1"}, (dt.date(2024, 3, 1), "month"),
+         [("publication_date", "'2024-03-1'", "impossible date kept as its month")]),
+        # Year 0 is no date: `publication_year` serves, as for a missing date.
+        ({"publication_date": "0000-01-01"}, (dt.date(2010, 1, 1), "year"), [("publication_date", "'0000-01-01'", "set to NULL")]),
+        ({"publication_date": None, "publication_year": 0}, (None, None), [("publication_year", "0", "set to NULL")]),
+        ({"publication_date": None, "publication_year": 12024}, (None, None), [("publication_year", "12024", "set to NULL")]),
+    ],
+)
+def test_openalex_impossible_dates_are_reported(fields, stored, problems):
+    normalized = normalize_page_checked("openalex", _damaged(OPENALEX, 3, _update(**fields)))
+    row = normalized.table.to_pylist()[3]
+    assert (row["publication_date"], row["publication_date_precision"]) == stored
+    assert [(p.record_id, p.field, p.value, p.action) for p in normalized.problems] == [("W1698421338", *p) for p in problems]
+
+
+@pytest.mark.parametrize(
+    "fields, stored, problems",
+    [
+        ({"published": {"date-parts": [[2024, 2, 30]]}}, (dt.date(2024, 1, 1), "year"),
+         [("published.date-parts", "[[2024, 2, 30]]", "impossible date kept as its year")]),
+        ({"published": {"date-parts": [[2024, 13]]}}, (dt.date(2024, 1, 1), "year"),
+         [("published.date-parts", "[[2024, 13]]", "impossible date kept as its year")]),
+        ({"published": {"date-parts": [[2024, None, 5]]}}, (dt.date(2024, 1, 1), "year"),
+         [("published.date-parts", "[[2024, None, 5]]", "impossible date kept as its year")]),
+        # Year 0 is read as null, so `issued` serves; a year past 9999 is NULL, as before.
+        ({"published": {"date-parts": [[0, 1, 1]]}}, (dt.date(1927, 4, 1), "month"),
+         [("published.date-parts", "[[0, 1, 1]]", "set to NULL")]),
+        ({"published": {"date-parts": [[12024, 1, 1]]}}, (None, None), [("published.date-parts", "[[12024, 1, 1]]", "set to NULL")]),
+        ({"published": {"date-parts": [[None]]}}, (dt.date(1927, 4, 1), "month"), []),  # Crossref's "no date": not a problem
+    ],
+)
+def test_crossref_impossible_dates_are_reported(fields, stored, problems):
+    normalized = normalize_page_checked("crossref", _damaged(CROSSREF, 3, _update(**fields)))
+    row = normalized.table.to_pylist()[3]
+    assert (row["publication_date"], row["publication_date_precision"]) == stored
+    assert [(p.record_id, p.field, p.value, p.action) for p in normalized.problems] == [("10.2307/1928969", *p) for p in problems]

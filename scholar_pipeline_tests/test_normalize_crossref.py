@@ -75,3 +75,16 @@ def test_title_given_as_a_string_is_not_cut_to_its_first_letter():
     body = _with_first_item(ECOLOGY, title="Scandinavian Ecology", **{"container-title": "Ecology"})
     row = normalize_page("crossref", body).to_pylist()[0]
     assert (row["title"], row["venue"]) == ("Scandinavian Ecology", "Ecology")
+
+
+def test_title_and_abstract_text_shaped_like_a_tag_is_kept():
+    body = _with_first_item(
+        ECOLOGY,
+        title=["Optional<T> types and the <canvas> element"],
+        abstract="<jats:p>We show a<b and c>d for <i>List</i><String>.</jats:p>",
+        **{"container-title": ["Journal of <Generic> Programming"]},
+    )
+    row = normalize_page("crossref", body).to_pylist()[0]
+    assert row["title"] == "Optional<T> types and the <canvas> element"
+    assert row["abstract"] == "We show a<b and c>d for List<String>."
+    assert row["venue"] == "Journal of <Generic> Programming"

@@ -79,6 +79,17 @@ def test_abstract_is_plain_text_and_title_is_markup():
     assert row["abstract"] == "Richness rose (p < 0.05) in plots with > 3 species <i>"
 
 
+def test_title_text_shaped_like_a_tag_is_kept():
+    """Only known markup is markup: `<T>`, `<b and c>` and `<canvas>` are words of the title."""
+    page = json.loads(real_response(ID_PAGE))
+    titles = ["Optional<T> types in <i>Java</i>", "When a<b and c>d holds", "The <canvas> element"]
+    for work, title in zip(page["results"], titles):
+        work["title"] = title
+    page["results"].append({**page["results"][0], "id": "https://openalex.org/W1", "title": titles[2]})
+    rows = normalize_page("openalex", json.dumps(page).encode()).to_pylist()
+    assert [r["title"] for r in rows] == ["Optional<T> types in Java", "When a<b and c>d holds", "The <canvas> element"]
+
+
 def test_recorded_abstracts_keep_their_text_and_lose_escaped_line_ends():
     rows = {r["provider_id"]: r for r in normalize_page("openalex", real_response(BIG_PAGE)).to_pylist()}
     assert "even small (<5 ha) and degraded" in rows["W2125576237"]["abstract"]

@@ -2,7 +2,10 @@ import datetime as dt
 
 import pytest
 
-from scholar_pipeline.text import bare_doi, bare_orcid, decode_entities, iso_date, markup_to_text, partial_date, plain_text
+from scholar_pipeline.text import (
+    PartialDate, bare_doi, bare_orcid, decode_entities, iso_date, markup_to_text, partial_date, plain_text, read_iso_date,
+    read_partial_date, xml_safe,
+)
 
 
 @pytest.mark.parametrize(
@@ -21,6 +24,49 @@ def test_partial_dates_never_invent_days_silently():
     assert partial_date(2021, 2, 30) == (dt.date(2021, 1, 1), "year")  # impossible day: keep what is certain
     assert partial_date(None) == (None, None)
     assert iso_date("2024-03") == (dt.date(2024, 3, 1), "month")
+
+
+@pytest.mark.parametrize(
+    "parts, read",
+    [
+        ((2017, 3, 13), PartialDate(dt.date(2017, 3, 13), "day", False)),
+        ((2009, 9), PartialDate(dt.date(2009, 9, 1), "month", False)),
+        ((2020, None, None), PartialDate(dt.date(2020, 1, 1), "year", False)),  # absent parts are not lost
+        ((None,), PartialDate(None, None, False)),
+        # Impossible parts: the stored value is what partial_date gives, and `lost` says a part went.
+        ((2024, 2, 30), PartialDate(dt.date(2024, 1, 1), "year", True)),
+        ((2024, 13), PartialDate(dt.date(2024, 1, 1), "year", True)),
+        ((2024, 0, 5), PartialDate(dt.date(2024, 1, 1), "year", True)),
+        ((2024, None, 5), PartialDate(dt.date(2024, 1, 1), "year", True)),  # a day without a month
+        ((0,), PartialDate(None, None, True)),
+        ((10000, 1, 1), PartialDate(None, None, True)),
+        ((-5,), PartialDate(None, None, True)),
+    ],
+)
+def test_read_partial_date_tells_when_a_given_part_is_not_kept(parts, read):
+    assert read_partial_date(*parts) == read
+    assert partial_date(*parts) == read[:2]
+
+
+@pytest.mark.parametrize(
+    "value, read",
+    [
+        ("2024-03-01", PartialDate(dt.date(2024, 3, 1), "day", False)),
+        ("2024-03-01T12:00:00Z", PartialDate(dt.date(2024, 3, 1), "day", False)),  # a time is no lost part
+        ("2024", PartialDate(dt.date(2024, 1, 1), "year", False)),
+        (None, PartialDate(None, None, False)),
+        ("", PartialDate(None, None, False)),
+        ("2024-02-30", PartialDate(dt.date(2024, 1, 1), "year", True)),
+        ("2024-13-01", PartialDate(dt.date(2024, 1, 1), "year", True)),
+        ("0000-01-01", PartialDate(None, None, True)),
+        ("n/a", PartialDate(None, None, True)),
+        ("2024-3-1", PartialDate(dt.date(2024, 1, 1), "year", True)),  # not two digits: only the year is read
+        ("2024-03-1", PartialDate(dt.date(2024, 3, 1), "month", True)),
+    ],
+)
+def test_read_iso_date_tells_when_part_of_the_value_is_not_kept(value, read):
+    assert read_iso_date(value) == read
+    assert iso_date(value) == read[:2]
 
 
 def test_plain_text_keeps_angle_brackets_and_only_tidies_whitespace():
@@ -49,10 +95,47 @@ def test_plain_text_keeps_angle_brackets_and_only_tidies_whitespace():
         ("<p>unclosed <i>italic and <b>bold", "unclosed italic and bold"),
         ("<jats:p>", None),
         ("Learning Analytics &amp; Knowledge", "Learning Analytics & Knowledge"),
+        # Only known markup is markup: any other `<word>` is text, whatever its shape.
+        ("Optional<T> types", "Optional<T> types"),
+        ("a<b and c>d", "a<b and c>d"),  # `b` is known, but `and c` are no attributes
+        ("The <canvas> element", "The <canvas> element"),
+        ("<i>List</i><String> and Map<K, V>", "List<String> and Map<K, V>"),
+        ("The </canvas> tag", "The </canvas> tag"),
+        # Known tags in any case, with attributes, closing forms and `jats:`/`mml:` prefixes.
+        ("<I>Quercus</I> CO<SUB>2</SUB>", "Quercus CO2"),
+        ("<span style=\"font-variant:small-caps;\">Sc</span><a href=x>link</a>s<br />", "Sclinks"),
+        ("<jats:p>one</jats:p ><jats:boxed-text>two</jats:boxed-text>three", "one two three"),  # any jats: element is markup
+        ("<mml:math xmlns:mml=\"http://www.w3.org/1998/Math/MathML\"><mml:mi>x</mml:mi><mml:mn>2</mml:mn></mml:math>", "x2"),
+        ("<p>x<!-- a comment --></p>y", "x y"),
     ],
 )
 def test_markup_becomes_plain_text(markup, text):
     assert markup_to_text(markup) == text
+
+
+@pytest.mark.parametrize(
+    "markup, text",
+    [
+        # Each of these made lxml raise "All strings must be XML compatible".
+        ("Soil\x02fungi in <i>Quercus</i>", "Soil fungi in Quercus"),
+        ("Soil\x0bfungi<sup>2</sup>", "Soil fungi2"),
+        ("a\x00b<i>c</i>", "a bc"),
+        ("a\x1fb<p>c</p>", "a b c"),
+        ("a\ufffeb<i>c</i>\uffff", "a bc"),
+        ("a<sup>2</sup>\ud800", "a2\ufffd"),
+        ("<i>a</i>&#2;b&#x1F;c&#xFFFE;d", "a b c d"),  # references parse to the same characters
+        ("Soil\x02fungi", "Soil fungi"),  # no markup at all
+        ("tab\tline\nreturn\r<i>kept</i>", "tab line return kept"),
+    ],
+)
+def test_markup_with_characters_xml_cannot_hold_converts(markup, text):
+    assert markup_to_text(markup) == text
+
+
+def test_xml_safe_replaces_control_characters_with_spaces_and_lone_surrogates_with_ufffd():
+    assert xml_safe("a\x01b\x0cc\td\ne\rf\x7fg\ufffeh\ud800i") == "a b c\td\ne\rf\x7fg h\ufffdi"
+    text = "plain text"
+    assert xml_safe(text) is text
 
 
 def test_only_terminated_entities_are_decoded():

@@ -18,7 +18,7 @@ from scholar_pipeline.providers.base import (
     SET_TO_NULL, Credential, PageInfo, PageRequest, ParsedRecords, Provider, RecordReader, load_json, read_records, require,
 )
 from scholar_pipeline.settings import ProviderSettings
-from scholar_pipeline.text import bare_doi, bare_orcid, markup_to_text, partial_date
+from scholar_pipeline.text import bare_doi, bare_orcid, markup_to_text, read_partial_date
 
 MAX_ROWS = 1000
 # `published` is Crossref's earliest of print and online; the rest are fallbacks.
@@ -50,7 +50,7 @@ class Crossref(Provider):
         return PageInfo(records=len(items), total=message.get("total-results"), next_request=following)
 
     def parse_records(self, body: bytes) -> ParsedRecords:
-        return read_records(self.name, body, "message.items", _message(body)["items"], _item)
+        return read_records(self.name, "message.items", _message(body)["items"], _item)
 
 
 def _message(body: bytes) -> dict[str, Any]:
@@ -94,10 +94,17 @@ def _first(values: list[str]) -> str | None:
 
 
 def _first_date(r: RecordReader) -> tuple[dt.date | None, str | None]:
+    """The first of DATE_FIELDS with a year; an impossible date is reported.
+
+    [[2024, 2, 30]] or [[2024, 13]] is kept as its year and [[12024, 1, 5]] is NULL (the
+    fields after it are not tried); [[0]] is read as null, so the next field serves.
+    """
     for field in DATE_FIELDS:
         parts = _date_parts(r, field)
         if parts and parts[0]:
-            return partial_date(*parts[:3])
+            return r.date((field, "date-parts"), r.value(field, "date-parts"), read_partial_date(*parts[:3]))
+        if parts and parts[0] == 0:
+            r.report((field, "date-parts"), r.value(field, "date-parts"), SET_TO_NULL)
     return None, None
 
 

@@ -11,7 +11,8 @@ Text fields:
   (`&#13;` and a literal backslash-n), so those become spaces.
 - `title` is read as markup: OpenAlex copies titles from Crossref deposits, where inline
   tags (`<i>`, `<sub>`) and entities are common. The recorded pages hold none, and a `<`
-  that opens no tag stays text, so a plain title comes through unchanged.
+  that opens no known tag stays text (`Optional<T> types`, `The <canvas> element`), so a
+  plain title comes through unchanged.
 
 Dates: OpenAlex stores a year-only date as YYYY-01-01 and a month-only one as YYYY-MM-01,
 with nothing in the record saying so. In the recorded 200-work page 73 dates fall on
@@ -32,7 +33,7 @@ from scholar_pipeline.providers.base import (
     require,
 )
 from scholar_pipeline.settings import ProviderSettings
-from scholar_pipeline.text import bare_doi, bare_orcid, decode_entities, iso_date, markup_to_text, partial_date, plain_text
+from scholar_pipeline.text import bare_doi, bare_orcid, decode_entities, markup_to_text, plain_text, read_iso_date, read_partial_date
 
 MAX_PER_PAGE = 100  # developers.openalex.org; older docs allowed 200
 
@@ -69,7 +70,7 @@ class OpenAlex(Provider):
         return PageInfo(records=len(results), total=page["meta"].get("count"), next_request=following)
 
     def parse_records(self, body: bytes) -> ParsedRecords:
-        return read_records(self.name, body, "results", _page(body)["results"], _work)
+        return read_records(self.name, "results", _page(body)["results"], _work)
 
 
 def _page(body: bytes) -> dict[str, Any]:
@@ -128,13 +129,16 @@ def _work(r: RecordReader) -> dict[str, Any]:
 
 
 def _publication_date(r: RecordReader) -> tuple[dt.date | None, str | None]:
-    """`publication_date`, or `publication_year` alone; a date on the 1st is as precise as the module docstring says."""
+    """`publication_date`, or `publication_year` alone; a date on the 1st is as precise as the module docstring says.
+
+    A date that is no date, or an impossible one, is reported: `2024-02-30` is kept as its
+    year, `0000-01-01` is read as null (so `publication_year` serves).
+    """
     value = r.text("publication_date")
-    published, precision = iso_date(value)
+    published, precision = r.date(("publication_date",), value, read_iso_date(value))
     if published is None:
-        if value:
-            r.report(("publication_date",), value, SET_TO_NULL)
-        return partial_date(r.integer("publication_year"))
+        year = r.integer("publication_year")
+        return r.date(("publication_year",), year, read_partial_date(year))
     if published.day == 1 and precision == "day":
         precision = "year" if published.month == 1 else "month"
     return published, precision
@@ -147,7 +151,13 @@ def _abstract(r: RecordReader) -> str | None:
     except TypeError:
         r.report(("abstract_inverted_index",), index, SET_TO_NULL)
         return None
-    return r.clean(("abstract_inverted_index",), abstract) if abstract else None
+    if not abstract:
+        return None
+    # The words are strings of the record too: cleaned as such, since rebuilding the text has
+    # already turned some control characters (\x0b, \x1f...) into spaces unseen.
+    r.clean(("abstract_inverted_index",), " ".join(index))
+    cleaned = r.clean(("abstract_inverted_index",), abstract)
+    return abstract if cleaned is abstract else plain_text(cleaned)
 
 
 def _author(a: RecordReader) -> dict[str, Any]:
