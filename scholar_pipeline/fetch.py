@@ -6,6 +6,7 @@ import datetime as dt
 import hashlib
 from dataclasses import dataclass
 
+from scholar_pipeline.client.masking import MASKED_HEADER
 from scholar_pipeline.client.provider_client import FetchedPage, ProviderClient, ProviderRequestError
 from scholar_pipeline.landing import LandingZone, PageEntry
 from scholar_pipeline.normalize import RecordError, normalize_page_checked
@@ -92,6 +93,9 @@ class _PagingChain:
                     f"{self.where}: more than {self.settings.max_records} records (the provider reports {total}); narrow "
                     f"the saved search or raise SCHOLAR_PIPELINE_{self.provider.name.upper()}_MAX_RECORDS"
                 )
+            if self.log is not None and MASKED_HEADER in page.headers:
+                self.log.warning(f"{self.where}: page {number}: the provider echoed the API key "
+                                 f"{page.headers[MASKED_HEADER]} time(s) in its answer; it is masked as *** in what was landed")
             if self.log is not None:
                 self.log.info(f"{self.where}: page {number}: {info.records} records ({records} of {total}; "
                               f"cache {'hit' if page.from_cache else 'miss'})")
@@ -128,6 +132,6 @@ class _PagingChain:
             self.client.evict(key)
             raise PartitionFetchError(
                 f"{self.where}: page {number}: {type(error).__name__}: {error}. URL: {page.url}. The page was not kept in "
-                "the HTTP cache; if the provider keeps sending it, report the record above."
+                "the HTTP cache; a rerun asks the provider again."
             ) from None
         return info, hashes

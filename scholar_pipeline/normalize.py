@@ -16,8 +16,8 @@ Bad values. One odd record must not cost a partition, and no odd value may pass 
 - a lone surrogate (valid in JSON as `\\ud800`, but no UTF-8 text) is replaced with
   U+FFFD and reported; a control character (C0 other than tab and line ends, U+FFFE,
   U+FFFF) becomes a space and is reported;
-- an impossible date (`2024-02-30`, month 13, year 0) is kept as its year (or month), or
-  set to NULL when nothing of it holds, and reported;
+- an impossible date (`2024-02-30`, month 13, year 0) is kept as its year, or set to
+  NULL when nothing of it holds, and reported;
 - a string where Crossref's wire format has a list of strings (`title`,
   `container-title`) is read as a one-element list and reported.
 Values are never converted from another type ("5" is not 5): a wrong type means the

@@ -80,7 +80,7 @@ def _trie_pattern(words: Iterable[str]) -> str:
 # "The <canvas> element", an unclosed "<b") is text and is escaped before parsing, so the
 # parser can neither swallow what follows it nor read it as an element. What stays ambiguous
 # is a listed name meant as text: "The <b> tag" reads "The tag", "Supplier<U>" reads "Supplier".
-_TAG_NAME = rf"(?:(?:jats|mml):[A-Za-z][\w.-]*|(?i:{_trie_pattern(_INLINE | _BLOCK)}))"
+_TAG_NAME = rf"(?:(?i:jats|mml):[A-Za-z][\w.-]*|(?i:{_trie_pattern(_INLINE | _BLOCK)}))"
 _ATTRIBUTE = r"""\s+[A-Za-z_:][\w:.-]*\s*=\s*(?:"[^"<]*"|'[^'<]*'|[^\s"'<>=`]+)"""
 _BARE_LT = re.compile(rf"<(?!/?{_TAG_NAME}(?:{_ATTRIBUTE})*\s*/?>|!--)")
 # A leading "Abstract"/"Summary" heading (possibly inside a leading <sec>) repeats the field name.
@@ -176,7 +176,7 @@ class PartialDate(NamedTuple):
 
 
 _PRECISION_RANK = {None: 0, "year": 1, "month": 2, "day": 3}
-_ISO_DATE = re.compile(r"(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?")
+_ISO_DATE = re.compile(r"(\d{4})(?!\d)(?:-(\d{2})(?:-(\d{2}))?)?")  # not the first 4 digits of "12024"
 
 
 def partial_date(year: int | None, month: int | None = None, day: int | None = None) -> tuple[dt.date | None, str | None]:

@@ -7,6 +7,7 @@ import pytest
 
 import scholar_pipeline.defs.saved_searches as saved_searches
 import scholar_pipeline.works
+from scholar_pipeline.landing import Manifest, PageEntry
 from scholar_pipeline_tests.helpers import materialize, query_db
 
 DAY = "2024-03-01"
@@ -75,3 +76,11 @@ def test_values_well_typed_reports_a_value_of_the_wrong_type(pipeline_env, simul
     assert not check.passed and check.metadata["values_repaired"].value == 1
     assert field in check.metadata["first_problems"].value
     assert _check(result, "no_records_lost").passed  # the record itself landed
+
+
+def test_matches_provider_total_reads_the_total_of_a_manifest_from_before_per_page_totals():
+    manifest = Manifest(query="q", query_text="t", provider="openalex", partition_date="2024-03-01", retrieved_at="x",
+                        code_version="raw-v1", input_hash="h", total_reported=999,
+                        pages=[PageEntry(number=1, url="u", status=200, headers={}, sha256="s", bytes=1, records=5,
+                                         holds_records=True, from_cache=False, fetched_at="x")])
+    assert not saved_searches._matches_provider_total(manifest).passed

@@ -49,7 +49,7 @@ def test_a_malformed_page_with_status_200_is_not_replayed_from_the_cache(pipelin
 
 def test_secrets_echoed_by_the_provider_are_masked_everywhere(pipeline_env, simulator, monkeypatch):
     """An error body quoting the key, and a 200 body echoing the request URL, must not carry it anywhere."""
-    secret = "sk-echo-5150"
+    secret = "sk-echo-5150-5150-5150"
     monkeypatch.setenv("OPENALEX_API_KEY", secret)
     api = simulator.apis["openalex"]
     served = api.routes["/works"]
@@ -77,6 +77,7 @@ def test_secrets_echoed_by_the_provider_are_masked_everywhere(pipeline_env, simu
     assert files_containing(home(), secret.encode()) == []
     landing = LandingZone(home() / "landing")
     assert b'/works?api_key=***' in landing.read_page(recorded_manifest(landed).pages[0].sha256)
+    assert recorded_manifest(landed).pages[0].headers["x-scholar-pipeline-secret-masked"] == "1"  # the page says it was changed
 
 
 def _client(tmp_path, network, **kwargs):

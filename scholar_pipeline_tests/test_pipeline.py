@@ -101,14 +101,14 @@ def test_api_key_reaches_the_provider_but_is_stored_nowhere(pipeline_env, simula
 
 def test_failed_request_names_provider_search_partition_and_url(pipeline_env, simulator, monkeypatch):
     monkeypatch.setenv("SCHOLAR_PIPELINE_OPENALEX_BASE_URL", simulator.base_url("nowhere"))
-    monkeypatch.setenv("OPENALEX_API_KEY", "sk-never-shown")
+    monkeypatch.setenv("OPENALEX_API_KEY", "sk-never-shown-anywhere")
     result = materialize(DAY, "openalex", raise_on_error=False)
     assert not result.success
     failure = result.get_step_failure_events()[0].event_specific_data.error
     message = failure.to_string()
     assert "openalex" in message and "sim_search" in message and DAY in message
     assert "HTTP 404" in message and "/nowhere/works" in message and "SCHOLAR_PIPELINE_OPENALEX_BASE_URL" in message
-    assert "sk-never-shown" not in message
+    assert "sk-never-shown-anywhere" not in message
 
 
 def test_partly_cached_crossref_chain_is_fetched_again_from_the_start(pipeline_env, simulator):

@@ -105,7 +105,7 @@ def test_an_exception_quoting_the_secret_is_masked(tmp_path):
     assert "LocalProtocolError" in str(error.value) and "sk-quoted-by-h11" not in str(error.value) and "***" in str(error.value)
 
 
-@pytest.mark.parametrize("secret, problem", [("sk-key\n", "whitespace"), ("none", "shorter than 8"), ("ab\x00cdefghij", "control")])
+@pytest.mark.parametrize("secret, problem", [("sk-key\n", "whitespace"), ("none", "shorter than 16"), ("ab\x00cdefghij", "control")])
 def test_a_key_that_cannot_be_real_is_refused_without_showing_it(secret, problem):
     with pytest.raises(ValueError) as error:
         check_secret("OPENALEX_API_KEY", secret)

@@ -33,7 +33,7 @@ def request_deadline(request: httpx.Request, seconds: float) -> Iterator[None]:
         yield
     except httpx.TimeoutException as error:
         if time.monotonic() >= _deadline.get():
-            raise RequestDeadlineExceeded(f"the response was not complete after {seconds:.0f} s", request=request) from error
+            raise RequestDeadlineExceeded(f"the response was not complete after {seconds:g} s", request=request) from error
         raise
     finally:
         _deadline.reset(token)

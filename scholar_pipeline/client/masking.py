@@ -2,8 +2,9 @@
 
 Credentials are added below the HTTP cache, so the URLs the pipeline handles carry none;
 masking is the second line of defence for anything that quotes a URL, a response or an
-exception. Since an echoed key is masked wherever it appears, a key must be one that
-cannot also be ordinary text: `check_secret` refuses a short or blank one at load.
+exception. An echoed key is masked wherever it appears, so a key must be unlikely to be
+ordinary text too: `check_secret` refuses a short or blank one at load, and the transport
+that masks says so on the page (`MASKED_HEADER`), which the fetch logs.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ import re
 from urllib.parse import quote, quote_plus
 
 MASK = "***"
-MIN_SECRET_LENGTH = 8
+MIN_SECRET_LENGTH = 16  # real keys are 32+ characters; a shorter one could also be a word or a number in a title
+MASKED_HEADER = "x-scholar-pipeline-secret-masked"  # on a response in which the key was masked: how many times
 SECRET_PARAMS = ("api_key", "apikey", "api-key", "key", "token", "access_token")
 _SECRET_IN_QUERY = re.compile(r"(?i)([?&](?:%s)=)[^&#\s]*" % "|".join(re.escape(p) for p in SECRET_PARAMS))
 

@@ -16,14 +16,14 @@ import hishel
 import httpx
 import tenacity
 
-from scholar_pipeline.client.masking import mask_secret, mask_url
+from scholar_pipeline.client.masking import MASKED_HEADER, mask_secret, mask_url
 from scholar_pipeline.client.transports import FETCHED_AT_HEADER
 from scholar_pipeline.providers.base import PageRequest
 
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
 # Response headers worth keeping with a landed page: dates, validators and rate-limit state.
 KEPT_HEADERS = ("content-type", "date", "last-modified", "etag", "retry-after", "x-api-pool", "x-concurrency-limit")
-KEPT_HEADER_PREFIXES = ("x-ratelimit", "x-rate-limit")
+KEPT_HEADER_PREFIXES = ("x-ratelimit", "x-rate-limit", MASKED_HEADER)
 
 
 @dataclass(frozen=True)

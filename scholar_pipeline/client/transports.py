@@ -16,7 +16,7 @@ import time
 import httpx
 
 from scholar_pipeline.client.deadline import request_deadline
-from scholar_pipeline.client.masking import MASK, mask_secret, secret_forms
+from scholar_pipeline.client.masking import MASK, MASKED_HEADER, mask_secret, secret_forms
 from scholar_pipeline.client.ratelimit import SqliteRateLimiter
 from scholar_pipeline.providers.base import Credential
 
@@ -45,9 +45,10 @@ class CredentialsTransport(httpx.BaseTransport):
         body, headers = response.read(), list(response.headers.multi_items())
         if not any(form.encode() in body or any(form in value for _, value in headers) for form in forms):
             return response
+        masked = sum(body.count(form.encode()) for form in forms)
         for form in forms:
             body = body.replace(form.encode(), MASK.encode())
-        headers = [(name, mask_secret(value, self.secret)) for name, value in headers]
+        headers = [(name, mask_secret(value, self.secret)) for name, value in headers] + [(MASKED_HEADER, str(masked))]
         return httpx.Response(response.status_code, headers=headers, content=body, extensions=response.extensions)
 
     def close(self) -> None:

@@ -135,6 +135,8 @@ def _matches_provider_total(manifest: Manifest) -> dg.AssetCheckResult:
     """Totals that differ between pages mean the answer changed while paging (or pages of two answers were mixed);
     a shortfall against the total means paging stopped early, an excess that records were added while paging."""
     totals = sorted({p.total_reported for p in manifest.pages if p.total_reported is not None})
+    if not totals and manifest.total_reported is not None:  # a manifest written before per-page totals
+        totals = [manifest.total_reported]
     return dg.AssetCheckResult(
         check_name=MATCHES_PROVIDER_TOTAL,
         passed=len(totals) <= 1 and (not totals or totals[0] == manifest.records),
