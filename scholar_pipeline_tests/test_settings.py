@@ -2,6 +2,8 @@
 
 import pytest
 
+from scholar_pipeline.defs.resources import ScholarApiResource
+from scholar_pipeline.providers import PROVIDERS
 from scholar_pipeline.settings import ProviderSettings, monitor_days, provider_settings
 
 DEFAULTS = ProviderSettings(base_url="https://api.example.org/", rate_limit=10.0, page_size=100, max_records=200_000)
@@ -41,3 +43,12 @@ def test_monitor_days_defaults_to_30_and_is_checked_like_the_others():
     for raw in ("inf", "nan", "0", "-2", "1.5"):
         with pytest.raises(ValueError, match=f"SCHOLAR_PIPELINE_MONITOR_DAYS={raw!r}"):
             monitor_days({"SCHOLAR_PIPELINE_MONITOR_DAYS": raw})
+
+
+def test_crossref_uses_the_polite_pool_rate_when_a_contact_email_is_set(monkeypatch):
+    monkeypatch.delenv("SCHOLAR_PIPELINE_CROSSREF_RATE_LIMIT", raising=False)
+    crossref = PROVIDERS["crossref"]
+    assert ScholarApiResource(home="/tmp/x").settings_for(crossref).rate_limit == 5.0
+    assert ScholarApiResource(home="/tmp/x", mailto="me@example.org").settings_for(crossref).rate_limit == 10.0
+    monkeypatch.setenv("SCHOLAR_PIPELINE_CROSSREF_RATE_LIMIT", "2")  # an explicit setting still wins
+    assert ScholarApiResource(home="/tmp/x", mailto="me@example.org").settings_for(crossref).rate_limit == 2.0

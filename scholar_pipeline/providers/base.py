@@ -95,6 +95,10 @@ class Provider(ABC):
     defaults: ClassVar[ProviderSettings]
     credential: ClassVar[Credential | None] = None
 
+    def default_settings(self, mailto: str | None) -> ProviderSettings:
+        """The provider's defaults; a provider whose limits depend on the contact e-mail (a polite pool) overrides it."""
+        return self.defaults
+
     @abstractmethod
     def first_request(self, text: str, day: dt.date, page_size: int, mailto: str | None) -> PageRequest:
         """The request for the first page of works matching `text` published on `day`."""

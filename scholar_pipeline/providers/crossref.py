@@ -12,6 +12,7 @@ rest (names, publisher, URLs) is plain text.
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import replace
 from typing import Any
 
 from scholar_pipeline.providers.base import (
@@ -27,9 +28,13 @@ DATE_FIELDS = ("published", "issued", "published-print", "published-online")
 
 class Crossref(Provider):
     name = "crossref"
-    # Public pool since Dec 2025: 5 requests/s, one at a time (polite pool, with mailto: 10/s).
+    # Public pool since Dec 2025: 5 requests/s, one at a time; the polite pool (mailto sent) allows 10/s.
     defaults = ProviderSettings(base_url="https://api.crossref.org", rate_limit=5.0, page_size=500, max_records=200_000)
+    POLITE_RATE_LIMIT = 10.0
     credential = Credential(env="CROSSREF_PLUS_TOKEN", header="Crossref-Plus-API-Token", header_prefix="Bearer ")
+
+    def default_settings(self, mailto: str | None) -> ProviderSettings:
+        return replace(self.defaults, rate_limit=self.POLITE_RATE_LIMIT) if mailto else self.defaults
 
     def first_request(self, text: str, day: dt.date, page_size: int, mailto: str | None) -> PageRequest:
         params = [
