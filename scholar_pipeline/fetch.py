@@ -10,7 +10,7 @@ from scholar_pipeline.client.masking import MASKED_HEADER
 from scholar_pipeline.client.provider_client import FetchedPage, ProviderClient, ProviderRequestError
 from scholar_pipeline.landing import LandingZone, PageEntry
 from scholar_pipeline.normalize import RecordError, normalize_page_checked
-from scholar_pipeline.providers.base import MalformedPage, PageRequest, Provider
+from scholar_pipeline.providers.base import MalformedPage, PageRequest, PartitionTooLarge, Provider
 from scholar_pipeline.settings import ProviderSettings
 from scholar_pipeline.works import hash_of_records
 
@@ -88,7 +88,7 @@ class _PagingChain:
             record_hashes += hashes
             records += info.records
             total = info.total if info.total is not None else total
-            if records > self.settings.max_records:
+            if max(records, total or 0) > self.settings.max_records:  # said by the first page that shows it
                 raise PartitionFetchError(
                     f"{self.where}: more than {self.settings.max_records} records (the provider reports {total}); narrow "
                     f"the saved search or raise SCHOLAR_PIPELINE_{self.provider.name.upper()}_MAX_RECORDS"
@@ -120,6 +120,8 @@ class _PagingChain:
             if info.total is not None and type(info.total) is not int:
                 raise MalformedPage(f"the total it reports is {info.total!r}, not a number")
             hashes = normalize_page_checked(self.provider.name, page.body).table.column("record_hash").to_pylist() if request.holds_records else []
+        except PartitionTooLarge as error:
+            raise PartitionFetchError(f"{self.where}: {error}") from None
         except MalformedPage as error:
             self.client.evict(key)
             if page.from_cache:

@@ -148,4 +148,4 @@ def test_partition_over_the_record_cap_fails_instead_of_paging_forever(pipeline_
     assert not result.success
     message = result.get_step_failure_events()[0].event_specific_data.error.to_string()
     assert "more than 50 records" in message and "SCHOLAR_PIPELINE_CROSSREF_MAX_RECORDS" in message
-    assert len(simulator.requests_for("crossref")) == 2  # stopped at the page that crossed the cap (40 per page)
+    assert len(simulator.requests_for("crossref")) == 1  # stopped at the first page, whose total is over the cap

@@ -71,6 +71,10 @@ class RecordError(ValueError):
     """A record that cannot become a row (not an object, no usable provider id): its page fails."""
 
 
+class PartitionTooLarge(ValueError):
+    """A partition holding more records than the provider serves for one query: fetching part of it would truncate."""
+
+
 class SearchTextError(ValueError):
     """A search text the provider would read as something other than what the user wrote."""
 

@@ -20,12 +20,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
+from scholar_pipeline.simulator.arxiv import ArxivApi
 from scholar_pipeline.simulator.common import BadRequest, SimResponse
 from scholar_pipeline.simulator.corpus import Corpus
 from scholar_pipeline.simulator.crossref import CrossrefApi
 from scholar_pipeline.simulator.openalex import OpenAlexApi
+from scholar_pipeline.simulator.plos import PlosApi
 
-API_CLASSES = (OpenAlexApi, CrossrefApi)
+API_CLASSES = (OpenAlexApi, CrossrefApi, ArxivApi, PlosApi)
 
 
 @dataclass(frozen=True)
@@ -102,9 +104,12 @@ class ProviderSimulator:
         return response
 
     def _over_rate_limit(self, provider: str, now: float) -> bool:
+        """Over the rate in any window of a second, or of 1/rate seconds for a rate below one a second (arXiv: 1 per 3 s)."""
+        rate = self.rate_limits[provider]
+        window = max(1.0, 1.0 / rate)
         with self._lock:
-            recent = [t for t in self._arrivals[provider] if now - t < 1.0]
-            over = len(recent) >= self.rate_limits[provider]
+            recent = [t for t in self._arrivals[provider] if now - t < window]
+            over = len(recent) >= max(1.0, rate * window)
             if not over:
                 recent.append(now)
             self._arrivals[provider] = recent
