@@ -40,6 +40,7 @@ def test_first_request_filters_the_day_and_full_documents_and_names_its_fields()
     assert [v for k, v in request.params if k == "fq"] == [WINDOW, "doc_type:full"]
     assert request.param("q") == "soil fungi"
     assert request.param("fl") == "id,title_display,abstract,author_display,publication_date,journal,article_type"
+    assert (request.param("q.op"), request.param("sort")) == ("AND", "id asc")  # every word; a stable order to page in
     assert (request.param("start"), request.param("rows"), request.param("wt")) == ("0", "1000", "json")  # rows capped at 1000
     assert PLOS.defaults.rate_limit == pytest.approx(10 / 60)  # 10 requests a minute
 
@@ -50,10 +51,14 @@ def test_paging_moves_start_on_by_rows_while_pages_are_full():
     assert info.next_request.param("rows") == "2" and info.next_request.param("q") == "soil"
 
 
-def test_paging_ends_at_the_total_or_on_a_short_page():
+def test_paging_ends_at_the_total_and_a_short_page_before_it_is_refused():
     assert PLOS.inspect(_request(2, 2), _page(4, 2, ["10.1371/c", "10.1371/d"])).next_request is None  # start + rows = numFound
-    assert PLOS.inspect(_request(2, 2), _page(9, 2, ["10.1371/c"])).next_request is None  # short page
+    assert PLOS.inspect(_request(2, 2), _page(3, 2, ["10.1371/c"])).next_request is None  # the last, short page
     assert PLOS.inspect(_request(0, 2), _page(0, 0, [])).next_request is None  # nothing found
+    with pytest.raises(MalformedPage, match="1 of 2 records at start=2 although it reports numFound=9"):
+        PLOS.inspect(_request(2, 2), _page(9, 2, ["10.1371/c"]))  # six records would be lost
+    with pytest.raises(MalformedPage, match="numFound=2 on a page holding records 3 to 4"):
+        PLOS.inspect(_request(2, 2), _page(2, 2, ["10.1371/c", "10.1371/d"]))
 
 
 def test_empty_page_before_the_total_is_reached_is_refused():
@@ -103,6 +108,12 @@ def test_search_text_is_escaped_to_mean_what_the_user_wrote(text, q):
 def test_text_without_a_word_is_refused(text):
     with pytest.raises(SearchTextError, match="no word"):
         PLOS.search_terms(text)
+
+
+def test_text_that_starts_with_not_is_refused():
+    """`NOT coral` would match every work of the day except those on coral."""
+    with pytest.raises(SearchTextError, match="starts with NOT"):
+        PLOS.search_terms("NOT coral")
 
 
 def test_escaped_texts_parse_where_the_raw_ones_are_syntax_errors(simulator):

@@ -68,6 +68,10 @@ class Plos(Provider):
             ("fq", f"publication_date:[{day}T00:00:00Z TO {day}T23:59:59Z]"),
             ("fq", "doc_type:full"),
             ("fl", ",".join(FIELDS)),
+            # Every word must occur (as at the other providers), whatever the server's default operator is,
+            # and a fixed order: by relevance, records shift across page boundaries when the index changes.
+            ("q.op", "AND"),
+            ("sort", "id asc"),
             ("wt", "json"),
             ("start", "0"),
             ("rows", str(min(page_size, MAX_ROWS))),
@@ -92,6 +96,9 @@ class Plos(Provider):
         if not _parentheses_pair_up(tokens):
             tokens = _tokens(text, phrases, parentheses=False)
         items = _tidy(_group(iter(tokens), phrases))
+        if items and items[0] == ("op", "NOT"):
+            raise SearchTextError(f"{text!r} starts with NOT: plos would match every work of the day but those; "
+                                  "say what to search for first")
         if not any(map(_has_word, items)):
             raise SearchTextError(f"{text!r} holds no word to search for once PLOS's query syntax is set aside; "
                                   "plos would match every work of the day (or none)")
@@ -106,7 +113,12 @@ class Plos(Provider):
         if not docs and start < total:
             raise MalformedPage(f"plos sent an empty page at start={start} although it reports numFound={total}; "
                                 "the result set changed or was lost while paging, so the partition is not complete")
-        following = request.with_param("start", str(start + rows)) if len(docs) >= rows and start + rows < total else None
+        if len(docs) < rows and start + len(docs) < total:
+            raise MalformedPage(f"plos sent {len(docs)} of {rows} records at start={start} although it reports numFound={total}; "
+                                "taking the short page as the end would drop the rest of the day")
+        if start + len(docs) > total:
+            raise MalformedPage(f"plos reports numFound={total} on a page holding records {start + 1} to {start + len(docs)}")
+        following = request.with_param("start", str(start + len(docs))) if start + len(docs) < total else None
         return PageInfo(records=len(docs), total=total, next_request=following)
 
     def parse_records(self, body: bytes) -> ParsedRecords:

@@ -87,7 +87,12 @@ class PlosApi:
                 window = _window(params, fq.strip())
             else:
                 _check_query(params, fq)
-        docs = sorted(self._docs(window, full_only), key=lambda doc: -_score(doc, q))  # Solr's default order: by relevance
+        sort = single(params, "sort")
+        if sort not in (None, "id asc"):
+            raise _solr_error(params, f"Can't determine a Sort Order (asc or desc) in sort spec '{sort}'")
+        # Solr's default order is by relevance; `id asc` is the stable order a pager asks for.
+        order = (lambda doc: doc[0].doi) if sort else (lambda doc: -_score(doc, q))
+        docs = sorted(self._docs(window, full_only), key=order)
         fields = _fields(params)
         page = [_render(doc, fields, q) for doc in docs[start:start + rows]]
         max_score = max((_score(doc, q) for doc in docs), default=0.0) if "score" in fields else None
