@@ -46,4 +46,4 @@ test-fast: setup
 
 ## The shared acceptance run on real recorded responses (needs ../shared).
 acceptance: setup
-	PATH="$(CURDIR)/$(BIN):$$PATH" PROVIDERS="openalex crossref arxiv plos" bash ../shared/acceptance/run.sh
+	PATH="$(CURDIR)/$(BIN):$$PATH" PROVIDERS="openalex crossref arxiv plos pubmed" bash ../shared/acceptance/run.sh

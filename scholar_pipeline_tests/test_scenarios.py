@@ -162,10 +162,10 @@ def test_backfill_of_a_new_saved_search_over_a_date_range_lands_every_partition(
 @pytest.mark.skipif(not ACCEPTANCE.exists(), reason="the shared acceptance script sits beside the repository")
 def test_shared_acceptance_on_real_recorded_responses():
     env = {k: v for k, v in os.environ.items() if not k.startswith("SCHOLAR_PIPELINE_")}
-    env.update(PATH=f"{BIN}:{env.get('PATH', '')}", PROVIDERS="openalex crossref arxiv plos")
+    env.update(PATH=f"{BIN}:{env.get('PATH', '')}", PROVIDERS="openalex crossref arxiv plos pubmed")
     result = subprocess.run(["bash", str(ACCEPTANCE)], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert "records 792/792" in result.stdout and "key leaks 0" in result.stdout
+    assert "records 812/812" in result.stdout and "key leaks 0" in result.stdout
 
 
 def test_a_run_killed_during_the_duckdb_write_does_not_block_the_next_one(pipeline_env, simulator):

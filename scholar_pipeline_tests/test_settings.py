@@ -52,3 +52,10 @@ def test_crossref_uses_the_polite_pool_rate_when_a_contact_email_is_set(monkeypa
     assert ScholarApiResource(home="/tmp/x", mailto="me@example.org").settings_for(crossref).rate_limit == 10.0
     monkeypatch.setenv("SCHOLAR_PIPELINE_CROSSREF_RATE_LIMIT", "2")  # an explicit setting still wins
     assert ScholarApiResource(home="/tmp/x", mailto="me@example.org").settings_for(crossref).rate_limit == 2.0
+
+
+def test_pubmed_allows_ten_requests_a_second_with_an_api_key(monkeypatch):
+    monkeypatch.delenv("SCHOLAR_PIPELINE_PUBMED_RATE_LIMIT", raising=False)
+    pubmed = PROVIDERS["pubmed"]
+    assert ScholarApiResource(home="/tmp/x").settings_for(pubmed).rate_limit == 3.0
+    assert ScholarApiResource(home="/tmp/x", pubmed_api_key="0123456789abcdef0123").settings_for(pubmed).rate_limit == 10.0

@@ -52,7 +52,7 @@ class ScholarApiResource(dg.ConfigurableResource):
         return LandingZone(self.home_path / "landing")
 
     def settings_for(self, provider: Provider) -> ProviderSettings:
-        return provider_settings(provider.name, provider.default_settings(self.mailto))
+        return provider_settings(provider.name, provider.default_settings(self.mailto, keyed=self.secret_for(provider) is not None))
 
     def secret_for(self, provider: Provider) -> str | None:
         if provider.credential is None:

@@ -5,6 +5,7 @@ from scholar_pipeline.providers.base import Provider
 from scholar_pipeline.providers.crossref import Crossref
 from scholar_pipeline.providers.openalex import OpenAlex
 from scholar_pipeline.providers.plos import Plos
+from scholar_pipeline.providers.pubmed import PubMed
 
-PROVIDERS: dict[str, Provider] = {p.name: p for p in (OpenAlex(), Crossref(), Plos(), Arxiv())}
+PROVIDERS: dict[str, Provider] = {p.name: p for p in (OpenAlex(), Crossref(), Plos(), Arxiv(), PubMed())}
 PROVIDER_NAMES = frozenset(PROVIDERS)

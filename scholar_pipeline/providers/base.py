@@ -99,8 +99,9 @@ class Provider(ABC):
     defaults: ClassVar[ProviderSettings]
     credential: ClassVar[Credential | None] = None
 
-    def default_settings(self, mailto: str | None) -> ProviderSettings:
-        """The provider's defaults; a provider whose limits depend on the contact e-mail (a polite pool) overrides it."""
+    def default_settings(self, mailto: str | None, keyed: bool) -> ProviderSettings:
+        """The provider's defaults; a provider whose limits depend on the contact e-mail (a polite pool) or on an
+        API key being set overrides it."""
         return self.defaults
 
     @abstractmethod

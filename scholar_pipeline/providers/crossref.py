@@ -33,7 +33,7 @@ class Crossref(Provider):
     POLITE_RATE_LIMIT = 10.0
     credential = Credential(env="CROSSREF_PLUS_TOKEN", header="Crossref-Plus-API-Token", header_prefix="Bearer ")
 
-    def default_settings(self, mailto: str | None) -> ProviderSettings:
+    def default_settings(self, mailto: str | None, keyed: bool) -> ProviderSettings:
         return replace(self.defaults, rate_limit=self.POLITE_RATE_LIMIT) if mailto else self.defaults
 
     def first_request(self, text: str, day: dt.date, page_size: int, mailto: str | None) -> PageRequest:

@@ -26,8 +26,9 @@ from scholar_pipeline.simulator.corpus import Corpus
 from scholar_pipeline.simulator.crossref import CrossrefApi
 from scholar_pipeline.simulator.openalex import OpenAlexApi
 from scholar_pipeline.simulator.plos import PlosApi
+from scholar_pipeline.simulator.pubmed import PubMedApi
 
-API_CLASSES = (OpenAlexApi, CrossrefApi, ArxivApi, PlosApi)
+API_CLASSES = (OpenAlexApi, CrossrefApi, ArxivApi, PlosApi, PubMedApi)
 
 
 @dataclass(frozen=True)
