@@ -51,6 +51,7 @@ from lxml import etree
 from scholar_pipeline.providers.base import (
     MalformedPage, PageInfo, PageRequest, ParsedRecords, PartitionTooLarge, Provider, RecordReader, SearchTextError, read_records, require,
 )
+from scholar_pipeline.providers.boolean_query import QueryLanguage
 from scholar_pipeline.settings import ProviderSettings
 from scholar_pipeline.text import bare_doi, plain_text, read_iso_date
 
@@ -65,9 +66,8 @@ _REPEATED = frozenset({"author", "link", "category", "arxiv:affiliation"})
 
 # arXiv's search_query syntax: field prefixes, boolean operators (upper case), quotes, parentheses.
 FIELD_PREFIXES = frozenset({"ti", "au", "abs", "co", "jr", "cat", "rn", "id", "all", "submitteddate", "lastupdateddate"})
-_OPERATORS = frozenset({"AND", "OR", "NOT", "ANDNOT"})
-_QUERY_TOKEN = re.compile(r'"[^"]*"|[()]|[^\s()"]+')
-_WORD_PIECE = re.compile(r"[^\W_]+")  # letters and digits; any other character separates
+# Letters and digits make a word; any other character separates (`COVID-19` is the phrase "COVID 19").
+QUERY_LANGUAGE = QueryLanguage("arxiv", re.compile(r"[^\W_]+"), field_prefix="all:", not_operator="ANDNOT")
 _FIELD_PREFIX = re.compile(r"^([A-Za-z]+):")
 
 
@@ -98,8 +98,15 @@ class Arxiv(Provider):
         and `*` (a wildcard to arXiv, not elsewhere).
         """
         super().search_terms(text)
-        expression = _QueryParser(text).parse()
-        return expression if _is_single_term(expression) else f"({expression})"
+        for raw in text.replace("(", " ").replace(")", " ").split():
+            prefix = _FIELD_PREFIX.match(raw)
+            if prefix and prefix.group(1).lower() in FIELD_PREFIXES and not raw.startswith('"'):
+                raise SearchTextError(f"{text!r}: `{prefix.group(0)}` is arXiv's field syntax, which the other providers read as "
+                                      "a word; write the words alone (arXiv searches them in every field)")
+        if "*" in text:
+            raise SearchTextError(f"{text!r}: arXiv reads `*` as a wildcard and the other providers do not; write whole words")
+        expression = QUERY_LANGUAGE.write(text)
+        return f"({expression})" if QUERY_LANGUAGE.is_compound(expression) else expression
 
     def inspect(self, request: PageRequest, body: bytes) -> PageInfo:
         feed = _feed(body)
@@ -219,94 +226,3 @@ def _entry(r: RecordReader) -> dict[str, Any]:
 def _author(a: RecordReader) -> dict[str, Any]:
     affiliations = [plain_text(text) for text in a.texts("arxiv:affiliation")]
     return {"name": plain_text(a.text("name")), "orcid": None, "affiliations": [text for text in affiliations if text]}
-
-
-def _is_single_term(expression: str) -> bool:
-    return " AND " not in expression and " OR " not in expression and " ANDNOT " not in expression
-
-
-class _QueryParser:
-    """A saved search's text as an arXiv search_query expression (Provider.search_terms says what is read how)."""
-
-    def __init__(self, text: str):
-        self.text = text
-        if text.count('"') % 2:
-            self._refuse('a double quote is not closed; close the phrase or remove the quote')
-        self.tokens = [t for t in (self._token(raw) for raw in _QUERY_TOKEN.findall(text)) if t is not None]
-        self.at = 0
-
-    def parse(self) -> str:
-        expression = self._expression()
-        if self._peek() == ")":
-            self._refuse("a `)` closes no `(`")
-        return expression
-
-    def _refuse(self, why: str):
-        raise SearchTextError(f"{self.text!r}: {why}")
-
-    def _token(self, raw: str) -> str | tuple[str, str] | None:
-        """`(`, `)`, an operator name, ("term", arXiv term), or None for punctuation alone."""
-        if raw in ("(", ")") or raw in _OPERATORS:
-            return raw
-        if raw.startswith('"'):
-            return self._term(raw[1:-1])
-        prefix = _FIELD_PREFIX.match(raw)
-        if prefix and prefix.group(1).lower() in FIELD_PREFIXES:
-            self._refuse(f"`{prefix.group(0)}` is arXiv's field syntax, which the other providers read as a word; write the words "
-                         "alone (arXiv searches them in every field)")
-        if "*" in raw:
-            self._refuse("arXiv reads `*` as a wildcard and the other providers do not; write whole words")
-        return self._term(raw)
-
-    @staticmethod
-    def _term(words: str) -> tuple[str, str] | None:
-        pieces = _WORD_PIECE.findall(words)
-        if not pieces:
-            return None
-        return ("term", f"all:{pieces[0]}" if len(pieces) == 1 else f'all:"{" ".join(pieces)}"')
-
-    def _peek(self):
-        return self.tokens[self.at] if self.at < len(self.tokens) else None
-
-    def _next(self):
-        token = self._peek()
-        self.at += 1
-        return token
-
-    def _expression(self) -> str:
-        """Terms joined by AND / ANDNOT into runs, runs joined by OR."""
-        runs: list[list[str]] = [[self._operand(after=None)]]
-        while (token := self._peek()) not in (None, ")"):
-            if token == "OR":
-                self._next()
-                runs.append([self._operand(after="OR")])
-                continue
-            operator = "AND"
-            if token in ("AND", "NOT", "ANDNOT"):
-                self._next()
-                operator = "ANDNOT" if token != "AND" else "AND"
-                if token == "AND" and self._peek() == "NOT":
-                    self._next()
-                    operator = "ANDNOT"
-            runs[-1].append(f"{operator} {self._operand(after=operator)}")
-        rendered = [" ".join(run) for run in runs]
-        if len(runs) == 1:
-            return rendered[0]
-        return " OR ".join(f"({run})" if len(parts) > 1 else run for run, parts in zip(rendered, runs))
-
-    def _operand(self, after: str | None) -> str:
-        token = self._next()
-        if isinstance(token, tuple):
-            return token[1]
-        if token == "(":
-            if self._peek() == ")":
-                self._refuse("`()` holds no word")
-            inner = self._expression()
-            if self._next() != ")":
-                self._refuse("a `(` is not closed")
-            return inner if _is_single_term(inner) else f"({inner})"
-        if token in ("NOT", "ANDNOT"):
-            self._refuse("arXiv has no NOT on its own, only `a ANDNOT b`: put NOT between two terms")
-        where = f"after {after}" if after else "at the start" if token != ")" else "before `)`"
-        shown = "the end" if token is None else f"`{token}`"
-        self._refuse(f"a term is missing {where} (found {shown}); every AND, OR and NOT needs a term on each side")

@@ -73,6 +73,7 @@ from scholar_pipeline.providers.base import (
     Credential, MalformedPage, PageInfo, PageRequest, ParsedRecords, PartitionTooLarge, Provider, RecordReader, SearchTextError,
     read_records, require,
 )
+from scholar_pipeline.providers.boolean_query import QueryLanguage
 from scholar_pipeline.settings import ProviderSettings
 from scholar_pipeline.text import PartialDate, bare_doi, bare_orcid, markup_to_text, plain_text, read_partial_date
 
@@ -106,9 +107,8 @@ _LANGUAGES = {
 }
 
 # PubMed query syntax: quotes (phrases), parentheses, upper-case AND / OR / NOT, `[tag]` field tags, `*` wildcards, `#n` history.
-_OPERATORS = frozenset({"AND", "OR", "NOT"})
-_QUERY_TOKEN = re.compile(r'"[^"]*"|[()]|[^\s()"]+')
-_WORD_PIECE = re.compile(r"[^\W_]+(?:['-][^\W_]+)*")  # letters and digits, hyphens and apostrophes inside a word
+# Letters and digits make a word, with hyphens and apostrophes inside it (`COVID-19`, `Alzheimer's`).
+QUERY_LANGUAGE = QueryLanguage("pubmed", re.compile(r"[^\W_]+(?:['-][^\W_]+)*"))
 
 
 @dataclass(frozen=True)
@@ -164,8 +164,7 @@ class PubMed(Provider):
             raise SearchTextError(f"{text!r}: PubMed reads `*` as a wildcard and the other providers do not; write whole words")
         if "#" in text:
             raise SearchTextError(f"{text!r}: PubMed reads `#` as a reference to an earlier search; remove it")
-        expression = _QueryParser(text).parse()
-        return expression
+        return QUERY_LANGUAGE.write(text)
 
     def inspect(self, request: PageRequest, body: bytes) -> PageInfo:
         if request.path == "/esearch.fcgi":
@@ -407,80 +406,3 @@ def read_medline_date(value: str) -> PartialDate:
         return read_partial_date(int(year), month, int(day))
     return read_partial_date(int(year), month)
 
-
-class _QueryParser:
-    """A saved search's text as a PubMed term (PubMed.search_terms says what is read how)."""
-
-    def __init__(self, text: str):
-        self.text = text
-        if text.count('"') % 2:
-            self._refuse("a double quote is not closed; close the phrase or remove the quote")
-        self.tokens = [t for t in (self._token(raw) for raw in _QUERY_TOKEN.findall(text)) if t is not None]
-        self.at = 0
-
-    def parse(self) -> str:
-        if not any(isinstance(t, tuple) for t in self.tokens):
-            self._refuse("no word to search for once PubMed's query syntax is set aside")
-        expression = self._expression()
-        if self._peek() == ")":
-            self._refuse("a `)` closes no `(`")
-        return expression
-
-    def _refuse(self, why: str):
-        raise SearchTextError(f"{self.text!r}: {why}")
-
-    @staticmethod
-    def _token(raw: str) -> str | tuple[str, str] | None:
-        if raw in ("(", ")") or raw in _OPERATORS:
-            return raw
-        pieces = _WORD_PIECE.findall(raw[1:-1] if raw.startswith('"') else raw)
-        if not pieces:
-            return None
-        if raw.startswith('"') or len(pieces) > 1:
-            return ("term", '"' + " ".join(pieces) + '"')
-        return ("term", pieces[0])
-
-    def _peek(self):
-        return self.tokens[self.at] if self.at < len(self.tokens) else None
-
-    def _next(self):
-        token = self._peek()
-        self.at += 1
-        return token
-
-    def _expression(self) -> str:
-        """Terms joined by AND / NOT into runs, runs joined by OR (each run parenthesized when there are several)."""
-        runs: list[list[str]] = [[self._operand(after=None)]]
-        while (token := self._peek()) not in (None, ")"):
-            if token == "OR":
-                self._next()
-                runs.append([self._operand(after="OR")])
-                continue
-            operator = "AND"
-            if token in ("AND", "NOT"):
-                self._next()
-                operator = token
-                if token == "AND" and self._peek() == "NOT":
-                    self._next()
-                    operator = "NOT"
-            runs[-1].append(f"{operator} {self._operand(after=operator)}")
-        if len(runs) == 1:
-            return " ".join(runs[0])
-        return " OR ".join(f"({' '.join(run)})" if len(run) > 1 else run[0] for run in runs)
-
-    def _operand(self, after: str | None) -> str:
-        token = self._next()
-        if isinstance(token, tuple):
-            return token[1]
-        if token == "(":
-            if self._peek() == ")":
-                self._refuse("`()` holds no word")
-            inner = self._expression()
-            if self._next() != ")":
-                self._refuse("a `(` is not closed")
-            return inner if " AND " not in inner and " OR " not in inner and " NOT " not in inner else f"({inner})"
-        if token == "NOT":
-            self._refuse("PubMed's NOT needs a term before it (`a NOT b`): put NOT between two terms")
-        where = f"after {after}" if after else "at the start" if token != ")" else "before `)`"
-        shown = "the end" if token is None else f"`{token}`"
-        self._refuse(f"a term is missing {where} (found {shown}); every AND, OR and NOT needs a term on each side")
