@@ -112,20 +112,25 @@ def test_concurrent_reservations_are_spaced_by_the_period_and_keys_are_independe
     period = (1 / rate) * (1 + margin)
     barrier = threading.Barrier(threads)
     slots: dict[str, list[float]] = {"openalex": [], "crossref": []}
+    errors: list[BaseException] = []
 
     def reserve(index: int) -> None:
-        limiter = SqliteRateLimiter(tmp_path / "rl.sqlite", margin=margin)
-        keys = ["openalex", "crossref"] if index % 2 else ["crossref", "openalex"]
-        barrier.wait(timeout=60)
-        for _ in range(per_thread):
-            for key in keys:
-                slots[key].append(limiter.reserve(key, rate))
+        try:
+            limiter = SqliteRateLimiter(tmp_path / "rl.sqlite", margin=margin)
+            keys = ["openalex", "crossref"] if index % 2 else ["crossref", "openalex"]
+            barrier.wait(timeout=60)
+            for _ in range(per_thread):
+                for key in keys:
+                    slots[key].append(limiter.reserve(key, rate))
+        except BaseException as error:  # a thread's exception would otherwise vanish
+            errors.append(error)
 
     workers = [threading.Thread(target=reserve, args=(i,)) for i in range(threads)]
     for w in workers:
         w.start()
     for w in workers:
         w.join(timeout=120)
+    assert errors == []
     for key, taken in slots.items():
         taken.sort()
         assert len(taken) == threads * per_thread

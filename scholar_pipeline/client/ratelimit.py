@@ -63,6 +63,20 @@ def _host() -> str:
 HOST = _host()
 
 
+def _switch_to_wal(con: sqlite3.Connection, attempts: int = 600) -> None:
+    """WAL mode, once per file. Switching needs the file to itself and SQLite does not wait for that (the busy
+    timeout does not apply), so processes creating the file at the same moment take turns here."""
+    for _ in range(attempts):
+        try:
+            con.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error):
+                raise
+            time.sleep(0.05)
+    con.execute("PRAGMA journal_mode=WAL")
+
+
 class SqliteRateLimiter:
     def __init__(self, path: Path, margin: float = 0.1, *, log=None, long_wait: float = 5.0, poll: float = 1.0):
         self.path = Path(path)
@@ -70,13 +84,14 @@ class SqliteRateLimiter:
         self.log, self.long_wait, self.poll = log, long_wait, poll
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with closing(self._connect()) as con:
-            con.execute("PRAGMA journal_mode=WAL")
-            con.execute("CREATE TABLE IF NOT EXISTS rate_sends (key TEXT PRIMARY KEY, last_sent REAL NOT NULL)")
-            con.execute(
-                "CREATE TABLE IF NOT EXISTS rate_reservations"
-                " (id INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT NOT NULL, slot REAL NOT NULL, host TEXT NOT NULL, pid INTEGER NOT NULL)"
-            )
-            con.execute("CREATE INDEX IF NOT EXISTS rate_reservations_key ON rate_reservations (key, id)")
+            _switch_to_wal(con)
+            with _immediate(con):
+                con.execute("CREATE TABLE IF NOT EXISTS rate_sends (key TEXT PRIMARY KEY, last_sent REAL NOT NULL)")
+                con.execute(
+                    "CREATE TABLE IF NOT EXISTS rate_reservations"
+                    " (id INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT NOT NULL, slot REAL NOT NULL, host TEXT NOT NULL, pid INTEGER NOT NULL)"
+                )
+                con.execute("CREATE INDEX IF NOT EXISTS rate_reservations_key ON rate_reservations (key, id)")
 
     def _connect(self) -> sqlite3.Connection:
         return sqlite3.connect(self.path, timeout=60, isolation_level=None)
