@@ -59,6 +59,11 @@ def evict_cached_page(manifest: Manifest, number: int) -> None:
     storage.close()
 
 
+def step_failure(result) -> str:
+    """The error a failed in-process run reports for its first failed step."""
+    return result.get_step_failure_events()[0].event_specific_data.error.to_string()
+
+
 def query_db(sql: str, params=None) -> list[tuple]:
     with duckdb.connect(str(home() / "scholar.duckdb"), read_only=True) as con:
         return con.execute(sql, params or []).fetchall()

@@ -264,15 +264,3 @@ def test_an_empty_page_in_the_middle_fails_the_partition_and_lands_nothing(arxiv
     recovered = materialize(DAY, "arxiv", search=SEARCH)  # the anomaly passed: the same partition lands whole
     day = dt.date.fromisoformat(DAY)
     assert recovered.success and sorted(r[0] for r in _landed_rows()) == sorted(simulator.apis["arxiv"].record_ids(day, day))
-
-
-def test_a_day_beyond_thirty_thousand_records_fails_clearly_without_fetching_on(tmp_path, monkeypatch, pipeline_env):
-    with ProviderSimulator(corpus=Corpus(seed=3, min_per_day=MAX_TOTAL + 1, max_per_day=MAX_TOTAL + 1), rate_limits={"arxiv": 1000}) as sim:
-        monkeypatch.setenv("SCHOLAR_PIPELINE_ARXIV_BASE_URL", sim.base_url("arxiv"))
-        monkeypatch.setenv("SCHOLAR_PIPELINE_ARXIV_RATE_LIMIT", "50")
-        failed = materialize(DAY, "arxiv", search=SEARCH, raise_on_error=False)
-        assert not failed.success
-        message = _failure(failed)
-        assert "30001 records" in message and "narrow the saved search" in message and "arxiv / saved search 'arxiv_search'" in message
-        assert len(sim.requests_for("arxiv")) == 1  # failed on the first page, nothing truncated
-        assert _landed_rows() == []

@@ -10,7 +10,7 @@ from lxml import etree
 from scholar_pipeline.landing import LandingZone
 from scholar_pipeline.providers import PROVIDERS
 from scholar_pipeline.providers.base import MalformedPage
-from scholar_pipeline.providers.pubmed import MAX_TOTAL, EfetchRequest
+from scholar_pipeline.providers.pubmed import EfetchRequest
 from scholar_pipeline.queries import SavedSearch
 from scholar_pipeline.simulator import Corpus, ProviderSimulator
 from scholar_pipeline_tests.conftest import real_response
@@ -69,18 +69,6 @@ def test_partition_lands_exactly_the_simulators_records_through_the_history_serv
     row = query_db("SELECT count(*), count(DISTINCT publication_date), min(publication_date), count(doi), count(abstract) FROM works")[0]
     assert row[:3] == (len(expected), 1, day) and 0 < row[3] < len(expected) and 0 < row[4] < len(expected)
     assert query_db("SELECT count(*) FROM works WHERE abstract LIKE 'BACKGROUND: %'")[0][0] > 0
-
-
-def test_a_day_beyond_ten_thousand_records_fails_clearly_after_one_request(pipeline_env, monkeypatch):
-    with ProviderSimulator(corpus=Corpus(seed=3, min_per_day=MAX_TOTAL + 1, max_per_day=MAX_TOTAL + 1), rate_limits={"pubmed": 1000}) as sim:
-        monkeypatch.setenv("SCHOLAR_PIPELINE_PUBMED_BASE_URL", sim.base_url("pubmed"))
-        monkeypatch.setenv("SCHOLAR_PIPELINE_PUBMED_RATE_LIMIT", "50")
-        failed = materialize(DAY, "pubmed", search=SEARCH, raise_on_error=False)
-        assert not failed.success
-        message = _failure(failed)
-        assert "10001 records" in message and "narrow the saved search" in message and "pubmed / saved search 'pubmed_search'" in message
-        assert [r.path for r in sim.requests_for("pubmed")] == ["/pubmed/esearch.fcgi"]  # nothing fetched, nothing truncated
-        assert _landed() == []
 
 
 def test_a_rate_limit_error_with_status_200_fails_the_partition_and_is_not_cached(pubmed_env, simulator):
