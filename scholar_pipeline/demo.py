@@ -1,8 +1,9 @@
 """The offline demo: the real pipeline against the provider simulator, then the Dagster UI.
 
-    python -m scholar_pipeline.demo [--days 3] [--port 8900] [--ui-port 3000] [--no-serve]
+    python -m scholar_pipeline.demo [--days 2] [--port 8900] [--ui-port 3000] [--no-serve]
 
-Starts the simulator on 127.0.0.1, points every provider at it, materializes a few days
+Starts the simulator on 127.0.0.1, points every provider at it (with placeholder keys for
+Springer Nature and CORE, and the slow providers' rates raised), materializes a few days
 of every saved search in queries.yaml through the same Dagster jobs the daily schedules
 run (recorded in the instance under data/dagster_home, so they show up in the UI), prints
 one line per partition and what landed in DuckDB, then serves `dg dev` with the simulator
@@ -27,12 +28,17 @@ import httpx
 from scholar_pipeline.instance import BrokenInstanceError, default_dagster_home, prepare_instance
 from scholar_pipeline.settings import PROJECT_ROOT, pipeline_home, queries_file
 from scholar_pipeline.simulator import ProviderSimulator
+from scholar_pipeline.simulator.server import PLACEHOLDER_KEYS
 
 FIRST_DAY = dt.date(2024, 3, 1)
 SIMULATOR_PORT = 8900
 UI_PORT = 3000
 # The runs' console output: warnings and errors only. Every event is still recorded in the instance for the UI.
 QUIET_RUN_CONFIG = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+# Requests a second to the providers whose real limits would make the demo wait minutes (arXiv one every 3 s,
+# PLOS and CORE 10 a minute): the pipeline's setting, and twice that at the simulator.
+DEMO_RATE = 20.0
+SLOW_PROVIDERS = ("arxiv", "pubmed", "plos", "springer", "core")
 
 
 class Stop(BaseException):
@@ -41,7 +47,7 @@ class Stop(BaseException):
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Run the pipeline offline against the provider simulator, then serve the Dagster UI.")
-    parser.add_argument("--days", type=int, default=3, help="days from 2024-03-01 to materialize (default 3)")
+    parser.add_argument("--days", type=int, default=2, help="days from 2024-03-01 to materialize (default 2)")
     parser.add_argument("--port", type=int, default=SIMULATOR_PORT, help=f"simulator port (default {SIMULATOR_PORT}; a free one if taken)")
     parser.add_argument("--ui-port", type=int, default=UI_PORT, help=f"Dagster UI port (default {UI_PORT}; a free one if taken)")
     parser.add_argument("--no-serve", action="store_true", help="stop after the runs instead of serving the Dagster UI")
@@ -52,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     simulator, serving = None, False
     try:
         simulator = _start_simulator(args.port)
-        os.environ.update(simulator.environ())
+        os.environ.update(demo_environ(simulator))
         # Absolute paths, so that `dg dev` (run from the Dagster home) sees the same files.
         os.environ["SCHOLAR_PIPELINE_HOME"] = str(pipeline_home())
         os.environ["SCHOLAR_PIPELINE_QUERIES"] = str(queries_file())
@@ -105,11 +111,18 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
+def demo_environ(simulator: ProviderSimulator) -> dict[str, str]:
+    """Every provider pointed at the simulator, placeholder keys for Springer and CORE, the slow providers' rates raised."""
+    rates = {f"SCHOLAR_PIPELINE_{name.upper()}_RATE_LIMIT": str(DEMO_RATE) for name in SLOW_PROVIDERS}
+    return simulator.environ() | PLACEHOLDER_KEYS | rates
+
+
 def _start_simulator(port: int) -> ProviderSimulator:
+    rate_limits = {name: 2 * DEMO_RATE for name in SLOW_PROVIDERS}
     try:
-        return ProviderSimulator(port=port).start()
+        return ProviderSimulator(port=port, rate_limits=rate_limits).start()
     except OSError:
-        simulator = ProviderSimulator(port=0).start()
+        simulator = ProviderSimulator(port=0, rate_limits=rate_limits).start()
         print(f"Port {port} is taken; the provider simulator uses port {simulator.port} instead.")
         return simulator
 
@@ -178,7 +191,7 @@ def serve(dagster_home: Path, ui_port: int, simulator: ProviderSimulator) -> int
     if not _port_is_free(ui_port):
         requested, ui_port = ui_port, _free_port()
         print(f"Port {requested} is taken; the Dagster UI uses port {ui_port} instead.")
-    exports = " ".join(f"{name}={value}" for name, value in simulator.environ().items())
+    exports = " ".join(f"{name}={value}" for name, value in demo_environ(simulator).items())
     print(f"\nShell runs against this simulator (see README): export {exports}")
     print(f"Starting the Dagster UI on http://127.0.0.1:{ui_port} (Ctrl-C stops it and the simulator) ...", flush=True)
     command = [str(Path(sys.executable).parent / "dg"), "dev", "-w", str(PROJECT_ROOT / "workspace.yaml"),

@@ -84,7 +84,7 @@ class _PagingChain:
             key = chain_cache_key(self.client.url_for(self.first_request), number, pages[-1].sha256 if pages else "")
             page = self._get(request, key, number, live=live or (bool(pages) and not replaying), replaying=replaying)
             info, hashes = self._read(request, page, key, number)
-            pages.append(self.landing.land_page(number, page, info.records, info.total))
+            pages.append(self.landing.land_page(number, page, info.records, info.total, request.holds_records and not info.superseded))
             record_hashes += hashes
             records += info.records
             total = info.total if info.total is not None else total
@@ -119,7 +119,8 @@ class _PagingChain:
             info = self.provider.inspect(request, page.body)
             if info.total is not None and type(info.total) is not int:
                 raise MalformedPage(f"the total it reports is {info.total!r}, not a number")
-            hashes = normalize_page_checked(self.provider.name, page.body).table.column("record_hash").to_pylist() if request.holds_records else []
+            counted = request.holds_records and not info.superseded
+            hashes = normalize_page_checked(self.provider.name, page.body).table.column("record_hash").to_pylist() if counted else []
         except PartitionTooLarge as error:
             raise PartitionFetchError(f"{self.where}: {error}") from None
         except MalformedPage as error:

@@ -108,11 +108,11 @@ class LandingZone:
             raise DamagedPage(f"landed page {path} does not match its sha256")
         return body
 
-    def land_page(self, number: int, page: FetchedPage, records: int, total_reported: int | None) -> PageEntry:
+    def land_page(self, number: int, page: FetchedPage, records: int, total_reported: int | None, holds_records: bool) -> PageEntry:
         """Store a page's body as soon as it arrives; the entry is what the manifest keeps of it."""
         return PageEntry(
             number=number, url=page.url, status=page.status, headers=page.headers, sha256=self.store_page(page.body),
-            bytes=len(page.body), records=records, total_reported=total_reported, holds_records=page.request.holds_records,
+            bytes=len(page.body), records=records, total_reported=total_reported, holds_records=holds_records,
             from_cache=page.from_cache, fetched_at=page.fetched_at.isoformat(),
         )
 

@@ -1,7 +1,7 @@
 """Where things live and how each provider is reached, read from the environment.
 
 Every provider limit is a setting: `SCHOLAR_PIPELINE_<PROVIDER>_<NAME>` overrides the
-provider's default for BASE_URL, RATE_LIMIT, PAGE_SIZE and MAX_RECORDS.
+provider's default for BASE_URL, RATE_LIMIT, PAGE_SIZE, MAX_RECORDS and MAX_RETRY_WAIT.
 """
 
 from __future__ import annotations
@@ -60,6 +60,7 @@ class ProviderSettings:
     rate_limit: float  # requests per second, shared by every process on this machine
     page_size: int
     max_records: int  # a partition larger than this fails loudly instead of paging forever
+    max_retry_wait: float = 60.0  # seconds, the longest wait between attempts, also when the provider asks for longer
 
 
 def provider_settings(name: str, defaults: ProviderSettings, environ: Mapping[str, str] = os.environ) -> ProviderSettings:
@@ -77,4 +78,5 @@ def provider_settings(name: str, defaults: ProviderSettings, environ: Mapping[st
         rate_limit=read("RATE_LIMIT", defaults.rate_limit, float),
         page_size=read("PAGE_SIZE", defaults.page_size, int),
         max_records=read("MAX_RECORDS", defaults.max_records, int),
+        max_retry_wait=read("MAX_RETRY_WAIT", defaults.max_retry_wait, float),
     )

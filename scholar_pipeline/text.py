@@ -161,6 +161,19 @@ def bare_doi(value: str | None) -> str | None:
     return doi if doi.startswith("10.") else None
 
 
+def name_in_reading_order(name: str | None) -> str | None:
+    """`Conway, Rana E.` (family name first, as Springer and repository metadata write it) to `Rana E. Conway`.
+
+    Only a name with exactly one comma is turned; `Smith, J., Jr.` or a name without a
+    comma (`The ATLAS Collaboration`) stays as written.
+    """
+    text = plain_text(name)
+    if text is None or text.count(",") != 1:
+        return text
+    family, given = (part.strip() for part in text.split(","))
+    return f"{given} {family}" if family and given else plain_text(family or given)
+
+
 def bare_orcid(value: str | None) -> str | None:
     """`https://orcid.org/0000-0002-1825-0097` to `0000-0002-1825-0097`."""
     match = _ORCID.search(value or "")

@@ -9,6 +9,7 @@ import pytest
 from dagster._core.storage.defs_state.base import set_defs_state_storage
 
 from scholar_pipeline.simulator import Corpus, ProviderSimulator
+from scholar_pipeline_tests.helpers import SEARCH
 
 DATA = Path(__file__).parent / "data"
 REAL_RESPONSES = DATA / "real_responses"
@@ -45,7 +46,7 @@ def pipeline_env(tmp_path, monkeypatch, simulator):
     queries.write_text(
         "queries:\n"
         "  - name: sim_search\n"
-        "    text: large language model evaluation\n"
+        f"    text: {SEARCH.text}\n"  # as helpers.SEARCH, whose text tests ask record_ids for
         "    providers: [openalex, crossref]\n"
         "    start_date: 2024-01-01\n"
     )
@@ -58,7 +59,7 @@ def pipeline_env(tmp_path, monkeypatch, simulator):
         "SCHOLAR_PIPELINE_CROSSREF_RATE_LIMIT": "4",
         # Small pages so that every partition crosses page boundaries.
         "SCHOLAR_PIPELINE_OPENALEX_PAGE_SIZE": "25",
-        "SCHOLAR_PIPELINE_CROSSREF_PAGE_SIZE": "40",
+        "SCHOLAR_PIPELINE_CROSSREF_PAGE_SIZE": "20",
     }
     (tmp_path / "dagster_home").mkdir()
     for name in SECRET_ENV:

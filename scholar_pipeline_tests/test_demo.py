@@ -13,6 +13,7 @@ import duckdb
 import httpx
 import pytest
 
+from scholar_pipeline.providers import PROVIDERS
 from scholar_pipeline_tests.conftest import REPO_ROOT
 
 pytestmark = pytest.mark.slow
@@ -63,7 +64,7 @@ def _pids_with(marker: str) -> list[int]:
 
 
 def test_demo_prints_one_line_per_partition_and_the_summary_and_lands_the_rows(tmp_path, taken_port):
-    demo = _demo(["--no-serve", "--port", str(taken_port)], _demo_env(tmp_path, "openalex, crossref"))
+    demo = _demo(["--no-serve", "--port", str(taken_port)], _demo_env(tmp_path, ", ".join(PROVIDERS)))
     try:
         output = demo.communicate(timeout=240)[0]
     finally:
@@ -76,8 +77,8 @@ def test_demo_prints_one_line_per_partition_and_the_summary_and_lands_the_rows(t
 
     with duckdb.connect(str(tmp_path / "data" / "scholar.duckdb"), read_only=True) as con:
         landed = dict(con.execute("SELECT provider, count(*) FROM works WHERE query = 'demo_search' GROUP BY ALL").fetchall())
-        assert con.execute("SELECT count(*) FROM provenance").fetchone()[0] == 2
-    assert set(landed) == {"openalex", "crossref"} and min(landed.values()) > 0
+        assert con.execute("SELECT count(*) FROM provenance").fetchone()[0] == 7
+    assert set(landed) == set(PROVIDERS) and min(landed.values()) > 0  # Springer and CORE with the placeholder keys
     for provider, rows in landed.items():  # e.g. "  demo_search   2024-03-01|openalex   205 rows landed   1.2 s"
         assert any(line.split()[:5] == ["demo_search", f"2024-03-01|{provider}", str(rows), "rows", "landed"] for line in lines), output
     assert "table works:" in output
@@ -86,7 +87,7 @@ def test_demo_prints_one_line_per_partition_and_the_summary_and_lands_the_rows(t
     # Recorded in the instance the UI serves.
     with dg.DagsterInstance.from_config(str(tmp_path / "data" / "dagster_home")) as instance:
         runs = instance.get_runs()
-        assert sorted(run.tags["dagster/partition"] for run in runs) == ["2024-03-01|crossref", "2024-03-01|openalex"]
+        assert sorted(run.tags["dagster/partition"] for run in runs) == sorted(f"2024-03-01|{p}" for p in PROVIDERS)
         assert all(run.status == dg.DagsterRunStatus.SUCCESS for run in runs)
 
 

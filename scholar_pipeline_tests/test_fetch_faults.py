@@ -19,7 +19,7 @@ from scholar_pipeline.providers import PROVIDERS
 from scholar_pipeline.providers.base import PageRequest
 from scholar_pipeline.settings import ProviderSettings
 from scholar_pipeline.simulator.common import SimResponse
-from scholar_pipeline_tests.helpers import files_containing, home, materialize, query_db, recorded_manifest
+from scholar_pipeline_tests.helpers import SEARCH, files_containing, home, materialize, query_db, recorded_manifest
 
 DAY = "2024-03-01"
 SETTINGS = ProviderSettings(base_url="http://api.test", rate_limit=1000, page_size=10, max_records=100)
@@ -44,7 +44,7 @@ def test_a_malformed_page_with_status_200_is_not_replayed_from_the_cache(pipelin
     assert recovered.success
     assert not recorded_manifest(recovered).pages[0].from_cache
     day = dt.date.fromisoformat(DAY)
-    assert sorted(r[0] for r in query_db("SELECT provider_id FROM works")) == sorted(api.record_ids(day, day))
+    assert sorted(r[0] for r in query_db("SELECT provider_id FROM works")) == sorted(api.record_ids(day, day, SEARCH.text))
 
 
 def test_secrets_echoed_by_the_provider_are_masked_everywhere(pipeline_env, simulator, monkeypatch):

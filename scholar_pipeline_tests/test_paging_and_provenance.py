@@ -9,13 +9,13 @@ import pytest
 from scholar_pipeline.defs.saved_searches import FETCH_LIVE, FETCH_TAG
 from scholar_pipeline.simulator import Corpus
 from scholar_pipeline.landing import LandingZone
-from scholar_pipeline_tests.helpers import evict_cached_page, home, materialize, query_db, recorded_manifest
+from scholar_pipeline_tests.helpers import SEARCH, evict_cached_page, home, materialize, query_db, recorded_manifest
 
 DAY = "2024-03-01"
 
 
 def _corpus_ids(simulator, provider: str) -> list[str]:
-    return sorted(simulator.apis[provider].record_ids(dt.date(2024, 3, 1), dt.date(2024, 3, 1)))
+    return sorted(simulator.apis[provider].record_ids(dt.date(2024, 3, 1), dt.date(2024, 3, 1), SEARCH.text))
 
 
 def _landed_ids(provider: str) -> list[str]:

@@ -129,7 +129,7 @@ def test_partition_lands_exactly_the_simulators_records_over_several_pages(pipel
     monkeypatch.setenv("SCHOLAR_PIPELINE_PLOS_RATE_LIMIT", "50")
     monkeypatch.setenv("SCHOLAR_PIPELINE_PLOS_PAGE_SIZE", "5")
     assert materialize(str(DAY), "plos", SEARCH).success
-    expected = simulator.apis["plos"].record_ids(DAY, DAY)
+    expected = simulator.apis["plos"].record_ids(DAY, DAY, SEARCH.text)
     landed = [r[0] for r in query_db("SELECT provider_id FROM works WHERE provider = 'plos' AND partition_date = ?", [str(DAY)])]
     assert len(expected) > 10
     assert sorted(landed) == sorted(expected)  # none lost at page boundaries, none twice, no section documents
@@ -172,12 +172,12 @@ def test_simulator_answers_in_the_recorded_shape_and_honours_the_window(simulato
     body = httpx.get(url, params={"q": "soil", "fq": [WINDOW, "doc_type:full"], "fl": "id,publication_date", "rows": "3"}).content
     assert body.startswith(b'{\n  "response":{"numFound":') and b"responseHeader" not in body
     page = json.loads(body)["response"]
-    assert page["start"] == 0 and len(page["docs"]) == 3 and page["numFound"] == len(simulator.apis["plos"].record_ids(DAY, DAY))
+    assert page["start"] == 0 and len(page["docs"]) == 3 and page["numFound"] == len(simulator.apis["plos"].record_ids(DAY, DAY, "soil"))
     assert all(set(d) == {"id", "publication_date"} and d["publication_date"] == "2024-03-01T00:00:00Z" for d in page["docs"])
     with_sections = json.loads(httpx.get(url, params={"q": "soil", "fq": WINDOW, "fl": "id", "rows": "1000"}).content)["response"]
     assert with_sections["numFound"] > page["numFound"] and any(d["id"].endswith("/introduction") for d in with_sections["docs"])
     next_day = httpx.get(url, params={"q": "soil", "fq": [WINDOW.replace("03-01", "03-02"), "doc_type:full"], "fl": "id", "rows": "1000"})
-    assert set(d["id"] for d in next_day.json()["response"]["docs"]) == set(simulator.apis["plos"].record_ids(DAY + dt.timedelta(1), DAY + dt.timedelta(1)))
+    assert set(d["id"] for d in next_day.json()["response"]["docs"]) == set(simulator.apis["plos"].record_ids(DAY + dt.timedelta(1), DAY + dt.timedelta(1), "soil"))
 
 
 def test_simulator_refuses_over_cap_rows_and_malformed_queries_with_solr_errors(simulator):

@@ -49,8 +49,7 @@ def test_partition_lands_exactly_the_simulators_records_through_the_history_serv
     result = materialize(DAY, "pubmed", search=SEARCH)
     assert result.success
     day = dt.date.fromisoformat(DAY)
-    expected = simulator.apis["pubmed"].record_ids(day, day)
-    assert len(expected) > 100
+    expected = simulator.apis["pubmed"].record_ids(day, day, SEARCH.text)
     assert sorted(_landed()) == sorted(expected)  # none lost at batch boundaries, none twice
     requests = simulator.requests_for("pubmed")
     search, fetches = requests[0], requests[1:]
@@ -79,7 +78,7 @@ def test_a_rate_limit_error_with_status_200_fails_the_partition_and_is_not_cache
     assert _landed() == []
     recovered = materialize(DAY, "pubmed", search=SEARCH)  # not cached: the rerun asks again
     day = dt.date.fromisoformat(DAY)
-    assert recovered.success and sorted(_landed()) == sorted(simulator.apis["pubmed"].record_ids(day, day))
+    assert recovered.success and sorted(_landed()) == sorted(simulator.apis["pubmed"].record_ids(day, day, SEARCH.text))
 
 
 # The simulator
@@ -115,7 +114,7 @@ def test_simulated_efetch_has_the_recorded_shape():
 def test_simulator_history_server_paging_caps_and_errors():
     day = dt.date(2024, 3, 1)
     with ProviderSimulator(corpus=Corpus(seed=11, min_per_day=120, max_per_day=240), rate_limits={"pubmed": 100}) as sim:
-        expected = sim.apis["pubmed"].record_ids(day, day)
+        expected = sim.apis["pubmed"].record_ids(day, day, "model")  # the term `_search` sends
         search = etree.fromstring(_search(sim, retmax="0").content)
         assert int(search.findtext("Count")) == len(expected) and search.find("IdList/Id") is None
         web_env, key = search.findtext("WebEnv"), search.findtext("QueryKey")

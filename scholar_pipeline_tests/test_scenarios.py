@@ -19,11 +19,12 @@ import pytest
 
 from scholar_pipeline.simulator import Corpus, ProviderSimulator
 from scholar_pipeline_tests.conftest import REPO_ROOT
-from scholar_pipeline_tests.helpers import files_containing, home, max_in_any_window, query_db
+from scholar_pipeline_tests.helpers import SEARCH, files_containing, home, max_in_any_window, query_db
 
 pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
 ACCEPTANCE = REPO_ROOT.parent / "shared" / "acceptance" / "run.sh"
+NEW_SEARCH_TEXT = "soil microbiome"  # the saved search `dagster dev` serves
 
 
 def _materialize_command(partition: str) -> list[str]:
@@ -54,7 +55,7 @@ def test_concurrent_runs_share_the_rate_limit_and_never_collide_in_duckdb(pipeli
     assert max_in_any_window(arrivals) <= simulator.rate_limits["crossref"] == 5
     assert all(r.status == 200 for r in simulator.requests_for("crossref"))  # and the provider never had to say 429
     for day in days:
-        expected = simulator.apis["crossref"].record_ids(dt.date.fromisoformat(day), dt.date.fromisoformat(day))
+        expected = simulator.apis["crossref"].record_ids(dt.date.fromisoformat(day), dt.date.fromisoformat(day), SEARCH.text)
         landed = [r[0] for r in query_db("SELECT provider_id FROM works WHERE partition_date = ?", [day])]
         assert sorted(landed) == sorted(expected)
 
@@ -86,7 +87,7 @@ def dagster_dev(tmp_path_factory):
     (root / "dagster_home").mkdir()
     shutil.copyfile(REPO_ROOT / "dagster.yaml", root / "dagster_home" / "dagster.yaml")
     queries = root / "queries.yaml"
-    queries.write_text("queries:\n  - {name: new_search, text: soil microbiome, providers: [openalex, crossref], start_date: 2024-03-01}\n")
+    queries.write_text(f"queries:\n  - {{name: new_search, text: {NEW_SEARCH_TEXT}, providers: [openalex, crossref], start_date: 2024-03-01}}\n")
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -159,14 +160,14 @@ def test_backfill_of_a_new_saved_search_over_a_date_range_lands_every_partition(
         for day in days:
             for provider in ("openalex", "crossref"):
                 landed = con.execute("SELECT provider_id FROM works WHERE partition_date = ? AND provider = ?", [day, provider]).fetchall()
-                expected = simulator.apis[provider].record_ids(dt.date.fromisoformat(day), dt.date.fromisoformat(day))
+                expected = simulator.apis[provider].record_ids(dt.date.fromisoformat(day), dt.date.fromisoformat(day), NEW_SEARCH_TEXT)
                 assert sorted(r[0] for r in landed) == sorted(expected)
 
 
 @pytest.mark.skipif(not ACCEPTANCE.exists(), reason="the shared acceptance script sits beside the repository")
 def test_shared_acceptance_on_real_recorded_responses():
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SCHOLAR_PIPELINE_")}
-    env.update(PATH=f"{BIN}:{env.get('PATH', '')}", PROVIDERS="openalex crossref arxiv plos pubmed")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SCHOLAR_PIPELINE_") and k != "PROVIDERS"}  # all in its manifest
+    env.update(PATH=f"{BIN}:{env.get('PATH', '')}")
     result = subprocess.run(["bash", str(ACCEPTANCE)], cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "records 812/812" in result.stdout and "key leaks 0" in result.stdout
@@ -195,7 +196,7 @@ def test_a_run_killed_during_the_duckdb_write_does_not_block_the_next_one(pipeli
                            capture_output=True, text=True, timeout=240)
 
     assert rerun.returncode == 0, rerun.stdout[-3000:] + rerun.stderr[-3000:]
-    expected = simulator.apis["openalex"].record_ids(dt.date(2024, 3, 2), dt.date(2024, 3, 2))
+    expected = simulator.apis["openalex"].record_ids(dt.date(2024, 3, 2), dt.date(2024, 3, 2), SEARCH.text)
     landed = [r[0] for r in query_db("SELECT provider_id FROM works WHERE partition_date = DATE '2024-03-02'")]
     assert sorted(landed) == sorted(expected)
 

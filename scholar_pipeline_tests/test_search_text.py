@@ -43,11 +43,20 @@ def test_crossref_query_is_free_text():
         ("openalex", ",|,", "no word"),  # an empty search filter
         ("openalex", "!", "no word"),
         ("crossref", " ?!, ", "no word"),
+        ("springer", "soil AND", "a term is missing after AND"),  # the same boolean reader as arXiv and PubMed
+        ("core", '"soil microbiome', "a double quote is not closed"),
+        ("core", "(soil OR", "a term is missing after OR"),
     ],
 )
 def test_text_the_provider_cannot_search_for_as_written_is_refused(provider, text, reason):
     with pytest.raises(SearchTextError, match=reason):
         PROVIDERS[provider].search_terms(text)
+
+
+@pytest.mark.parametrize("provider", ["springer", "core"])
+def test_field_and_range_syntax_is_searched_as_words(provider):
+    """`title:` (a Premium constraint at Springer, a field at CORE) and `>=` never reach the provider's parser."""
+    assert PROVIDERS[provider].search_terms("title:soil year>=2020") == '("title soil" AND "year 2020")'
 
 
 def test_syntax_only_text_is_refused_when_definitions_load(tmp_path):

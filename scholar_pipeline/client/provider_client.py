@@ -2,7 +2,7 @@
 
 Retries follow every provider's advice (back off on 429, 5xx, timeouts and dropped
 connections); none of them documents Retry-After, so it is honoured when sent and never
-required. Everything that leaves this module names the provider and a masked URL.
+required (CORE's `X-RateLimit-Retry-After` counts as one). Everything that leaves this module names the provider and a masked URL.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import email.utils
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import hishel
@@ -24,6 +25,7 @@ RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
 # Response headers worth keeping with a landed page: dates, validators and rate-limit state.
 KEPT_HEADERS = ("content-type", "date", "last-modified", "etag", "retry-after", "x-api-pool", "x-concurrency-limit")
 KEPT_HEADER_PREFIXES = ("x-ratelimit", "x-rate-limit", MASKED_HEADER)
+RETRY_AFTER_HEADERS = ("retry-after", "x-ratelimit-retry-after")
 
 
 @dataclass(frozen=True)
@@ -60,10 +62,15 @@ class RetryPolicy:
     def wait(self, state: tenacity.RetryCallState) -> float:
         error = state.outcome.exception() if state.outcome else None
         if isinstance(error, RetryableResponse):
-            advised = retry_after_seconds(error.response.headers.get("retry-after"))
+            advised = advised_wait(error.response)
             if advised is not None:
                 return min(advised, self.max_wait_seconds)
         return tenacity.wait_exponential_jitter(multiplier=self.backoff_seconds, max=self.max_wait_seconds, jitter=self.backoff_seconds)(state)
+
+
+def advised_wait(response: httpx.Response) -> float | None:
+    """The wait a response asks for, in seconds, if it asks."""
+    return next((s for s in (retry_after_seconds(response.headers.get(h)) for h in RETRY_AFTER_HEADERS) if s is not None), None)
 
 
 def retry_after_seconds(value: str | None) -> float | None:
@@ -81,11 +88,15 @@ def retry_after_seconds(value: str | None) -> float | None:
     return max((when - dt.datetime.now(dt.timezone.utc)).total_seconds(), 0.0)
 
 
+Explanation = Callable[[PageRequest, int, bytes], "str | None"]  # Provider.explain_refusal
+
+
 class ProviderClient:
     def __init__(self, provider: str, base_url: str, http: httpx.Client, storage: hishel.BaseStorage, retry: RetryPolicy,
-                 secret: str | None = None, log=None):
+                 secret: str | None = None, log=None, explain_refusal: Explanation | None = None):
         self.provider, self.base_url, self.http, self.storage, self.retry, self.log = provider, base_url, http, storage, retry, log
         self.secret = secret  # only to mask it in what is quoted from an exception
+        self.explain_refusal = explain_refusal
 
     def _quoted(self, error: BaseException) -> str:
         """An exception's text, safe to show: an HTTP library may quote the header or URL that carried the key."""
@@ -127,7 +138,9 @@ class ProviderClient:
                 f"Check that SCHOLAR_PIPELINE_{self.provider.upper()}_BASE_URL points at a reachable server.",
             ) from None
         if response.status_code != 200:
-            raise ProviderRequestError(self.provider, url, f"HTTP {response.status_code} ({_snippet(response)})", self._hint(response.status_code))
+            explained = self.explain_refusal(request, response.status_code, response.content) if self.explain_refusal else None
+            raise ProviderRequestError(self.provider, url, f"HTTP {response.status_code} ({_snippet(response)})",
+                                       explained or self._hint(response.status_code))
         return FetchedPage(
             request=request,
             url=url,
@@ -163,7 +176,7 @@ class ProviderClient:
             if self.log is None:
                 return
             error = state.outcome.exception()
-            advised = retry_after_seconds(error.response.headers.get("retry-after")) if isinstance(error, RetryableResponse) else None
+            advised = advised_wait(error.response) if isinstance(error, RetryableResponse) else None
             capped = f" (it asked for {advised:.0f} s in Retry-After; waits are capped)" if advised and advised > state.upcoming_sleep else ""
             self.log.warning(
                 f"{self.provider}: attempt {state.attempt_number} failed ({self._quoted(error)}); retrying in "

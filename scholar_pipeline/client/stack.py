@@ -73,6 +73,7 @@ def open_provider_client(
     )
     http = httpx.Client(transport=transport, timeout=timeout_seconds, headers={"User-Agent": user_agent(mailto)})
     try:
-        yield ProviderClient(provider.name, settings.base_url, http, storage, retry, secret=secret, log=log)
+        yield ProviderClient(provider.name, settings.base_url, http, storage, retry, secret=secret, log=log,
+                             explain_refusal=provider.explain_refusal)
     finally:
         http.close()

@@ -13,7 +13,7 @@ from scholar_pipeline.client.masking import check_secret
 from scholar_pipeline.client.provider_client import ProviderClient, RetryPolicy
 from scholar_pipeline.client.stack import cache_storage, open_provider_client
 from scholar_pipeline.landing import LandingZone
-from scholar_pipeline.providers.base import Provider
+from scholar_pipeline.providers.base import MissingCredential, Provider
 from scholar_pipeline.settings import ProviderSettings, cache_url, mailto, pipeline_home, provider_settings
 
 # Contract env var of each secret -> the resource field that receives it (as a dg.EnvVar).
@@ -62,17 +62,22 @@ class ScholarApiResource(dg.ConfigurableResource):
 
     @contextmanager
     def client(self, provider: Provider, log=None) -> Iterator[ProviderClient]:
+        """The provider's client; MissingCredential at once, before any request, when a required key is not set."""
+        secret = self.secret_for(provider)
+        if secret is None and provider.credential is not None and provider.credential.required:
+            raise MissingCredential(provider.name, provider.credential)
+        settings = self.settings_for(provider)
         storage = cache_storage(self.home_path, self.cache_ttl_seconds, self.cache_url)
         with open_provider_client(
             provider,
-            self.settings_for(provider),
+            settings,
             home=self.home_path,
             storage=storage,
-            secret=self.secret_for(provider),
+            secret=secret,
             mailto=self.mailto,
             timeout_seconds=self.timeout_seconds,
             deadline_seconds=self.request_deadline_seconds,
-            retry=RetryPolicy(max_attempts=self.max_attempts, backoff_seconds=self.backoff_seconds),
+            retry=RetryPolicy(max_attempts=self.max_attempts, backoff_seconds=self.backoff_seconds, max_wait_seconds=settings.max_retry_wait),
             log=log,
         ) as client:
             yield client

@@ -2,6 +2,8 @@
 
 import datetime as dt
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import dagster as dg
@@ -14,6 +16,7 @@ from scholar_pipeline.fetch import fetch_partition
 from scholar_pipeline.landing import Manifest
 from scholar_pipeline.metadata import problems_table, raw_metadata, works_metadata
 from scholar_pipeline.providers import PROVIDERS
+from scholar_pipeline.providers.base import MissingCredential
 from scholar_pipeline.queries import SavedSearch, load_saved_searches
 from scholar_pipeline.schema import SCHEMA_VERSION
 from scholar_pipeline.settings import monitor_days, queries_file
@@ -60,7 +63,8 @@ def build_saved_search_assets(search: SavedSearch) -> list[dg.AssetsDefinition]:
         provider_name, day = _partition(context)
         provider = PROVIDERS[provider_name]
         settings = scholar_api.settings_for(provider)
-        with scholar_api.client(provider, log=context.log) as client:
+        where = f"{provider_name} / saved search {search.name!r} / {day}"
+        with _configuration_failure(where), scholar_api.client(provider, log=context.log) as client:
             fetched = fetch_partition(
                 client, provider, settings, scholar_api.landing, query=search.name, text=search.text, day=day,
                 mailto=scholar_api.mailto, live=context.run.tags.get(FETCH_TAG) == FETCH_LIVE, log=context.log,
@@ -109,6 +113,15 @@ def build_saved_search_assets(search: SavedSearch) -> list[dg.AssetsDefinition]:
         )
 
     return [raw, works]
+
+
+@contextmanager
+def _configuration_failure(where: str) -> Iterator[None]:
+    """A missing API key as a Dagster Failure naming the partition, not retried: only the user can fix it."""
+    try:
+        yield
+    except MissingCredential as error:
+        raise dg.Failure(description=f"{where}: {error}", allow_retries=False) from None
 
 
 def _recorded_raw_materialization(context: dg.AssetExecutionContext, raw_key: dg.AssetKey) -> dg.EventLogRecord:

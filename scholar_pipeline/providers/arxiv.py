@@ -105,8 +105,7 @@ class Arxiv(Provider):
                                       "a word; write the words alone (arXiv searches them in every field)")
         if "*" in text:
             raise SearchTextError(f"{text!r}: arXiv reads `*` as a wildcard and the other providers do not; write whole words")
-        expression = QUERY_LANGUAGE.write(text)
-        return f"({expression})" if QUERY_LANGUAGE.is_compound(expression) else expression
+        return QUERY_LANGUAGE.write_operand(text)
 
     def inspect(self, request: PageRequest, body: bytes) -> PageInfo:
         feed = _feed(body)

@@ -51,6 +51,9 @@ class PageInfo:
     records: int
     total: int | None
     next_request: PageRequest | None
+    # The page's records come again in the pages that follow (CORE's first page of a day too large for
+    # offset paging, which is fetched again by scrolling): landed for provenance, never counted or normalized.
+    superseded: bool = False
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,8 @@ class Credential:
     query_param: str | None = None
     header: str | None = None
     header_prefix: str = ""
+    required: bool = False  # the provider answers nothing without it
+    signup_url: str | None = None  # where a user gets one
 
 
 class MalformedPage(ValueError):
@@ -77,6 +82,19 @@ class PartitionTooLarge(ValueError):
 
 class SearchTextError(ValueError):
     """A search text the provider would read as something other than what the user wrote."""
+
+
+class MissingCredential(RuntimeError):
+    """A provider that requires an API key, asked for without one: says which variable to set and where."""
+
+    def __init__(self, provider: str, credential: Credential):
+        where_to_get = f"Get one at {credential.signup_url}, then set" if credential.signup_url else "Set"
+        super().__init__(
+            f"{provider} answers only requests that carry an API key, and {credential.env} is not set. {where_to_get} it "
+            f"where Dagster runs: `export {credential.env}=...` before `dg dev` or `make demo`, or a line "
+            f"`{credential.env}=...` in the project's .env file; or remove {provider} from the saved search's providers "
+            "in queries.yaml."
+        )
 
 
 @dataclass(frozen=True)
@@ -115,6 +133,11 @@ class Provider(ABC):
     @abstractmethod
     def parse_records(self, body: bytes) -> ParsedRecords:
         """One raw page to records, with the values that did not fit (RecordError for a record that cannot be a row)."""
+
+    def explain_refusal(self, request: PageRequest, status: int, body: bytes) -> str | None:
+        """What a user should do about an error answer that means more at this provider than its status says
+        (Springer's 403 for a premium feature); None leaves the general advice for the status."""
+        return None
 
     def search_terms(self, text: str) -> str:
         """The saved search's text as this provider's search value, meaning what the user wrote.
@@ -189,9 +212,12 @@ class RecordReader:
     def problems(self) -> list[FieldProblem]:
         return list(self._state.problems.values())
 
-    def identify(self, field: str, to_id: Callable[[str], str | None]) -> str:
-        """The record's provider id from `field`; a record without a usable one cannot be a row (RecordError)."""
+    def identify(self, field: str, to_id: Callable[[str], str | None], numeric: bool = False) -> str:
+        """The record's provider id from `field`, a string (or, with `numeric`, a whole number as CORE sends it);
+        a record without a usable one cannot be a row (RecordError)."""
         value = self._data.get(field)
+        if numeric and isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            value = str(value)
         record_id = to_id(self.clean((field,), value)) if isinstance(value, str) else None
         if not record_id:
             state = self._state

@@ -32,6 +32,11 @@ class QueryLanguage:
         """The text as an expression of this language (unparenthesized at the top)."""
         return _Parser(text, self).parse()
 
+    def write_operand(self, text: str) -> str:
+        """The text as one operand, to be ANDed with a date window: parenthesized when compound."""
+        expression = self.write(text)
+        return f"({expression})" if self.is_compound(expression) else expression
+
     def is_compound(self, expression: str) -> bool:
         return any(f" {operator} " in expression for operator in ("AND", "OR", self.not_operator))
 

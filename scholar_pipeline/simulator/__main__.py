@@ -1,10 +1,12 @@
 """Run the provider simulator in the foreground: `python -m scholar_pipeline.simulator --port 8900`."""
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
 from scholar_pipeline.simulator import Corpus, ProviderSimulator
+from scholar_pipeline.simulator.server import PLACEHOLDER_KEYS
 
 
 def main() -> None:
@@ -16,8 +18,9 @@ def main() -> None:
     args = parser.parse_args()
     with ProviderSimulator(args.port, Corpus(args.seed, args.max_per_day), log_file=args.request_log) as sim:
         print("Provider simulator on 127.0.0.1; point the pipeline at it with:")
-        for name, value in sim.environ().items():
+        for name, value in (sim.environ() | PLACEHOLDER_KEYS).items():
             print(f"  export {name}={value}")
+        sys.stdout.flush()  # read at once by whoever started it, also through a pipe
         while True:
             time.sleep(3600)
 

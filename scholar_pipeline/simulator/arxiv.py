@@ -1,10 +1,10 @@
 """Simulated arXiv `/query`: Atom feeds shaped like the recorded ones, submittedDate windows, start/max_results.
 
 - `search_query` must hold one `submittedDate:[YYYYMMDDTTTT TO YYYYMMDDTTTT]` window (GMT,
-  to the minute, checked strictly like the live backend since Nov 2025); the works submitted
-  in it are served. The rest of the query is checked for arXiv's syntax (field prefixes,
-  balanced quotes and parentheses), not matched against the works: every work of the
-  window answers any search, as with the other simulated APIs.
+  to the minute, checked strictly like the live backend since Nov 2025). Of the works
+  submitted in it, those the words of the rest of the query find are served (field prefixes
+  are set aside here, operators by `search_words`; `Corpus.works_matching` decides). That rest is
+  checked for arXiv's syntax too (field prefixes, balanced quotes and parentheses).
 - A malformed query gets arXiv's `Error` feed (one entry titled `Error`, its id under
   `/api/errors#`, the message in `summary`) with status 200, as the live API sends it at
   times; a bad `start` or `max_results` gets the same feed with status 400.
@@ -20,10 +20,11 @@
 - `empty_page_at`: starts answered once with an empty page and totalResults 0, the anomaly
   the live API shows now and then.
 
-Each work gets an arXiv id `YYMM.NNNNN` from its submission month, day and place in the
-day, a version (v1-v3), a submission time within its day (GMT), and, for some, a DOI and
-journal reference (a published e-print), affiliations, a comment and a hard-wrapped
-title or abstract, as in real feeds.
+Each work gets an arXiv id `YYMM.NNNNN` from its submission month, day and place among
+all of the day's works (so the same id whatever the search), a version (v1-v3), a
+submission time within its day (GMT), and, for some, a DOI and journal reference (a
+published e-print), affiliations, a comment and a hard-wrapped title or abstract, as in
+real feeds.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ from urllib.parse import quote
 from lxml import etree
 
 from scholar_pipeline.simulator.common import BadRequest, SimResponse, single
-from scholar_pipeline.simulator.corpus import Corpus, SimWork
+from scholar_pipeline.simulator.corpus import Corpus, SimWork, search_words
 
 MAX_PER_CALL = 2000
 MAX_TOTAL = 30_000
@@ -93,14 +94,15 @@ class ArxivApi:
         self.empty_page_at: set[int] = set()
         self._lock = threading.Lock()
 
-    def record_ids(self, first: dt.date, last: dt.date) -> list[str]:
-        return [e.versioned_id for e in self._entries(first, last)]
+    def record_ids(self, first: dt.date, last: dt.date, text: str | None = None) -> list[str]:
+        return [e.versioned_id for e in self._entries(search_words(text), first, last)]
 
-    def _entries(self, first: dt.date, last: dt.date) -> list[ArxivEntry]:
+    def _entries(self, words: frozenset[str], first: dt.date, last: dt.date) -> list[ArxivEntry]:
+        """The entries these words find, numbered by their place among all of the day's works."""
         out = []
         for offset in range(max((last - first).days + 1, 0)):
             day = first + dt.timedelta(days=offset)
-            out += [_entry_for(w, day, n) for n, w in enumerate(self.corpus.works_on(day))]
+            out += [_entry_for(w, day, n) for n, w in enumerate(self.corpus.works_on(day)) if self.corpus.matches(words, w)]
         return out
 
     def query(self, params: dict[str, list[str]]) -> SimResponse:
@@ -110,7 +112,8 @@ class ArxivApi:
         if max_results > MAX_TOTAL:
             raise _error_feed(400, "max_results_too_large", f"max_results must be <= {MAX_TOTAL}")
         first, last = _window(search_query)
-        entries = [e for e in self._entries(first.date(), last.date()) if first <= e.submitted.replace(second=0) <= last]
+        words = search_words(_FIELD.sub(" ", _WINDOW.sub(" ", search_query)))  # `all:soil` searches soil
+        entries = [e for e in self._entries(words, first.date(), last.date()) if first <= e.submitted.replace(second=0) <= last]
         entries = _ordered(entries, single(params, "sortBy", "relevance"), single(params, "sortOrder", "descending"))
         total = len(entries)
         with self._lock:

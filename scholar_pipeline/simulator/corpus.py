@@ -3,6 +3,12 @@
 Works are provider-neutral; each simulated API renders them in its own wire format.
 Most works carry a DOI, so the same work appears in several providers, as it does in
 the real world (Crossref only holds works with a DOI).
+
+A search sees part of a day: `works_matching` keeps the works its words select, a
+deterministic choice of about `MATCH_SHARE` of the day per set of words, so the same text
+finds the same works at every provider and two different texts find different but
+overlapping sets (about MATCH_SHARE² of the day in common), as at the real APIs. Each
+simulated API reads the words out of its own query syntax with `search_words`.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ import datetime as dt
 import functools
 import hashlib
 import random
+import re
 from dataclasses import dataclass
 
 TOPICS = ["language model", "soil microbiome", "graph neural network", "climate adaptation", "protein folding",
@@ -25,6 +32,23 @@ VENUES = [("Nature Communications", "Springer Science and Business Media LLC"), 
           ("Scientific Reports", "Springer Science and Business Media LLC"), ("Ecology", "Wiley"),
           ("Journal of Machine Learning Research", "Microtome Publishing"), ("Proceedings of the ACM Web Conference", "ACM")]
 LICENSES = ["cc-by", "cc-by-nc", None, None]
+MATCH_SHARE = 0.6  # of a day's works, what one search text finds
+# Boolean operators (upper case, as every provider writes them) are not words of the search.
+_OPERATOR = re.compile(r"(?<![\w\\])(?:AND|OR|NOT|ANDNOT)(?![\w\\])")
+_WORD = re.compile(r"[^\W_]+")
+
+
+def search_words(query: str | None) -> frozenset[str]:
+    """The words of a search as the simulated indexes match them: letters and digits, in lower case, without operators.
+
+    `soil microbiome` and `soil AND microbiome` are the same search; so are `COVID-19`,
+    `"COVID 19"` and `COVID\\-19`. A simulated API removes its own syntax first (date
+    windows, arXiv's `all:` prefixes); a colon in a user's text (`review: methods`) is text.
+    No words (None, or only syntax) means no text to match: the whole day.
+    """
+    if not query:
+        return frozenset()
+    return frozenset(word.lower() for word in _WORD.findall(_OPERATOR.sub(" ", query)))
 
 
 @dataclass(frozen=True)
@@ -68,6 +92,16 @@ class Corpus:
     def works_between(self, first: dt.date, last: dt.date) -> list[SimWork]:
         days = (last - first).days + 1
         return [w for offset in range(max(days, 0)) for w in self.works_on(first + dt.timedelta(days=offset))]
+
+    def works_matching(self, words: frozenset[str], first: dt.date, last: dt.date) -> list[SimWork]:
+        """The works of the window that a search with these words finds (every work when there are none)."""
+        return [w for w in self.works_between(first, last) if self.matches(words, w)]
+
+    def matches(self, words: frozenset[str], work: SimWork) -> bool:
+        if not words:
+            return True
+        digest = hashlib.sha256(f"{self.seed}:{' '.join(sorted(words))}:{work.serial}".encode()).digest()
+        return int.from_bytes(digest[:4], "big") < MATCH_SHARE * 2**32
 
     def _work(self, rng: random.Random, day: dt.date, n: int) -> SimWork:
         serial = int(hashlib.sha256(f"{self.seed}:{day}:{n}".encode()).hexdigest()[:9], 16) + 10**10

@@ -1,4 +1,7 @@
-"""Simulated Crossref `/works`: pub-date filters, rows ≤ 1000, offset ≤ 10,000, scroll cursors.
+"""Simulated Crossref `/works`: pub-date filters, `query` words, rows ≤ 1000, offset ≤ 10,000, scroll cursors.
+
+Only works with a DOI are served (Crossref holds no others), and of those the ones the
+words of `query` find (`Corpus.works_matching`): all of the window when there is no `query`.
 
 Like the real API, a cursor is a server-side scroll: the same cursor string comes back on
 every page and each use moves it on; it expires five minutes after its last use. The body
@@ -15,7 +18,7 @@ import threading
 import time
 
 from scholar_pipeline.simulator.common import BadRequest, SimResponse, single
-from scholar_pipeline.simulator.corpus import Corpus, SimWork
+from scholar_pipeline.simulator.corpus import Corpus, SimWork, search_words
 
 MAX_ROWS = 1000
 MAX_OFFSET = 10_000
@@ -36,11 +39,11 @@ class CrossrefApi:
         self._scrolls: dict[str, dict] = {}
         self._lock = threading.Lock()
 
-    def record_ids(self, first: dt.date, last: dt.date) -> list[str]:
-        return [w.doi for w in self._matching(first, last)]
+    def record_ids(self, first: dt.date, last: dt.date, text: str | None = None) -> list[str]:
+        return [w.doi for w in self._matching(search_words(text), first, last)]
 
-    def _matching(self, first: dt.date, last: dt.date) -> list[SimWork]:
-        return [w for w in self.corpus.works_between(first, last) if w.doi]
+    def _matching(self, words: frozenset[str], first: dt.date, last: dt.date) -> list[SimWork]:
+        return [w for w in self.corpus.works_matching(words, first, last) if w.doi]
 
     def works(self, params: dict[str, list[str]]) -> SimResponse:
         first, last = _window(single(params, "filter", ""))
@@ -48,7 +51,7 @@ class CrossrefApi:
         if not re.fullmatch(r"\d+", rows_text) or int(rows_text) > MAX_ROWS:
             raise _failure("integer-not-valid", rows_text, f"Integer specified as {rows_text} but must be a positive integer less than or equal to {MAX_ROWS}. ")
         rows = int(rows_text)
-        works = self._matching(first, last)
+        works = self._matching(search_words(single(params, "query")), first, last)
         cursor = single(params, "cursor")
         if cursor is not None:
             offset, cursor = self._scroll(cursor, rows)

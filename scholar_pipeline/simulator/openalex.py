@@ -1,4 +1,8 @@
-"""Simulated OpenAlex `/works`: filters, per_page ≤ 100, cursor and page paging, its error bodies."""
+"""Simulated OpenAlex `/works`: filters, per_page ≤ 100, cursor and page paging, its error bodies.
+
+The words of the `*.search` filters (`title_and_abstract.search:...`) select the works, as
+`Corpus.works_matching` decides; without one, every work of the window is served.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,7 @@ import random
 import re
 
 from scholar_pipeline.simulator.common import BadRequest, SimResponse, single
-from scholar_pipeline.simulator.corpus import Corpus, SimWork
+from scholar_pipeline.simulator.corpus import Corpus, SimWork, search_words
 
 MAX_PER_PAGE = 100
 PAGE_MODE_CEILING = 10_000
@@ -28,8 +32,8 @@ class OpenAlexApi:
         self.corpus = corpus
         self.routes = {"/works": self.works}
 
-    def record_ids(self, first: dt.date, last: dt.date) -> list[str]:
-        return [f"W{w.serial}" for w in self.corpus.works_between(first, last)]
+    def record_ids(self, first: dt.date, last: dt.date, text: str | None = None) -> list[str]:
+        return [f"W{w.serial}" for w in self.corpus.works_matching(search_words(text), first, last)]
 
     def works(self, params: dict[str, list[str]]) -> SimResponse:
         filters = _filters(single(params, "filter", ""))
@@ -41,7 +45,8 @@ class OpenAlexApi:
         per_page = _int(single(params, "per_page") or single(params, "per-page") or "25", "per_page")
         if not 1 <= per_page <= MAX_PER_PAGE:
             raise _error(f"per-page parameter must be between 1 and {MAX_PER_PAGE}")
-        works = self.corpus.works_between(first, last)
+        words = search_words(" ".join(value for key, value in filters.items() if key.endswith(".search")))
+        works = self.corpus.works_matching(words, first, last)
         # Timing and cost vary from call to call, as the real API's do; nothing else in an unchanged answer does.
         meta = {"count": len(works), "db_response_time_ms": random.randint(4, 60), "page": None, "per_page": per_page,
                 "next_cursor": None, "groups_count": None, "cost_usd": random.choice([0.0001, 0.0001, 0.0002])}

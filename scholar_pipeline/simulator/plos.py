@@ -9,9 +9,11 @@ space (or `[""]`), inline tags in some `title_display`, a missing `journal` now 
 empty multi-valued fields left out. Without `fq=doc_type:full`, section-level partial
 documents (ids like `…/introduction`) come back too, as they do from the real API.
 
-The search text is not used to select works yet, but `q` is parsed as Lucene reads it: a
-quote or parenthesis without its partner, an operator without an operand or an unknown
-`field:` prefix gets Solr's 400 error body. `rows` above 1000 is refused the same way.
+Of the PLOS works in the `fq` window, those the words of `q` find are served
+(`search_words`: the letters and digits are the words, an escape is not, operators are
+syntax; `Corpus.works_matching` decides). `q` is parsed as Lucene reads it: a quote or parenthesis
+without its partner, an operator without an operand or an unknown `field:` prefix gets
+Solr's 400 error body. `rows` above 1000 is refused the same way.
 Over the rate limit (10 requests a minute at PLOS), the answer is 503 "Service Unavailable",
 the overload page PLOS sends.
 """
@@ -25,7 +27,7 @@ import random
 import re
 
 from scholar_pipeline.simulator.common import BadRequest, SimResponse, single
-from scholar_pipeline.simulator.corpus import Corpus, SimWork
+from scholar_pipeline.simulator.corpus import Corpus, SimWork, search_words
 
 MAX_ROWS = 1000
 MAX_WINDOW_DAYS = 400  # the simulator builds its corpus day by day
@@ -64,11 +66,11 @@ class PlosApi:
         self.corpus = corpus
         self.routes = {"/search": self.search}
 
-    def record_ids(self, first: dt.date, last: dt.date) -> list[str]:
-        return [w.doi for w in self._matching(first, last)]
+    def record_ids(self, first: dt.date, last: dt.date, text: str | None = None) -> list[str]:
+        return [w.doi for w in self._matching(search_words(text), first, last)]
 
-    def _matching(self, first: dt.date, last: dt.date) -> list[SimWork]:
-        return [w for w in self.corpus.works_between(first, last) if w.doi and w.publisher == PUBLISHER]
+    def _matching(self, words: frozenset[str], first: dt.date, last: dt.date) -> list[SimWork]:
+        return [w for w in self.corpus.works_matching(words, first, last) if w.doi and w.publisher == PUBLISHER]
 
     def search(self, params: dict[str, list[str]]) -> SimResponse:
         q = single(params, "q")
@@ -92,18 +94,19 @@ class PlosApi:
             raise _solr_error(params, f"Can't determine a Sort Order (asc or desc) in sort spec '{sort}'")
         # Solr's default order is by relevance; `id asc` is the stable order a pager asks for.
         order = (lambda doc: doc[0].doi) if sort else (lambda doc: -_score(doc, q))
-        docs = sorted(self._docs(window, full_only), key=order)
+        docs = sorted(self._docs(search_words(q), window, full_only), key=order)
         fields = _fields(params)
         page = [_render(doc, fields, q) for doc in docs[start:start + rows]]
         max_score = max((_score(doc, q) for doc in docs), default=0.0) if "score" in fields else None
         return SimResponse(200, _solr_json(len(docs), start, page, max_score), "application/json;charset=utf-8")
 
-    def _docs(self, window: tuple[dt.datetime, dt.datetime] | None, full_only: bool) -> list[tuple[SimWork, str | None]]:
-        """(work, section) pairs in the window: the article itself (section None), then its sections unless full_only."""
+    def _docs(self, words: frozenset[str], window: tuple[dt.datetime, dt.datetime] | None,
+              full_only: bool) -> list[tuple[SimWork, str | None]]:
+        """(work, section) pairs the words find in the window: the article itself (section None), then its sections unless full_only."""
         if window is None:
             return []
         low, high = window
-        works = [w for w in self._matching(low.date(), high.date()) if low <= _published(w) <= high]
+        works = [w for w in self._matching(words, low.date(), high.date()) if low <= _published(w) <= high]
         return [(w, section) for w in works for section in (None, *(() if full_only else SECTIONS[: 1 + w.serial % 3]))]
 
     @staticmethod

@@ -4,11 +4,13 @@
   `QueryKey`, `WebEnv`, `IdList`, the DTD line of the recorded files). `datetype=pdat` with
   `mindate`/`maxdate` (YYYY/MM/DD, YYYY/MM or YYYY; both or neither) selects the works
   published in the window (a search without one is refused: the simulator builds its
-  corpus day by day). The term is checked for balanced quotes and parentheses, not
-  matched against the works, as with the other simulated APIs. `usehistory=y` stores the PMIDs on the history server under a new `WebEnv`
-  (or the one given) and `QueryKey`. Like PubMed's ESearch, it serves ids only up to the
-  first 10,000 (`retstart` above 9,998 is the recorded error), while `Count` says how
-  many match; the history server keeps those first 10,000 too (UNCONFIRMED).
+  corpus day by day); of those, the works the words of `term` find (`search_words` sets the
+  operators aside; `Corpus.works_matching` decides). The term is checked for balanced
+  quotes and parentheses. `usehistory=y` stores the found PMIDs on the history server
+  under a new `WebEnv` (or the one given) and `QueryKey`. Like PubMed's ESearch, it
+  serves ids only up to the first 10,000 (`retstart` above 9,998 is the recorded error),
+  while `Count` says how many match; the history server keeps those first 10,000 too
+  (UNCONFIRMED).
 - EFetch (`db=pubmed`, `WebEnv` + `query_key` or `id`, `retstart`, `retmax` default 20,
   at most 10,000, `retmode=xml`) answers `PubmedArticleSet` shaped like the recorded
   efetch file (`pubmed_250101` DTD): MedlineCitation with PMID, dates, Article (Journal
@@ -25,7 +27,9 @@
   so pdat windows match the works of their day.
 - Rate limit: over it, HTTP 429 with NCBI's JSON body; `json_error_with_200` answers the
   next N requests with the same JSON body and status 200, as NCBI sometimes does.
-- `record_ids(first, last)`: the PMIDs of the works published in the window.
+- `record_ids(first, last, text)`: the PMIDs of the works published in the window that a
+  search for `text` finds. A PMID numbers a work by its place among all of its day's works,
+  so it is the same whatever the search.
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ import threading
 from lxml import etree
 
 from scholar_pipeline.simulator.common import BadRequest, SimResponse, single
-from scholar_pipeline.simulator.corpus import Corpus, SimWork
+from scholar_pipeline.simulator.corpus import Corpus, SimWork, search_words
 
 MAX_SERVED = 10_000  # ESearch (and here the history server) serves only the first 10,000 ids
 MAX_RETSTART = 9_998
@@ -84,14 +88,14 @@ class PubMedApi:
         self._serial = itertools.count(1)
         self._lock = threading.Lock()
 
-    def record_ids(self, first: dt.date, last: dt.date) -> list[str]:
-        return [pmid for pmid, _, _ in self._works(first, last)]
+    def record_ids(self, first: dt.date, last: dt.date, text: str | None = None) -> list[str]:
+        return self._pmids(search_words(text), first, last)
 
-    def _works(self, first: dt.date, last: dt.date) -> list[tuple[str, SimWork, int]]:
+    def _pmids(self, words: frozenset[str], first: dt.date, last: dt.date) -> list[str]:
         out = []
         for offset in range(max((last - first).days + 1, 0)):
             day = first + dt.timedelta(days=offset)
-            out += [(pmid_for(day, n), w, n) for n, w in enumerate(self.corpus.works_on(day))]
+            out += [pmid_for(day, n) for n, w in enumerate(self.corpus.works_on(day)) if self.corpus.matches(words, w)]
         return out
 
     def _json_error_instead(self) -> SimResponse | None:
@@ -118,7 +122,7 @@ class PubMedApi:
                                     "9,999 records matching the query. To obtain more than 9,999 PubMed records, consider using EDirect "
                                     "that contains additional logic to batch PubMed search results automatically so that an arbitrary "
                                     "number can be retrieved.")
-        pmids = self.record_ids(first, last)
+        pmids = self._pmids(search_words(term), first, last)
         served = pmids[:MAX_SERVED]
         page = served[retstart:retstart + min(retmax, MAX_RETMAX)]
         history = ""

@@ -6,7 +6,7 @@
         sim.requests                            # the request log
 
 Each provider lives under its own path prefix (`/openalex/works`, `/crossref/works`), so
-one server stands in for every API. Requests over a provider's rate limit (any 1-second
+one server stands in for every API (all seven: `API_CLASSES`). Requests over a provider's rate limit (any 1-second
 window) get that provider's 429. Every request is logged, with the time it arrived.
 """
 
@@ -22,13 +22,17 @@ from urllib.parse import parse_qs, urlsplit
 
 from scholar_pipeline.simulator.arxiv import ArxivApi
 from scholar_pipeline.simulator.common import BadRequest, SimResponse
+from scholar_pipeline.simulator.core import CoreApi
 from scholar_pipeline.simulator.corpus import Corpus
 from scholar_pipeline.simulator.crossref import CrossrefApi
 from scholar_pipeline.simulator.openalex import OpenAlexApi
 from scholar_pipeline.simulator.plos import PlosApi
 from scholar_pipeline.simulator.pubmed import PubMedApi
+from scholar_pipeline.simulator.springer import SpringerApi
 
-API_CLASSES = (OpenAlexApi, CrossrefApi, ArxivApi, PlosApi, PubMedApi)
+API_CLASSES = (OpenAlexApi, CrossrefApi, ArxivApi, PubMedApi, PlosApi, SpringerApi, CoreApi)
+# Keys for the providers that require one: the simulator takes them, the real APIs would refuse them.
+PLACEHOLDER_KEYS = {"SPRINGER_NATURE_API_KEY": "simulator-placeholder-springer-key", "CORE_API_KEY": "simulator-placeholder-core-key"}
 
 
 @dataclass(frozen=True)
@@ -92,10 +96,13 @@ class ProviderSimulator:
         _, provider, rest = (url.path.rstrip("/") + "/").split("/", 2)
         api = self.apis.get(provider)
         route = api.routes.get("/" + rest.rstrip("/")) if api else None
+        refused = api.authenticate(headers) if route is not None and hasattr(api, "authenticate") else None
         if route is None or method != "GET":
             response = SimResponse.text(404, "Resource not found.")
         elif self._over_rate_limit(provider, arrived):
             response = api.rate_limited()
+        elif refused is not None:  # APIs that take the key in a header (CORE) check it here
+            response = refused
         else:
             try:
                 response = route(params)

@@ -1,0 +1,64 @@
+"""One saved search over all seven providers, one day each, through the contract's shell command against
+`python -m scholar_pipeline.simulator`: every partition lands exactly the records the simulator reported."""
+
+import datetime as dt
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from scholar_pipeline.providers import PROVIDERS
+from scholar_pipeline.simulator import Corpus, ProviderSimulator
+from scholar_pipeline_tests.conftest import REPO_ROOT, SECRET_ENV
+
+pytestmark = pytest.mark.slow
+BIN = Path(sys.executable).parent
+DAY = dt.date(2024, 3, 1)
+TEXT = "soil microbiome"
+
+
+@pytest.fixture
+def simulator_process(tmp_path):
+    """The simulator as a user starts it, on a free port; the exports it prints, including the placeholder keys."""
+    process = subprocess.Popen([sys.executable, "-m", "scholar_pipeline.simulator", "--port", "0"], cwd=REPO_ROOT,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    exports = {}
+    for line in process.stdout:
+        if match := re.fullmatch(r"\s*export (\w+)=(\S+)\s*", line):
+            exports[match[1]] = match[2]
+        if len(exports) == len(PROVIDERS) + 2:  # a base URL for each, and the two keys
+            break
+    yield exports
+    process.kill()
+    process.wait()
+
+
+def test_a_search_over_all_seven_providers_lands_each_partition_whole(tmp_path, simulator_process):
+    queries = tmp_path / "queries.yaml"
+    queries.write_text(f"queries:\n  - {{name: everywhere, text: {TEXT}, providers: [{', '.join(PROVIDERS)}], start_date: 2024-01-01}}\n")
+    home, dagster_home = tmp_path / "home", tmp_path / "dagster_home"
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("SCHOLAR_PIPELINE_", "DAGSTER_")) and k not in SECRET_ENV}
+    environ |= simulator_process | {"SCHOLAR_PIPELINE_HOME": str(home), "SCHOLAR_PIPELINE_QUERIES": str(queries),
+                                    "DAGSTER_HOME": str(dagster_home)}
+    assert set(simulator_process) >= {"SPRINGER_NATURE_API_KEY", "CORE_API_KEY"}
+    subprocess.run([sys.executable, "-m", "scholar_pipeline.instance", str(dagster_home)], env=environ, check=True, capture_output=True)
+
+    runs = [subprocess.Popen([str(BIN / "dagster"), "asset", "materialize", "-m", "scholar_pipeline.definitions",
+                              "--select", "group:everywhere", "--partition", f"{DAY}|{provider}"],
+                             cwd=REPO_ROOT, env=environ, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            for provider in PROVIDERS]
+    outputs = {provider: run.communicate(timeout=600)[0] for provider, run in zip(PROVIDERS, runs)}
+    assert all(run.returncode == 0 for run in runs), {p: out[-2000:] for p, out in outputs.items()}
+
+    expected = ProviderSimulator(corpus=Corpus())  # the simulator process's corpus (its defaults), not started
+    with duckdb.connect(str(home / "scholar.duckdb"), read_only=True) as con:
+        for provider in PROVIDERS:
+            landed = sorted(r[0] for r in con.execute("SELECT provider_id FROM works WHERE provider = ?", [provider]).fetchall())
+            reported = con.execute("SELECT total_reported, rows_landed FROM provenance WHERE provider = ?", [provider]).fetchall()
+            assert len(landed) > 0, provider
+            assert reported == [(len(landed), len(landed))], provider
+            assert landed == sorted(expected.apis[provider].record_ids(DAY, DAY, TEXT)), provider
