@@ -84,7 +84,7 @@ class _PagingChain:
             key = chain_cache_key(self.client.url_for(self.first_request), number, pages[-1].sha256 if pages else "")
             page = self._get(request, key, number, live=live or (bool(pages) and not replaying), replaying=replaying)
             info, hashes = self._read(request, page, key, number)
-            pages.append(self.landing.land_page(number, page, info.records, info.total, request.holds_records and not info.superseded))
+            pages.append(self.landing.land_page(number, page, info.records, info.total, info.superseded))
             record_hashes += hashes
             records += info.records
             total = info.total if info.total is not None else total

@@ -47,6 +47,7 @@ class PageEntry:
     from_cache: bool
     fetched_at: str  # when the provider sent it (a cache replay keeps the original time)
     total_reported: int | None = None  # the provider's total as this page stated it (None in manifests before raw-v2)
+    superseded: bool = False  # its records come again in the pages after it (CORE's switch to scrolling): not counted
 
 
 @dataclass(frozen=True)
@@ -108,11 +109,12 @@ class LandingZone:
             raise DamagedPage(f"landed page {path} does not match its sha256")
         return body
 
-    def land_page(self, number: int, page: FetchedPage, records: int, total_reported: int | None, holds_records: bool) -> PageEntry:
+    def land_page(self, number: int, page: FetchedPage, records: int, total_reported: int | None, superseded: bool) -> PageEntry:
         """Store a page's body as soon as it arrives; the entry is what the manifest keeps of it."""
         return PageEntry(
             number=number, url=page.url, status=page.status, headers=page.headers, sha256=self.store_page(page.body),
-            bytes=len(page.body), records=records, total_reported=total_reported, holds_records=holds_records,
+            bytes=len(page.body), records=records, total_reported=total_reported, superseded=superseded,
+            holds_records=page.request.holds_records and not superseded,
             from_cache=page.from_cache, fetched_at=page.fetched_at.isoformat(),
         )
 

@@ -20,6 +20,13 @@ from lxml import etree
 _DOI_PREFIX = re.compile(r"^(https?://(dx\.)?doi\.org/|doi:\s*)", re.I)
 _ORCID = re.compile(r"(\d{4}-\d{4}-\d{4}-\d{3}[\dX])", re.I)
 # Only terminated references: html.unescape alone would also read "&not" in "a&notation" as ¬.
+# A given name or an initial: letters with inner hyphens or apostrophes, an optional full stop (`J.-P.`).
+_GIVEN_NAME = re.compile(r"[^\W\d_][^\W\d_]*(?:[-'][^\W\d_]+)*\.?(?:-[^\W\d_]\.?)?")
+_NOT_A_PERSONS_NAME = frozenset(
+    "jr sr ii iii iv phd md msc dr prof university universität université universidad institute institut department "
+    "consortium collaboration group center centre laboratory college school hospital society association team "
+    "committee network foundation inc ltd llc".split()
+)
 _ENTITY = re.compile(r"&(?:#[0-9]+|#[xX][0-9a-fA-F]+|[A-Za-z][A-Za-z0-9]*);")
 # Characters that no XML text may hold (lxml refuses them: "All strings must be XML compatible"):
 # C0 controls other than tab, line feed and carriage return, and the non-characters U+FFFE
@@ -164,14 +171,22 @@ def bare_doi(value: str | None) -> str | None:
 def name_in_reading_order(name: str | None) -> str | None:
     """`Conway, Rana E.` (family name first, as Springer and repository metadata write it) to `Rana E. Conway`.
 
-    Only a name with exactly one comma is turned; `Smith, J., Jr.` or a name without a
-    comma (`The ATLAS Collaboration`) stays as written.
+    Only a name that is surely a person's is turned: one comma, at most four words on each
+    side, the part after it given names or initials (`Rana E.`, `J.-P.`), neither side
+    holding a suffix or a word of an organisation. So `University of California, Berkeley`,
+    `Smith, John, Jr.`, `John Smith, PhD` and `The ATLAS Collaboration` stay as written.
     """
     text = plain_text(name)
     if text is None or text.count(",") != 1:
         return text
     family, given = (part.strip() for part in text.split(","))
-    return f"{given} {family}" if family and given else plain_text(family or given)
+    family_words, given_words = family.split(), given.split()
+    person = (
+        0 < len(family_words) <= 4 and 0 < len(given_words) <= 4
+        and all(_GIVEN_NAME.fullmatch(word) for word in given_words)
+        and not {w.strip(".").lower() for w in family_words + given_words} & _NOT_A_PERSONS_NAME
+    )
+    return f"{given} {family}" if person else text
 
 
 def bare_orcid(value: str | None) -> str | None:

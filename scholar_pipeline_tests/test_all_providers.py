@@ -14,6 +14,7 @@ import pytest
 from scholar_pipeline.providers import PROVIDERS
 from scholar_pipeline.simulator import Corpus, ProviderSimulator
 from scholar_pipeline_tests.conftest import REPO_ROOT, SECRET_ENV
+from scholar_pipeline_tests.helpers import files_containing
 
 pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
@@ -24,8 +25,8 @@ TEXT = "soil microbiome"
 @pytest.fixture
 def simulator_process(tmp_path):
     """The simulator as a user starts it, on a free port; the exports it prints, including the placeholder keys."""
-    process = subprocess.Popen([sys.executable, "-m", "scholar_pipeline.simulator", "--port", "0"], cwd=REPO_ROOT,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    command = [sys.executable, "-m", "scholar_pipeline.simulator", "--port", "0", "--request-log", str(tmp_path / "requests.jsonl")]
+    process = subprocess.Popen(command, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     exports = {}
     for line in process.stdout:
         if match := re.fullmatch(r"\s*export (\w+)=(\S+)\s*", line):
@@ -62,3 +63,8 @@ def test_a_search_over_all_seven_providers_lands_each_partition_whole(tmp_path, 
             assert len(landed) > 0, provider
             assert reported == [(len(landed), len(landed))], provider
             assert landed == sorted(expected.apis[provider].record_ids(DAY, DAY, TEXT)), provider
+    # The keys went out (the simulator refuses requests without them) and were written nowhere, its own request log included.
+    for key in (simulator_process["SPRINGER_NATURE_API_KEY"], simulator_process["CORE_API_KEY"]):
+        assert files_containing(tmp_path, key.encode()) == [], key
+    request_log = (tmp_path / "requests.jsonl").read_text().lower()
+    assert '"authorization": "***"' in request_log and '"api_key": ["***"]' in request_log

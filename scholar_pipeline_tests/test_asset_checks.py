@@ -83,4 +83,4 @@ def test_matches_provider_total_reads_the_total_of_a_manifest_from_before_per_pa
                         code_version="raw-v1", input_hash="h", total_reported=999,
                         pages=[PageEntry(number=1, url="u", status=200, headers={}, sha256="s", bytes=1, records=5,
                                          holds_records=True, from_cache=False, fetched_at="x")])
-    assert not saved_searches._matches_provider_total(manifest).passed
+    assert not saved_searches._matches_provider_total(manifest, repeated=0).passed

@@ -8,7 +8,6 @@ import json
 import shutil
 
 import dagster as dg
-import hishel
 import httpx
 import pytest
 

@@ -1,6 +1,7 @@
 """The HTTP stack: retries, Retry-After, cache hits, and credentials that never reach the cache."""
 
 import datetime as dt
+import time
 import os
 
 import httpx
@@ -61,6 +62,12 @@ def test_retry_after_is_honoured_when_sent():
     soon = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=30)).strftime("%a, %d %b %Y %H:%M:%S GMT")
     assert 25 <= retry_after_seconds(soon) <= 30
     assert retry_after_seconds(None) is None and retry_after_seconds("soon") is None
+    # CORE's X-RateLimit-Retry-After has no documented format: a Unix time and an ISO time are moments to wait for.
+    assert 55 <= retry_after_seconds(str(int(time.time()) + 60)) <= 60
+    in_ten_minutes = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(minutes=10)).isoformat()
+    assert 590 <= retry_after_seconds(in_ten_minutes) <= 600
+    assert 590 <= retry_after_seconds(in_ten_minutes.replace("+00:00", "Z")) <= 600
+    assert retry_after_seconds("2001-01-01T00:00:00") == 0.0  # a moment past asks for no wait
     policy = RetryPolicy(backoff_seconds=0.5, max_wait_seconds=10)
     state = tenacity.RetryCallState(None, None, (), {})
     state.attempt_number = 1

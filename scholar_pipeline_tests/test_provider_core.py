@@ -20,7 +20,7 @@ from scholar_pipeline.queries import SavedSearch
 from scholar_pipeline.settings import provider_settings
 from scholar_pipeline.simulator import Corpus, ProviderSimulator
 from scholar_pipeline.simulator import core as simulated_core
-from scholar_pipeline_tests.helpers import home, materialize, query_db, step_failure
+from scholar_pipeline_tests.helpers import files_containing, home, materialize, query_db, step_failure
 
 CORE = PROVIDERS["core"]
 DAY = dt.date(2024, 3, 1)
@@ -81,6 +81,13 @@ def test_a_day_beyond_the_offset_ceiling_is_scrolled_from_the_start():
         CORE.inspect(second.next_request, _page(10_001, [3, 4]))
 
 
+def test_a_day_whose_last_page_would_pass_the_ceiling_is_scrolled(monkeypatch):
+    """With pages of 30, offset 9990 + limit 30 passes 10,000: a day of 9,991 records is scrolled, one of 9,990 is not."""
+    first = CORE.first_request("soil", DAY, 30, None)
+    assert CORE.inspect(first, _page(9_991, list(range(30)))).superseded
+    assert not CORE.inspect(first, _page(9_990, list(range(30)))).superseded
+
+
 def test_documented_shape_normalizes_with_its_values():
     page = normalize_page_checked("core", SHAPE.read_bytes())
     rows = {r["provider_id"]: r for r in page.table.to_pylist()}
@@ -98,7 +105,8 @@ def test_documented_shape_normalizes_with_its_values():
     assert preprint["doi"] == "10.48550/arxiv.2403.10101" and preprint["abstract"] is None and preprint["venue"] is None
     thesis = rows["160110007"]
     assert (thesis["publication_date"], thesis["publication_date_precision"]) == (dt.date(2024, 1, 1), "year")  # yearPublished only
-    assert thesis["doi"] is None and thesis["oa_url"] is None and thesis["cited_by_count"] == 0
+    assert thesis["doi"] is None and thesis["cited_by_count"] == 0
+    assert thesis["is_oa"] is None and thesis["oa_url"] is None  # metadata only: not known to be open
 
 
 def test_the_wait_core_asks_for_after_a_429_is_honoured_up_to_the_cap():
@@ -109,13 +117,16 @@ def test_the_wait_core_asks_for_after_a_429_is_honoured_up_to_the_cap():
 
 
 def test_partition_lands_exactly_the_simulators_records_over_several_pages(core_env, simulator):
-    assert materialize(str(DAY), "core", SEARCH).success
+    result = materialize(str(DAY), "core", SEARCH)
+    assert result.success
     expected = simulator.apis["core"].record_ids(DAY, DAY, SEARCH.text)
     landed = [r[0] for r in query_db("SELECT provider_id FROM works WHERE provider = 'core'")]
     assert len(expected) > 14 and sorted(landed) == sorted(expected)
     requests = simulator.requests_for("core")
     assert [r.params["offset"][0] for r in requests] == [str(n) for n in range(0, len(expected), 7)]
     assert all(r.headers.get("Authorization") == f"Bearer {KEY}" and r.status == 200 for r in requests)
+    assert files_containing(home(), KEY.encode()) == [] and KEY not in repr(result.all_events)
+    assert 0 < query_db("SELECT count(*) FROM works WHERE is_oa IS NULL AND oa_url IS NULL")[0][0] < len(expected)
     assert query_db("SELECT count(*) FROM works WHERE title LIKE '%<i>%' OR abstract LIKE '%<p>%'") == [(0,)]
 
 
@@ -131,6 +142,7 @@ def test_a_day_past_the_offset_ceiling_lands_whole_by_scrolling(core_env, simula
     event = result.asset_materializations_for_node("core_search__raw")[0]
     manifest = LandingZone(home() / "landing").read_manifest(Path(event.metadata["manifest"].value))
     assert [p.holds_records for p in manifest.pages] == [False] + [True] * (len(manifest.pages) - 1)
+    assert [p.superseded for p in manifest.pages] == [True] + [False] * (len(manifest.pages) - 1)
     assert manifest.records == len(expected) == manifest.total_reported  # the probe page is not counted twice
     checks = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
     assert checks["matches_provider_total"] and checks["no_records_lost"]

@@ -200,3 +200,31 @@ def test_simulator_answers_503_over_the_rate_limit():
     with ProviderSimulator(rate_limits={"plos": 3}) as sim, httpx.Client() as client:
         statuses = [client.get(sim.base_url("plos") + "/search", params={"q": "soil", "fq": WINDOW}).status_code for _ in range(5)]
         assert statuses == [200, 200, 200, 503, 503]
+
+
+def test_a_record_that_moves_back_across_a_page_boundary_warns_that_another_is_missing(pipeline_env, simulator, monkeypatch):
+    """Offset paging over a changing order: between pages 1 and 2, the records at places 5 and 6 swap, so page 2
+    starts with page 1's last record and the other never comes. The count still matches the total, so only the
+    repeated record tells; the total check must warn."""
+    monkeypatch.setenv("SCHOLAR_PIPELINE_PLOS_RATE_LIMIT", "50")
+    monkeypatch.setenv("SCHOLAR_PIPELINE_PLOS_PAGE_SIZE", "5")
+    api = simulator.apis["plos"]
+    serve = api.routes["/search"]
+
+    def shifted(params):
+        response = serve(params)
+        if params["start"] == ["5"]:
+            page = json.loads(response.body)
+            page["response"]["docs"][0] = json.loads(serve(params | {"start": ["4"]}).body)["response"]["docs"][0]
+            response.body = json.dumps(page).encode()
+        return response
+
+    api.routes["/search"] = shifted
+    result = materialize(str(DAY), "plos", SEARCH)
+    checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
+    expected = simulator.apis["plos"].record_ids(DAY, DAY, SEARCH.text)
+    landed = [r[0] for r in query_db("SELECT provider_id FROM works")]
+    assert len(landed) < len(expected)  # records were lost...
+    assert checks["no_records_lost"].passed  # ...not by the pipeline: every record fetched landed...
+    total = checks["matches_provider_total"]  # ...but the answer was not whole, and the check says so
+    assert not total.passed and total.metadata["records_repeated"].value == len(expected) - len(landed) == 1

@@ -16,7 +16,7 @@ from scholar_pipeline.providers import PROVIDERS
 from scholar_pipeline.providers.base import MalformedPage, PageRequest, SearchTextError
 from scholar_pipeline.queries import SavedSearch
 from scholar_pipeline.simulator import Corpus, ProviderSimulator
-from scholar_pipeline_tests.helpers import home, materialize, query_db, step_failure
+from scholar_pipeline_tests.helpers import files_containing, home, materialize, query_db, step_failure
 
 SPRINGER = PROVIDERS["springer"]
 DAY = dt.date(2024, 3, 1)
@@ -116,7 +116,8 @@ def test_a_wrongly_typed_openaccess_is_null_and_reported():
 
 
 def test_partition_lands_exactly_the_simulators_records_over_several_pages(springer_env, simulator):
-    assert materialize(str(DAY), "springer", SEARCH).success
+    result = materialize(str(DAY), "springer", SEARCH)
+    assert result.success
     expected = simulator.apis["springer"].record_ids(DAY, DAY, SEARCH.text)
     landed = [r[0] for r in query_db("SELECT provider_id FROM works WHERE provider = 'springer'")]
     assert len(expected) > 8 and sorted(landed) == sorted(expected)
@@ -124,6 +125,8 @@ def test_partition_lands_exactly_the_simulators_records_over_several_pages(sprin
     assert [r.params["s"][0] for r in requests] == [str(s) for s in range(1, len(expected) + 1, 4)]
     assert all(r.params["api_key"] == [KEY] and r.status == 200 for r in requests)
     assert query_db("SELECT DISTINCT publication_date, publisher FROM works") == [(DAY, "Springer")]
+    # The key went out on every request and was stored nowhere: not in the cache, the landing zone, DuckDB or the event log.
+    assert files_containing(home(), KEY.encode()) == [] and KEY not in repr(result.all_events)
 
 
 def test_without_a_key_the_partition_fails_at_once_saying_how_to_set_it(pipeline_env, simulator):
@@ -142,10 +145,18 @@ def test_a_page_size_above_the_plan_is_explained_and_lands_nothing(springer_env,
     assert not failed.success
     message = step_failure(failed)
     assert "HTTP 403" in message and "This is a premium feature" in message
-    assert "asked for p=100, so set SCHOLAR_PIPELINE_SPRINGER_PAGE_SIZE to 25 or less" in message
+    assert "asked for p=100: set SCHOLAR_PIPELINE_SPRINGER_PAGE_SIZE to 25 or less" in message
     assert KEY not in message
     assert [r.status for r in simulator.requests_for("springer")] == [403]  # a refusal is not retried
     assert not (home() / "scholar.duckdb").exists()
+
+
+def test_refusals_are_explained_by_what_was_asked():
+    premium = json.dumps({"status": "Fail", "message": "This is a premium feature"}).encode()
+    assert "asked for p=100" in SPRINGER.explain_refusal(_request(1, size=100), 403, premium)
+    assert "not on one" in SPRINGER.explain_refusal(_request(1, size=25), 403, premium)  # not the page size: the plan
+    assert "check SPRINGER_NATURE_API_KEY" in SPRINGER.explain_refusal(_request(1), 401, b"{}")
+    assert SPRINGER.explain_refusal(_request(1), 403, b"Forbidden") is None  # the general advice for a 403
 
 
 def test_simulator_speaks_springers_errors(simulator):

@@ -3,8 +3,8 @@ import datetime as dt
 import pytest
 
 from scholar_pipeline.text import (
-    PartialDate, bare_doi, bare_orcid, decode_entities, iso_date, markup_to_text, partial_date, plain_text, read_iso_date,
-    read_partial_date, xml_safe,
+    PartialDate, bare_doi, bare_orcid, decode_entities, iso_date, markup_to_text, name_in_reading_order, partial_date, plain_text,
+    read_iso_date, read_partial_date, xml_safe,
 )
 
 
@@ -145,3 +145,25 @@ def test_only_terminated_entities_are_decoded():
 def test_orcid_is_bare():
     assert bare_orcid("https://orcid.org/0000-0002-1825-009x") == "0000-0002-1825-009X"
     assert bare_orcid(None) is None
+
+
+@pytest.mark.parametrize(
+    "written, read",
+    [
+        ("Conway, Rana E.", "Rana E. Conway"),
+        ("Müller, J.-P.", "J.-P. Müller"),
+        ("van der Berg, Anna", "Anna van der Berg"),
+        ("O'Neil, Kwame", "Kwame O'Neil"),
+        ("  García,   José ", "José García"),
+        # Not surely a person's name with the family name first: kept as written.
+        ("University of California, Berkeley", "University of California, Berkeley"),
+        ("John Smith, PhD", "John Smith, PhD"),
+        ("Smith, Jr.", "Smith, Jr."),
+        ("Smith, J., Jr.", "Smith, J., Jr."),
+        ("The ATLAS Collaboration", "The ATLAS Collaboration"),
+        ("Doe, 3M", "Doe, 3M"),
+        ("", None),
+    ],
+)
+def test_names_are_turned_to_reading_order_only_when_surely_a_persons(written, read):
+    assert name_in_reading_order(written) == read

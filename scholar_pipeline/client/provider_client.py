@@ -26,6 +26,7 @@ RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
 KEPT_HEADERS = ("content-type", "date", "last-modified", "etag", "retry-after", "x-api-pool", "x-concurrency-limit")
 KEPT_HEADER_PREFIXES = ("x-ratelimit", "x-rate-limit", MASKED_HEADER)
 RETRY_AFTER_HEADERS = ("retry-after", "x-ratelimit-retry-after")
+_UNIX_TIME_FROM = 1e9  # 2001-09-09: a wait header's number above this is a time, not seconds
 
 
 @dataclass(frozen=True)
@@ -74,17 +75,30 @@ def advised_wait(response: httpx.Response) -> float | None:
 
 
 def retry_after_seconds(value: str | None) -> float | None:
-    """Retry-After as seconds, whether sent as a number or as an HTTP date."""
+    """A wait header as seconds from now: a number of seconds, a Unix time, an HTTP date or an ISO 8601 time.
+
+    Retry-After is seconds or an HTTP date (RFC 9110); CORE's `X-RateLimit-Retry-After`
+    has no documented format, so a number too large to be seconds (after 2001 as a Unix
+    time) and an ISO time are read as the moment to wait for. Anything else asks for nothing.
+    """
     if not value:
         return None
     try:
-        return max(float(value), 0.0)
+        number = float(value)
     except ValueError:
-        pass
+        number = None
+    if number is not None:
+        return max(number - time.time(), 0.0) if number > _UNIX_TIME_FROM else max(number, 0.0)
+    when = None
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):
-        return None
+        try:
+            when = dt.datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        except ValueError:
+            return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.timezone.utc)
     return max((when - dt.datetime.now(dt.timezone.utc)).total_seconds(), 0.0)
 
 
@@ -177,7 +191,8 @@ class ProviderClient:
                 return
             error = state.outcome.exception()
             advised = advised_wait(error.response) if isinstance(error, RetryableResponse) else None
-            capped = f" (it asked for {advised:.0f} s in Retry-After; waits are capped)" if advised and advised > state.upcoming_sleep else ""
+            capped = (f" (it asked to wait {advised:.0f} s; waits are capped at SCHOLAR_PIPELINE_{self.provider.upper()}_MAX_RETRY_WAIT)"
+                      if advised and advised > state.upcoming_sleep else "")
             self.log.warning(
                 f"{self.provider}: attempt {state.attempt_number} failed ({self._quoted(error)}); retrying in "
                 f"{state.upcoming_sleep:.1f}s{capped}: {mask_url(url)}"

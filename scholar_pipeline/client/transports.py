@@ -12,7 +12,6 @@ no slot.
 from __future__ import annotations
 
 import datetime as dt
-import time
 import httpx
 
 from scholar_pipeline.client.deadline import request_deadline

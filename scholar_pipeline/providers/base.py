@@ -91,7 +91,7 @@ class MissingCredential(RuntimeError):
         where_to_get = f"Get one at {credential.signup_url}, then set" if credential.signup_url else "Set"
         super().__init__(
             f"{provider} answers only requests that carry an API key, and {credential.env} is not set. {where_to_get} it "
-            f"where Dagster runs: `export {credential.env}=...` before `dg dev` or `make demo`, or a line "
+            f"where Dagster runs: `export {credential.env}=...` before starting it (`dg dev`, `make materialize`), or a line "
             f"`{credential.env}=...` in the project's .env file; or remove {provider} from the saved search's providers "
             "in queries.yaml."
         )
@@ -136,7 +136,10 @@ class Provider(ABC):
 
     def explain_refusal(self, request: PageRequest, status: int, body: bytes) -> str | None:
         """What a user should do about an error answer that means more at this provider than its status says
-        (Springer's 403 for a premium feature); None leaves the general advice for the status."""
+        (a refused key, Springer's 403 for a premium feature); None leaves the general advice for the status."""
+        if status == 401 and self.credential is not None:
+            where = f" ({self.credential.signup_url} shows your keys)" if self.credential.signup_url else ""
+            return f"{self.name} refused the key: check {self.credential.env}{where}."
         return None
 
     def search_terms(self, text: str) -> str:

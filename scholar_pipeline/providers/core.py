@@ -9,7 +9,8 @@ Bearer` (from CORE_API_KEY); without it a partition fails before any request. Th
 keeps its trailing slash: without it CORE answers 301, which costs a request.
 
 Paging: `limit` (at most 100) and `offset`, which CORE serves up to the 10,000th record.
-A first page reporting more than that is landed but `superseded`: the day is fetched
+A first page reporting more than pages of `limit` can reach below that is landed but
+`superseded`: the day is fetched
 again from the start by scrolling (`scroll=true`, then each page's `scrollId`), which
 costs more of CORE's token budget and so is used only when needed. An empty or short
 page before `totalHits` is reached is refused (MalformedPage): CORE lost the scroll or
@@ -30,8 +31,11 @@ are written from the documented fields (`scholar_pipeline_tests/data/documented_
 - `authors[].name` is mostly "Family, Given" (turned to reading order); no ORCID or
   affiliation in CORE.
 - `publishedDate` (ISO, often with `T00:00:00`), else `yearPublished` as a year.
-- Everything in CORE is open access: `is_oa` is True and `oa_url` the `downloadUrl`;
-  no license field. `citationCount` is the citation count.
+- CORE aggregates open repositories, but many of its records carry metadata only: `is_oa`
+  is True, and `oa_url` the `downloadUrl`, when it has a `downloadUrl`, else NULL (not
+  known). No license field. `citationCount` is the citation count.
+- A record with only `yearPublished` cannot fall in a `publishedDate` window, so such
+  records are not fetched; the year is read for a record that has both kinds of date empty.
 """
 
 from __future__ import annotations
@@ -45,11 +49,12 @@ from scholar_pipeline.providers.base import (
     Credential, MalformedPage, PageInfo, PageRequest, ParsedRecords, Provider, RecordReader, load_json, read_records, require,
 )
 from scholar_pipeline.providers.boolean_query import QueryLanguage
+from scholar_pipeline.providers.paging import offset_page_end
 from scholar_pipeline.settings import ProviderSettings
 from scholar_pipeline.text import bare_doi, markup_to_text, name_in_reading_order, plain_text, read_iso_date, read_partial_date
 
 MAX_LIMIT = 100  # a larger `limit` is answered 504 [O]
-OFFSET_CEILING = 10_000  # offset + limit never beyond this; scroll for more
+OFFSET_CEILING = 10_000  # offset + limit never beyond this [O]; scroll for more
 # Letters and digits make a word; any other character separates (`COVID-19` is the phrase "COVID 19"),
 # so no `:`, `>`, `*` or `~` reaches CORE's Elasticsearch-like parser.
 QUERY_LANGUAGE = QueryLanguage("core", re.compile(r"[^\W_]+"))
@@ -90,15 +95,15 @@ class Core(Provider):
         if isinstance(request, ScrollRequest):
             return self._scroll_page(request, page, results, total, limit)
         offset = int(request.param("offset") or 0)
-        if total > OFFSET_CEILING and offset == 0:
+        if offset == 0 and -(-total // limit) * limit > OFFSET_CEILING:  # the last page's offset + limit would pass it
             scroll = ScrollRequest(request.path, tuple((k, v) for k, v in request.params if k != "offset") + (("scroll", "true"),))
             return PageInfo(records=0, total=total, next_request=scroll, superseded=True)
-        reached = _reached("offset", offset, results, total, limit)
+        reached = offset_page_end("core", f"offset {offset}", offset, results, limit, "totalHits", total)
         following = request.with_param("offset", str(reached)) if reached < total else None
         return PageInfo(records=results, total=total, next_request=following)
 
     def _scroll_page(self, request: ScrollRequest, page: dict[str, Any], results: int, total: int, limit: int) -> PageInfo:
-        reached = _reached("scroll position", request.received, results, total, limit)
+        reached = offset_page_end("core", f"scroll position {request.received}", request.received, results, limit, "totalHits", total)
         if reached >= total:
             return PageInfo(records=results, total=total, next_request=None)
         scroll_id = page.get("scrollId")
@@ -108,17 +113,6 @@ class Core(Provider):
 
     def parse_records(self, body: bytes) -> ParsedRecords:
         return read_records(self.name, "results", _page(body)["results"], _work)
-
-
-def _reached(where: str, start: int, results: int, total: int, limit: int) -> int:
-    """How many records the result set has delivered after this page; a page that cannot be where it says is refused."""
-    reached = start + results
-    if reached > total:
-        raise MalformedPage(f"core reports totalHits={total} on a page holding records {start + 1} to {reached}")
-    if reached < total and results < limit:
-        raise MalformedPage(f"core sent {results} of {limit} records at {where} {start} although it reports totalHits={total}; "
-                            "taking the short page as the end would drop the rest of the day")
-    return reached
 
 
 def _page(body: bytes) -> dict[str, Any]:
@@ -135,6 +129,7 @@ def _work(r: RecordReader) -> dict[str, Any]:
     core_id = r.identify("id", lambda value: value if value.isdigit() else None, numeric=True)
     published, precision = _published(r)
     journals = r.objects("journals") or []
+    download = r.text("downloadUrl") or None
     return {
         "provider": "core",
         "provider_id": core_id,
@@ -148,8 +143,8 @@ def _work(r: RecordReader) -> dict[str, Any]:
         "publisher": plain_text(r.text("publisher")),
         "work_type": plain_text(r.text("documentType")),
         "language": plain_text(r.text("language", "code")),
-        "is_oa": True,
-        "oa_url": r.text("downloadUrl") or None,
+        "is_oa": True if download else None,
+        "oa_url": download,
         "license": None,
         "cited_by_count": r.integer("citationCount"),
         "url": f"https://core.ac.uk/works/{core_id}",

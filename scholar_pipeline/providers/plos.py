@@ -8,10 +8,8 @@ the section-level partial documents (ids like `…/introduction`) that Solr retu
 
 Wire format: {"response": {"numFound", "start", "docs": [doc, ...]}}. The recorded answers
 carry no `responseHeader` (PLOS omits it). Paging: `start` moves on by `rows` while the
-pages come back full and `start + rows` is below `numFound`; a short page ends it. An empty
-page before `numFound` is reached is no end: the index moved or the server lost the
-result set, and stopping would drop records silently, so the page is refused (MalformedPage,
-which also keeps it out of the HTTP cache) and a rerun asks again.
+pages come back full and `start + rows` is below `numFound`; an empty or short page before
+`numFound` is refused (`paging.offset_page_end`).
 
 Text fields, decided on the recorded pages (`scholar_pipeline_tests/data/real_responses/plos`):
 - `abstract` (a list of strings, one per abstract) is plain text: the recorded abstracts
@@ -45,6 +43,7 @@ from typing import Any
 from scholar_pipeline.providers.base import (
     MalformedPage, PageInfo, PageRequest, ParsedRecords, Provider, RecordReader, SearchTextError, load_json, read_records, require,
 )
+from scholar_pipeline.providers.paging import offset_page_end
 from scholar_pipeline.settings import ProviderSettings
 from scholar_pipeline.text import bare_doi, markup_to_text, plain_text, read_iso_date
 
@@ -110,15 +109,8 @@ class Plos(Provider):
         start, rows = int(request.param("start") or 0), int(request.param("rows") or MAX_ROWS)
         if response.get("start") != start:
             raise MalformedPage(f"plos answered for start={response.get('start')!r} when asked for start={start}; starts with {body[:120]!r}")
-        if not docs and start < total:
-            raise MalformedPage(f"plos sent an empty page at start={start} although it reports numFound={total}; "
-                                "the result set changed or was lost while paging, so the partition is not complete")
-        if len(docs) < rows and start + len(docs) < total:
-            raise MalformedPage(f"plos sent {len(docs)} of {rows} records at start={start} although it reports numFound={total}; "
-                                "taking the short page as the end would drop the rest of the day")
-        if start + len(docs) > total:
-            raise MalformedPage(f"plos reports numFound={total} on a page holding records {start + 1} to {start + len(docs)}")
-        following = request.with_param("start", str(start + len(docs))) if start + len(docs) < total else None
+        reached = offset_page_end("plos", f"start={start}", start, len(docs), rows, "numFound", total)
+        following = request.with_param("start", str(reached)) if reached < total else None
         return PageInfo(records=len(docs), total=total, next_request=following)
 
     def parse_records(self, body: bytes) -> ParsedRecords:

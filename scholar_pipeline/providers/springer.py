@@ -1,9 +1,10 @@
 """Springer Nature Meta API `/meta/v2/json`: the online-date window inside `q`, `s`/`p` paging, a required key.
 
 Request: `q` holds the search (see `search_terms`) followed by `onlinedatefrom:D
-onlinedateto:D`, the constraints Springer's Basic plan allows for a date window (a
-publication-date `year:` is a Premium feature); constraints and terms separated by spaces
-must all hold. `s` is the 1-based number of the first record, `p` the page size: at most
+onlinedateto:D`; constraints and terms separated by spaces must all hold. The online date
+is the day a work first appears, so a daily fetch sees new works as they come out; the
+Basic plan's other window, `datefrom:`/`dateto:`, is the cover date, often months later
+and often only a month (`year:` is a Premium feature). `s` is the 1-based number of the first record, `p` the page size: at most
 25 on the Basic plan and 100 on Premium, so the default is 25 and
 SCHOLAR_PIPELINE_SPRINGER_PAGE_SIZE raises it for a Premium key. Asking a Basic key for
 more is answered 403 "This is a premium feature", which `explain_refusal` turns into that
@@ -16,8 +17,9 @@ Wire format: {"apiMessage", "query", "result": [{"total", "start", "pageLength",
 "recordsDisplayed"}], "records": [record, ...], "facets": [...], "nextPage"}. The counts
 are strings ("1"); a number is read too. Paging: `s` moves on by the records received
 while they are fewer than `total`; an empty or short page before that is refused
-(MalformedPage, which keeps it out of the HTTP cache): Springer serves full pages, and
-taking a short one as the end would drop the rest of the day.
+(`paging.offset_page_end`). Springer's order without `sort:` (a Premium feature) is not
+documented as stable: a record that moved between pages would come twice and push
+another out, which `matches_provider_total` cannot see.
 
 Records (fixtures written from the documented shape: sprynger's record of a live answer,
 `scholar_pipeline_tests/data/documented_shapes/springer`):
@@ -46,6 +48,7 @@ from scholar_pipeline.providers.base import (
     require,
 )
 from scholar_pipeline.providers.boolean_query import QueryLanguage
+from scholar_pipeline.providers.paging import offset_page_end
 from scholar_pipeline.settings import ProviderSettings
 from scholar_pipeline.text import bare_doi, bare_orcid, markup_to_text, name_in_reading_order, plain_text, read_iso_date
 
@@ -80,13 +83,13 @@ class Springer(Provider):
         return QUERY_LANGUAGE.write_operand(text)
 
     def explain_refusal(self, request: PageRequest, status: int, body: bytes) -> str | None:
-        if status == 403 and b"premium" in body.lower():
-            return (f"Springer Nature serves this only on a Premium plan. Pages above {BASIC_PLAN_PAGE} records are Premium: "
-                    f"this request asked for p={request.param('p')}, so set SCHOLAR_PIPELINE_SPRINGER_PAGE_SIZE to "
-                    f"{BASIC_PLAN_PAGE} or less, or use a Premium key in SPRINGER_NATURE_API_KEY.")
-        if status == 401:
-            return "Springer Nature refused the key: check SPRINGER_NATURE_API_KEY (https://dev.springernature.com shows your keys)."
-        return None
+        if status != 403 or b"premium" not in body.lower():
+            return super().explain_refusal(request, status, body)
+        if int(request.param("p") or 0) > BASIC_PLAN_PAGE:
+            return (f"Springer Nature serves pages above {BASIC_PLAN_PAGE} records only on a Premium plan, and this request "
+                    f"asked for p={request.param('p')}: set SCHOLAR_PIPELINE_SPRINGER_PAGE_SIZE to {BASIC_PLAN_PAGE} or less, "
+                    "or use a Premium key in SPRINGER_NATURE_API_KEY.")
+        return "Springer Nature serves this request only on a Premium plan; the key in SPRINGER_NATURE_API_KEY is not on one."
 
     def inspect(self, request: PageRequest, body: bytes) -> PageInfo:
         page = _page(body)
@@ -96,12 +99,7 @@ class Springer(Provider):
             raise MalformedPage(f"springer answered for s={page['start']} when asked for s={start}")
         if page["recordsDisplayed"] != records:
             raise MalformedPage(f"springer says recordsDisplayed={page['recordsDisplayed']} on a page holding {records} records")
-        reached = start - 1 + records
-        if reached > total:
-            raise MalformedPage(f"springer reports total={total} on a page holding records {start} to {reached}")
-        if reached < total and records < size:
-            raise MalformedPage(f"springer sent {records} of {size} records at s={start} although it reports total={total}; "
-                                "taking the short page as the end would drop the rest of the day")
+        reached = offset_page_end("springer", f"s={start}", start - 1, records, size, "total", total)
         following = request.with_param("s", str(reached + 1)) if reached < total else None
         return PageInfo(records=records, total=total, next_request=following)
 

@@ -3,7 +3,7 @@
 Only what CORE aggregates is served: the corpus' open works (a license, or a preprint),
 with CORE's quirks: numeric ids, authors as "Family, Given", a DOI now and then as a
 doi.org link, `publishedDate` with `T00:00:00`, `language` as {code, name}, `journals` as
-a list, repository `downloadUrl`s, and titles and abstracts as repositories deliver
+a list, repository `downloadUrl`s (empty for a record of metadata only), and titles and abstracts as repositories deliver
 them (`<i>` in some titles, `<p>` around some abstracts). `q` must hold `publishedDate>=D AND
 publishedDate<E` (or `<=E`); its other words select the works (`Corpus.works_matching`).
 
@@ -135,7 +135,7 @@ def render(w: SimWork) -> dict:
         "journals": [{"title": w.venue, "identifiers": []}] if w.work_type != "preprint" else [],
         "documentType": "preprint" if w.work_type == "preprint" else "research",
         "language": {"code": w.language, "name": {"en": "English", "de": "German", "es": "Spanish"}.get(w.language, w.language)},
-        "downloadUrl": f"https://core.ac.uk/download/{identifier}.pdf",
+        "downloadUrl": "" if w.serial % 6 == 0 else f"https://core.ac.uk/download/{identifier}.pdf",  # metadata only
         "citationCount": w.cited_by,
         "arxivId": None,
         "pubmedId": None,

@@ -32,6 +32,7 @@ from scholar_pipeline.simulator.springer import SpringerApi
 
 API_CLASSES = (OpenAlexApi, CrossrefApi, ArxivApi, PubMedApi, PlosApi, SpringerApi, CoreApi)
 # Keys for the providers that require one: the simulator takes them, the real APIs would refuse them.
+_KEY_PARAMS = frozenset({"api_key", "apikey", "key", "token"})
 PLACEHOLDER_KEYS = {"SPRINGER_NATURE_API_KEY": "simulator-placeholder-springer-key", "CORE_API_KEY": "simulator-placeholder-core-key"}
 
 
@@ -128,7 +129,14 @@ class ProviderSimulator:
             self.requests.append(entry)
             if self.log_file is not None:
                 with open(self.log_file, "a") as out:
-                    out.write(json.dumps(asdict(entry)) + "\n")
+                    out.write(json.dumps(_without_keys(asdict(entry))) + "\n")
+
+
+def _without_keys(entry: dict) -> dict:
+    """A logged request as the log file keeps it: keys masked, since a user may point the pipeline at real keys."""
+    entry["params"] = {k: ["***"] * len(v) if k.lower() in _KEY_PARAMS else v for k, v in entry["params"].items()}
+    entry["headers"] = {k: "***" if k.lower() == "authorization" else v for k, v in entry["headers"].items()}
+    return entry
 
 
 def _handler_for(simulator: ProviderSimulator) -> type[BaseHTTPRequestHandler]:
