@@ -141,6 +141,14 @@ class LandingZone:
     def read_manifest(self, path: Path) -> Manifest:
         return Manifest.from_json(Path(path).read_text())
 
+    def manifest_paths(self) -> list[Path]:
+        """Every manifest, oldest first within a partition (names start with the time the fetch finished)."""
+        return sorted((self.root / "manifests").glob("*/*/*/*.json"))
+
+    def stored_pages(self) -> dict[str, Path]:
+        """Every page file in the landing zone, by the sha256 its name claims."""
+        return {path.name.removesuffix(".gz"): path for path in (self.root / "pages").glob("*/*.gz")}
+
 
 def _write_atomically(path: Path, data: bytes, exclusive: bool = False) -> None:
     """Write aside, then move into place: a reader sees the whole file or none. `exclusive` never replaces one."""

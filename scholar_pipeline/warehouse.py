@@ -176,3 +176,13 @@ def replace_partition(con: duckdb.DuckDBPyConnection, rows: PartitionRows, prove
         [provenance.query, provenance.provider, provenance.partition_date],
     ).fetchone()[0]
 
+
+
+def latest_provenance(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str, dt.date], dict]:
+    """The provenance row of each partition's last landing, by (query, provider, partition date)."""
+    cursor = con.execute(
+        "SELECT * FROM provenance QUALIFY row_number() OVER (PARTITION BY query, provider, partition_date ORDER BY landed_at DESC) = 1"
+    )
+    names = [column[0] for column in cursor.description]
+    rows = (dict(zip(names, row)) for row in cursor.fetchall())
+    return {(row["query"], row["provider"], row["partition_date"]): row for row in rows}

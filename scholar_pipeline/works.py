@@ -11,7 +11,11 @@ import pyarrow.compute as pc
 
 from scholar_pipeline.landing import DamagedPage, LandingZone, Manifest
 from scholar_pipeline.normalize import FieldProblem, RecordError, normalize_page_checked
-from scholar_pipeline.schema import WORKS_SCHEMA
+from scholar_pipeline.schema import SCHEMA_VERSION, WORKS_SCHEMA
+
+# The version of what turns landed pages into rows (normalization, dedup): recorded in provenance, and a
+# rebuild from the landing zone rewrites the partitions landed under another.
+WORKS_CODE_VERSION = f"works-v2+{SCHEMA_VERSION}"
 
 
 class PartitionRowsError(RuntimeError):

@@ -18,10 +18,9 @@ from scholar_pipeline.metadata import problems_table, raw_metadata, works_metada
 from scholar_pipeline.providers import PROVIDERS
 from scholar_pipeline.providers.base import MissingCredential
 from scholar_pipeline.queries import SavedSearch, load_saved_searches
-from scholar_pipeline.schema import SCHEMA_VERSION
 from scholar_pipeline.settings import monitor_days, queries_file
 from scholar_pipeline.warehouse import ProvenanceRow, replace_partition, write_connection
-from scholar_pipeline.works import PartitionRows, partition_rows
+from scholar_pipeline.works import WORKS_CODE_VERSION, PartitionRows, partition_rows
 
 # backfill_policy is still marked beta in Dagster 1.13; the warning would fill every CLI run's output.
 warnings.filterwarnings("ignore", message=".*backfill_policy.*", category=dg.BetaWarning)
@@ -30,7 +29,6 @@ warnings.filterwarnings("ignore", message=".*backfill_policy.*", category=dg.Bet
 warnings.filterwarnings("ignore", message=r"Non-compliant tag keys like \['dagster/partition/", category=DeprecationWarning)
 
 RAW_CODE_VERSION = "raw-v2"
-WORKS_CODE_VERSION = f"works-v2+{SCHEMA_VERSION}"
 NO_RECORDS_LOST = "no_records_lost"
 DATES_IN_WINDOW = "publication_dates_in_window"
 MATCHES_PROVIDER_TOTAL = "matches_provider_total"

@@ -1,0 +1,111 @@
+"""Audit: is every landed row still provable from the bytes it came from?
+
+Three layers are re-hashed against what was recorded when they were written:
+- pages: every page a manifest names is in the landing zone and still hashes to its name;
+  a page no manifest names is reported as extra;
+- manifests: each still hashes to its recorded input hash, and the manifest each
+  partition's last landing recorded in `provenance` still exists and names the same pages;
+- rows: each `works` row still hashes to its `record_hash` (recomputed from its columns, so
+  an edited title shows), and each partition's rows still give its recorded output hash
+  and row count; rows of a partition with no provenance are reported as extra.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+
+from scholar_pipeline.landing import DamagedPage, LandingZone, partition_input_hash
+from scholar_pipeline.normalize import record_hash
+from scholar_pipeline.schema import RECORD_FIELDS
+from scholar_pipeline.warehouse import latest_provenance
+from scholar_pipeline.works import hash_of_records
+
+_HASHED_COLUMNS = [name for name in RECORD_FIELDS.names if name != "record_hash"]
+
+
+@dataclass(frozen=True)
+class Finding:
+    what: str  # e.g. "page changed", "rows changed"
+    where: str  # a page's sha256 and its manifest, or "query / provider / date"
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{self.what}: {self.where}: {self.detail}"
+
+
+def audit(home: Path, database: Path) -> list[Finding]:
+    landing = LandingZone(home / "landing")
+    findings = _audit_landing_zone(landing)
+    if database.exists():
+        with duckdb.connect(str(database), read_only=True) as con:
+            findings += _audit_warehouse(con, landing)
+    return findings
+
+
+def _audit_landing_zone(landing: LandingZone) -> list[Finding]:
+    findings, named_by = [], {}
+    for path in landing.manifest_paths():
+        manifest = landing.read_manifest(path)
+        hashes = [page.sha256 for page in manifest.pages]
+        if partition_input_hash(hashes) != manifest.input_hash:
+            findings.append(Finding("manifest changed", str(path), "its pages no longer hash to its recorded input hash"))
+        for sha in hashes:
+            named_by.setdefault(sha, path)
+    stored = landing.stored_pages()
+    for sha, path in sorted(named_by.items()):
+        if sha not in stored:
+            findings.append(Finding("page missing", sha, f"named by {path}, not in the landing zone"))
+            continue
+        try:
+            landing.read_page(sha)
+        except DamagedPage as error:
+            findings.append(Finding("page changed", sha, f"named by {path}: {error}"))
+    for sha in sorted(set(stored) - set(named_by)):
+        findings.append(Finding("page extra", sha, f"{stored[sha]} is named by no manifest"))
+    return findings
+
+
+def _audit_warehouse(con: duckdb.DuckDBPyConnection, landing: LandingZone) -> list[Finding]:
+    tables = {row[0] for row in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+    if not {"works", "provenance"} <= tables:
+        return []
+    findings, recorded = [], latest_provenance(con)
+    for partition, row in sorted(recorded.items()):
+        where = " / ".join(map(str, partition))
+        findings += _audit_manifest_of(landing, where, Path(row["manifest_path"]), row["page_sha256"])
+        findings += _audit_rows(con, where, partition, row["output_hash"], row["rows_landed"])
+    landed = con.execute("SELECT query, provider, partition_date, count(*) FROM works GROUP BY ALL ORDER BY ALL").fetchall()
+    for query, provider, day, count in landed:
+        if (query, provider, day) not in recorded:
+            findings.append(Finding("rows extra", f"{query} / {provider} / {day}", f"{count} rows with no provenance row"))
+    return findings
+
+
+def _audit_manifest_of(landing: LandingZone, where: str, path: Path, page_sha256: list[str]) -> list[Finding]:
+    if not path.exists():
+        return [Finding("manifest missing", where, f"its last landing recorded {path}, which is gone")]
+    if [page.sha256 for page in landing.read_manifest(path).pages] != list(page_sha256):
+        return [Finding("manifest changed", where, f"{path} names other pages than its provenance row")]
+    return []
+
+
+def _audit_rows(con: duckdb.DuckDBPyConnection, where: str, partition: tuple[str, str, dt.date], output_hash: str,
+                rows_landed: int) -> list[Finding]:
+    columns = ", ".join(f'"{name}"' for name in _HASHED_COLUMNS + ["record_hash"])
+    rows = con.execute(f"SELECT {columns} FROM works WHERE query = ? AND provider = ? AND partition_date = ?",
+                       list(partition)).fetch_arrow_table().to_pylist()
+    findings = []
+    recomputed = [record_hash({name: row[name] for name in _HASHED_COLUMNS}) for row in rows]
+    edited = [row["provider_id"] for row, again in zip(rows, recomputed) if row["record_hash"] != again]
+    if edited:
+        findings.append(Finding("rows changed", where, f"{len(edited)} rows no longer match their record_hash "
+                                                        f"(first: provider_id {edited[0]!r})"))
+    if len(rows) != rows_landed or hash_of_records(recomputed) != output_hash:
+        findings.append(Finding("rows changed" if len(rows) == rows_landed else "rows missing or extra", where,
+                                f"{len(rows)} rows hash to {hash_of_records(recomputed)[:16]}; its landing recorded "
+                                f"{rows_landed} rows hashing to {output_hash[:16]}"))
+    return findings

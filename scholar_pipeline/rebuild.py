@@ -1,0 +1,100 @@
+"""Rebuild `works` from the landing zone alone: no network, no HTTP cache, no Dagster run.
+
+Each partition is rebuilt from the manifest its last landing recorded in `provenance` (or,
+when DuckDB holds none, from its newest manifest) and its rebuilt output hash is compared
+with the one recorded (or, without a provenance row, with the manifest's content hash,
+which equals it for a partition without repeated records). A partition is written again
+only when it must be: landed under another `WORKS_CODE_VERSION`, rebuilt to other rows than
+recorded, or not in DuckDB at all. A write is a normal partition swap with a provenance row
+whose `run_id` is NULL (Dagster's asset history does not see it).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+
+from scholar_pipeline.landing import LandingZone
+from scholar_pipeline.warehouse import ProvenanceRow, ensure_tables, latest_provenance, replace_partition, write_connection
+from scholar_pipeline.works import WORKS_CODE_VERSION, partition_rows
+
+
+
+@dataclass(frozen=True)
+class PartitionSelection:
+    query: str | None = None
+    provider: str | None = None
+    first: dt.date | None = None
+    last: dt.date | None = None
+
+    def holds(self, query: str, provider: str, day: dt.date) -> bool:
+        return ((self.query is None or query == self.query) and (self.provider is None or provider == self.provider)
+                and (self.first is None or day >= self.first) and (self.last is None or day <= self.last))
+
+
+@dataclass(frozen=True)
+class Rebuilt:
+    query: str
+    provider: str
+    partition_date: dt.date
+    recorded_hash: str | None  # from provenance, else the manifest's content hash
+    recorded_in: str  # "provenance" or "manifest"
+    rebuilt_hash: str
+    recorded_code_version: str | None
+    written: bool
+
+    @property
+    def equal(self) -> bool:
+        return self.recorded_hash == self.rebuilt_hash
+
+    @property
+    def unexplained(self) -> bool:
+        """Other rows than recorded although nothing that turns pages into rows changed: the data does not reproduce."""
+        return not self.equal and self.recorded_code_version in (None, WORKS_CODE_VERSION)
+
+
+def rebuild(home: Path, database: Path, selection: PartitionSelection = PartitionSelection(), log=print) -> list[Rebuilt]:
+    """Rebuild every selected partition the landing zone holds; `log` hears one line per partition as it goes."""
+    landing = LandingZone(home / "landing")
+    newest_manifest: dict[tuple[str, str, dt.date], Path] = {}
+    for path in landing.manifest_paths():  # oldest first, so the last one wins
+        query, provider, day = path.parts[-4], path.parts[-3], dt.date.fromisoformat(path.parts[-2])
+        if selection.holds(query, provider, day):
+            newest_manifest[query, provider, day] = path
+    results = []
+    with write_connection(database, home) as con:
+        ensure_tables(con)
+        recorded = latest_provenance(con)
+        for key in sorted(newest_manifest):
+            previous = recorded.get(key)
+            manifest_path = Path(previous["manifest_path"]) if previous else newest_manifest[key]
+            manifest = landing.read_manifest(manifest_path)
+            rows = partition_rows(landing, manifest)
+            must_write = (previous is None or previous["code_version"] != WORKS_CODE_VERSION
+                          or previous["output_hash"] != rows.output_hash)
+            if must_write:
+                provenance = ProvenanceRow.of(manifest, manifest_path, rows, run_id=None,
+                                              raw_run_id=previous["raw_run_id"] if previous else None, code_version=WORKS_CODE_VERSION)
+                replace_partition(con, rows, provenance)
+            result = Rebuilt(
+                query=key[0], provider=key[1], partition_date=key[2],
+                recorded_hash=previous["output_hash"] if previous else manifest.content_hash,
+                recorded_in="provenance" if previous else "manifest", rebuilt_hash=rows.output_hash,
+                recorded_code_version=previous["code_version"] if previous else None, written=must_write,
+            )
+            log(describe(result))
+            results.append(result)
+    return results
+
+
+def describe(result: Rebuilt) -> str:
+    recorded = (result.recorded_hash or "none")[:16]
+    if result.equal:
+        outcome = "equal" + (", rewritten" if result.written else "")
+    elif not result.unexplained:
+        outcome = f"changed by code version {result.recorded_code_version} -> {WORKS_CODE_VERSION}, rewritten"
+    else:
+        outcome = "DIFFERENT, rewritten from the landing zone"
+    return (f"{result.query} / {result.provider} / {result.partition_date}: recorded {recorded} ({result.recorded_in}), "
+            f"rebuilt {result.rebuilt_hash[:16]}: {outcome}")
