@@ -42,15 +42,27 @@ def fetch_partition(
     page it followed when it was fetched: a live chain that stopped half-way, or two runs
     fetching the same partition at once, cannot leave a replayable mix of two answers.
     `live` skips the cache from the start (monitoring re-fetches).
+
+    Where a failed request may have moved a server-side cursor (`cursor_moves_on_use`), a
+    page after the first that was retried after such a failure (anything but a 429) could be
+    the page after the one asked for, so the chain is fetched again live from its first
+    page, up to `MAX_CHAIN_RESTARTS` times.
     """
     chain = _PagingChain(client, provider, settings, landing, provider.first_request(text, day, settings.page_size, mailto),
                          where=f"{provider.name} / saved search {query!r} / {day}", log=log)
+    for attempt in range(MAX_CHAIN_RESTARTS):
+        try:
+            return chain.fetch(live=live or attempt > 0)
+        except _ChainRestart as reason:
+            if log is not None:
+                log.warning(f"{chain.where}: {reason}; fetching the whole chain again without the cache")
     try:
-        return chain.fetch(live=live)
-    except _CachedChainBroken as broken:
-        if log is not None:
-            log.warning(f"{chain.where}: {broken}; fetching the whole chain again without the cache")
         return chain.fetch(live=True)
+    except _ChainRestart as reason:
+        raise PartitionFetchError(
+            f"{chain.where}: {reason}; this happened on {MAX_CHAIN_RESTARTS + 1} fetches of the whole chain in a row, so the "
+            "provider is failing too often to page through this day: retry the partition later"
+        ) from None
 
 
 def chain_cache_key(first_url: str, page_number: int, previous_page_sha256: str) -> str:
@@ -59,7 +71,14 @@ def chain_cache_key(first_url: str, page_number: int, previous_page_sha256: str)
     return hashlib.sha256(f"{first_url}#page={page_number}#after={previous_page_sha256}".encode()).hexdigest()
 
 
-class _CachedChainBroken(Exception):
+MAX_CHAIN_RESTARTS = 3
+
+
+class _ChainRestart(Exception):
+    """The chain must be fetched again live from its first page; the message says why."""
+
+
+class _CachedChainBroken(_ChainRestart):
     pass
 
 
@@ -83,6 +102,11 @@ class _PagingChain:
             replaying = bool(pages) and pages[0].from_cache
             key = chain_cache_key(self.client.url_for(self.first_request), number, pages[-1].sha256 if pages else "")
             page = self._get(request, key, number, live=live or (bool(pages) and not replaying), replaying=replaying)
+            if page.attempts_that_may_have_reached and pages and self.provider.cursor_moves_on_use:
+                self.client.evict(key)
+                raise _ChainRestart(f"page {number} was answered after a failed attempt that may have reached {self.provider.name}, "
+                                    "which moves its cursor on every request it handles, so the answer may be the page after "
+                                    "the one asked for")
             info, hashes = self._read(request, page, key, number)
             pages.append(self.landing.land_page(number, page, info.records, info.total, info.superseded))
             record_hashes += hashes

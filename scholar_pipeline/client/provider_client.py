@@ -38,6 +38,9 @@ class FetchedPage:
     body: bytes
     from_cache: bool
     fetched_at: dt.datetime  # when the provider sent it, also for a page replayed from the cache
+    # Failed attempts before this answer that may have reached the provider's handler (all but 429s, which are
+    # refusals before any work): the answer to a retry of a request that moved a server-side cursor is another page.
+    attempts_that_may_have_reached: int = 0
 
 
 class ProviderRequestError(RuntimeError):
@@ -130,7 +133,7 @@ class ProviderClient:
             retry=tenacity.retry_if_exception_type((httpx.TransportError, httpx.DecodingError, RetryableResponse)),
             wait=self.retry.wait,
             stop=tenacity.stop_after_attempt(self.retry.max_attempts),
-            before_sleep=self._report_retry(url),
+            before_sleep=self._report_retry(url, failures := []),
             reraise=True,
         )
         try:
@@ -163,6 +166,7 @@ class ProviderClient:
             body=response.content,
             from_cache=response.extensions.get("caching", {}).get("from_cache", False),  # hishel's CacheStatus
             fetched_at=_fetched_at(response),
+            attempts_that_may_have_reached=sum(not _refused_before_any_work(error) for error in failures),
         )
 
     def evict(self, cache_key: str) -> None:
@@ -185,11 +189,13 @@ class ProviderClient:
             raise RetryableResponse(response)
         return response
 
-    def _report_retry(self, url: str):
+    def _report_retry(self, url: str, failures: list[BaseException]):
+        """Before each wait: the failure noted in `failures` and said in the log."""
         def report(state: tenacity.RetryCallState) -> None:
+            error = state.outcome.exception()
+            failures.append(error)
             if self.log is None:
                 return
-            error = state.outcome.exception()
             advised = advised_wait(error.response) if isinstance(error, RetryableResponse) else None
             capped = (f" (it asked to wait {advised:.0f} s; waits are capped at SCHOLAR_PIPELINE_{self.provider.upper()}_MAX_RETRY_WAIT)"
                       if advised and advised > state.upcoming_sleep else "")
@@ -198,6 +204,10 @@ class ProviderClient:
                 f"{state.upcoming_sleep:.1f}s{capped}: {mask_url(url)}"
             )
         return report
+
+
+def _refused_before_any_work(error: BaseException) -> bool:
+    return isinstance(error, RetryableResponse) and error.response.status_code == 429
 
 
 def _fetched_at(response: httpx.Response) -> dt.datetime:

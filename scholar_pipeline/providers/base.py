@@ -116,6 +116,9 @@ class Provider(ABC):
     name: ClassVar[str]
     defaults: ClassVar[ProviderSettings]
     credential: ClassVar[Credential | None] = None
+    # The cursor is server-side state that each request moves on (Crossref): a request that failed after reaching the
+    # server may have moved it, so the answer to its retry can be the page after the one asked for.
+    cursor_moves_on_use: ClassVar[bool] = False
 
     def default_settings(self, mailto: str | None, keyed: bool) -> ProviderSettings:
         """The provider's defaults; a provider whose limits depend on the contact e-mail (a polite pool) or on an

@@ -32,6 +32,7 @@ class Crossref(Provider):
     defaults = ProviderSettings(base_url="https://api.crossref.org", rate_limit=5.0, page_size=500, max_records=200_000)
     POLITE_RATE_LIMIT = 10.0
     credential = Credential(env="CROSSREF_PLUS_TOKEN", header="Crossref-Plus-API-Token", header_prefix="Bearer ")
+    cursor_moves_on_use = True  # one cursor string for the whole scroll, moved on by every request that reaches it
 
     def default_settings(self, mailto: str | None, keyed: bool) -> ProviderSettings:
         return replace(self.defaults, rate_limit=self.POLITE_RATE_LIMIT) if mailto else self.defaults

@@ -15,8 +15,13 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--max-per-day", type=int, default=240)
     parser.add_argument("--request-log", type=Path, help="append every request here as JSON lines")
+    parser.add_argument("--faults", metavar="SPEC", help="inject faults, e.g. crossref:503@2x2,openalex:reset (see simulator/faults.py)")
     args = parser.parse_args()
-    with ProviderSimulator(args.port, Corpus(args.seed, args.max_per_day), log_file=args.request_log) as sim:
+    try:
+        simulator = ProviderSimulator(args.port, Corpus(args.seed, args.max_per_day), log_file=args.request_log, faults=args.faults)
+    except ValueError as error:
+        parser.error(str(error))
+    with simulator as sim:
         print("Provider simulator on 127.0.0.1; point the pipeline at it with:")
         for name, value in (sim.environ() | PLACEHOLDER_KEYS).items():
             print(f"  export {name}={value}")

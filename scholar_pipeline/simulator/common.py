@@ -12,6 +12,7 @@ class SimResponse:
     body: bytes
     content_type: str = "application/json"
     headers: dict[str, str] = field(default_factory=dict)
+    delivery: str | None = None  # a fault in how it is sent (faults.DELIVERY_FAULTS), carried out by the handler
 
     @classmethod
     def json(cls, status: int, payload, headers: dict[str, str] | None = None) -> SimResponse:

@@ -1,18 +1,21 @@
 """The provider simulator: a real HTTP server on 127.0.0.1 speaking each provider's wire format.
 
-    with ProviderSimulator(rate_limits={"crossref": 5}) as sim:
+    with ProviderSimulator(rate_limits={"crossref": 5}, faults="crossref:503@2") as sim:
         os.environ.update(sim.environ())       # SCHOLAR_PIPELINE_<PROVIDER>_BASE_URL
         ...
-        sim.requests                            # the request log
+        sim.requests                            # the request log, with the fault each request got
 
 Each provider lives under its own path prefix (`/openalex/works`, `/crossref/works`), so
 one server stands in for every API (all seven: `API_CLASSES`). Requests over a provider's rate limit (any 1-second
-window) get that provider's 429. Every request is logged, with the time it arrived.
+window) get that provider's 429. Faults are injected on demand (faults.py). Every request is
+logged, with the time it arrived.
 """
 
 from __future__ import annotations
 
 import json
+import socket
+import struct
 import threading
 import time
 from dataclasses import asdict, dataclass
@@ -25,6 +28,7 @@ from scholar_pipeline.simulator.common import BadRequest, SimResponse
 from scholar_pipeline.simulator.core import CoreApi
 from scholar_pipeline.simulator.corpus import Corpus
 from scholar_pipeline.simulator.crossref import CrossrefApi
+from scholar_pipeline.simulator.faults import BODY_FAULTS, DELIVERY_FAULTS, HTML_ERROR_PAGE, STATUS_FAULTS, FaultPlan, parse_faults
 from scholar_pipeline.simulator.openalex import OpenAlexApi
 from scholar_pipeline.simulator.plos import PlosApi
 from scholar_pipeline.simulator.pubmed import PubMedApi
@@ -44,13 +48,16 @@ class LoggedRequest:
     params: dict[str, list[str]]
     headers: dict[str, str]
     status: int
+    fault: str | None = None
 
 
 class ProviderSimulator:
     def __init__(self, port: int = 0, corpus: Corpus | None = None, rate_limits: dict[str, float] | None = None,
-                 log_file: Path | None = None):
+                 log_file: Path | None = None, faults: str | None = None, stall_seconds: float = 30.0):
         self.corpus = corpus or Corpus()
         self.apis = {cls.name: cls(self.corpus) for cls in API_CLASSES}
+        self.faults = FaultPlan(parse_faults(faults, frozenset(self.apis)))
+        self.stall_seconds = stall_seconds
         self.rate_limits = {name: api.default_rate_limit for name, api in self.apis.items()} | (rate_limits or {})
         self.requests: list[LoggedRequest] = []
         self.log_file = log_file
@@ -98,8 +105,11 @@ class ProviderSimulator:
         api = self.apis.get(provider)
         route = api.routes.get("/" + rest.rstrip("/")) if api else None
         refused = api.authenticate(headers) if route is not None and hasattr(api, "authenticate") else None
+        fault = self.faults.next_fault(provider) if route is not None else None
         if route is None or method != "GET":
             response = SimResponse.text(404, "Resource not found.")
+        elif fault in STATUS_FAULTS:
+            response = _status_fault(api, fault)
         elif self._over_rate_limit(provider, arrived):
             response = api.rate_limited()
         elif refused is not None:  # APIs that take the key in a header (CORE) check it here
@@ -109,7 +119,13 @@ class ProviderSimulator:
                 response = route(params)
             except BadRequest as error:
                 response = error.response
-        self._log(LoggedRequest(arrived, provider, url.path, params, headers, response.status))
+        if fault in BODY_FAULTS and response.status == 200:
+            response = SimResponse(200, response.body[: len(response.body) // 2], response.content_type, response.headers)
+            if fault == "html":
+                response = SimResponse(200, HTML_ERROR_PAGE, "text/html; charset=utf-8")
+        if fault in DELIVERY_FAULTS:
+            response.delivery = fault
+        self._log(LoggedRequest(arrived, provider, url.path, params, headers, response.status, fault))
         return response
 
     def _over_rate_limit(self, provider: str, now: float) -> bool:
@@ -132,6 +148,15 @@ class ProviderSimulator:
                     out.write(json.dumps(_without_keys(asdict(entry))) + "\n")
 
 
+def _status_fault(api, fault: str) -> SimResponse:
+    if fault.startswith("429"):
+        response = api.rate_limited()  # the provider's own rate-limit answer
+        if fault == "429-retry-after":
+            response.headers["Retry-After"] = "1"
+        return response
+    return SimResponse.text(int(fault), "upstream error")
+
+
 def _without_keys(entry: dict) -> dict:
     """A logged request as the log file keeps it: keys masked, since a user may point the pipeline at real keys."""
     entry["params"] = {k: ["***"] * len(v) if k.lower() in _KEY_PARAMS else v for k, v in entry["params"].items()}
@@ -149,13 +174,32 @@ def _handler_for(simulator: ProviderSimulator) -> type[BaseHTTPRequestHandler]:
 
         def do_GET(self) -> None:
             response = simulator.answer("GET", self.path, dict(self.headers))
+            if response.delivery == "reset":  # SO_LINGER 0: close sends a TCP reset
+                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                self.close_connection = True
+                self.connection.close()
+                return
+            if response.delivery == "stall":
+                time.sleep(simulator.stall_seconds)
             self.send_response(response.status)
             self.send_header("Content-Type", response.content_type)
             self.send_header("Content-Length", str(len(response.body)))
             for name, value in response.headers.items():
                 self.send_header(name, value)
             self.end_headers()
-            self.wfile.write(response.body)
+            if response.delivery == "truncate":
+                self.wfile.write(response.body[: len(response.body) // 2])
+                self.wfile.flush()
+                self.close_connection = True
+                self.connection.shutdown(socket.SHUT_RDWR)
+            elif response.delivery == "slow":  # about twenty pieces a twentieth of a second apart
+                piece = max(16, len(response.body) // 20)
+                for start in range(0, len(response.body), piece):
+                    self.wfile.write(response.body[start:start + piece])
+                    self.wfile.flush()
+                    time.sleep(0.05)
+            else:
+                self.wfile.write(response.body)
 
     return Handler
 

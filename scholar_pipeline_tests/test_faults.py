@@ -1,0 +1,101 @@
+"""Faults injected on the wire by the simulator (`--faults SPEC`): transient ones are retried and land exactly the clean
+result; permanent ones fail the partition by name and land nothing."""
+
+import shutil
+import subprocess
+import sys
+
+import httpx
+import pytest
+
+from scholar_pipeline.simulator import Corpus, ProviderSimulator
+from scholar_pipeline.simulator.faults import FaultRule, parse_faults
+from scholar_pipeline_tests.helpers import home, materialize, query_db, step_failure
+
+DAY = "2024-03-01"
+CORPUS = dict(seed=11, min_per_day=120, max_per_day=240)
+# Those that reach the provider's handler first: with a cursor that moves on each use (Crossref), they are the hard ones.
+TRANSIENT = ["reset", "truncate", "slow", "429", "429-retry-after", "500", "502", "503", "504"]
+
+
+def _landed(provider: str) -> tuple[list[tuple], str]:
+    rows = query_db("SELECT provider_id, record_hash FROM works WHERE provider = ? ORDER BY ALL", [provider])
+    (output_hash,) = query_db("SELECT output_hash FROM provenance WHERE provider = ? ORDER BY landed_at DESC LIMIT 1", [provider])[0]
+    return rows, output_hash
+
+
+def test_spec_is_parsed_or_refused_with_what_is_allowed():
+    assert parse_faults("crossref:503@2x3, *:reset, openalex:429-retry-after@4x*", frozenset({"crossref", "openalex"})) == [
+        FaultRule("crossref", "503", 2, 3), FaultRule("*", "reset", 1, 1), FaultRule("openalex", "429-retry-after", 4, None)]
+    for spec, message in [("crossref", "PROVIDER:FAULT"), ("nope:503", "unknown provider 'nope'"), ("crossref:418", "unknown fault '418'")]:
+        with pytest.raises(ValueError, match=message):
+            parse_faults(spec, frozenset({"crossref"}))
+    refused = subprocess.run([sys.executable, "-m", "scholar_pipeline.simulator", "--faults", "crossref:teapot"],
+                             capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 2 and "unknown fault 'teapot'" in refused.stderr
+
+
+def _clean_then_faulty(provider: str, spec: str, monkeypatch) -> tuple[tuple, tuple, list, object]:
+    """The partition landed from a clean simulator, then afresh (no DuckDB, no HTTP cache) from one with faults."""
+    monkeypatch.setenv(f"SCHOLAR_PIPELINE_{provider.upper()}_PAGE_SIZE", "8")  # more pages than faults
+    monkeypatch.setenv("SCHOLAR_PIPELINE_CROSSREF_RATE_LIMIT", "50")
+    with ProviderSimulator(corpus=Corpus(**CORPUS)) as clean:
+        monkeypatch.setenv(f"SCHOLAR_PIPELINE_{provider.upper()}_BASE_URL", clean.base_url(provider))
+        assert materialize(DAY, provider).success
+    expected = _landed(provider)
+    (home() / "scholar.duckdb").unlink()
+    shutil.rmtree(home() / "cache")
+    with ProviderSimulator(corpus=Corpus(**CORPUS), faults=spec) as faulty:
+        monkeypatch.setenv(f"SCHOLAR_PIPELINE_{provider.upper()}_BASE_URL", faulty.base_url(provider))
+        result = materialize(DAY, provider)
+        requests = faulty.requests_for(provider)
+    assert result.success
+    checks = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
+    assert all(checks.values()), checks
+    return expected, _landed(provider), requests, result
+
+
+def test_every_transient_fault_is_retried_and_lands_exactly_the_clean_result(pipeline_env, monkeypatch):
+    """OpenAlex's cursor encodes its place: each page's first attempt fails, with every transient fault in turn."""
+    spec = ",".join(f"openalex:{fault}@{2 * n + 1}" for n, fault in enumerate(TRANSIENT))
+    expected, landed, requests, _ = _clean_then_faulty("openalex", spec, monkeypatch)
+    faults = [r.fault for r in requests]
+    assert faults[0:2 * len(TRANSIENT):2] == TRANSIENT and not any(faults[1::2])  # every fault met, each retried once
+    assert landed == expected
+
+
+def test_rate_limiting_on_every_page_of_a_moving_cursor_is_retried_in_place(pipeline_env, monkeypatch):
+    """A 429 is refused before any work, so Crossref's cursor did not move: the retry is the same page."""
+    spec = ",".join(f"crossref:{('429', '429-retry-after')[n % 2]}@{2 * n + 1}" for n in range(6))
+    expected, landed, requests, _ = _clean_then_faulty("crossref", spec, monkeypatch)
+    assert landed == expected and sum(r.params["cursor"] == ["*"] for r in requests) == 2  # the first page and its retry
+
+
+@pytest.mark.parametrize("fault", ["reset", "truncate", "503"])
+def test_a_failure_that_may_have_moved_crossrefs_cursor_restarts_the_chain(pipeline_env, monkeypatch, fault):
+    """The failed request reached Crossref, which moved the scroll on: its retry would get the page after the one asked
+    for and drop a page silently. The whole chain is fetched again instead, and lands exactly the clean result."""
+    expected, landed, requests, _ = _clean_then_faulty("crossref", f"crossref:{fault}@3", monkeypatch)
+    assert landed == expected
+    assert [r.fault for r in requests].count(fault) == 1 and sum(r.params["cursor"] == ["*"] for r in requests) == 2  # restarted once
+
+
+@pytest.mark.parametrize("fault, cause", [("html", "not JSON"), ("malformed", "not JSON")])
+def test_a_200_that_is_not_the_wire_format_fails_the_partition_by_name_and_lands_nothing(pipeline_env, monkeypatch, fault, cause):
+    with ProviderSimulator(corpus=Corpus(**CORPUS), faults=f"openalex:{fault}@2x*") as sim:
+        monkeypatch.setenv("SCHOLAR_PIPELINE_OPENALEX_BASE_URL", sim.base_url("openalex"))
+        failed = materialize(DAY, "openalex", raise_on_error=False)
+    message = step_failure(failed)
+    assert not failed.success
+    assert "openalex / saved search 'sim_search' / 2024-03-01: page 2 is unusable" in message and cause in message
+    assert "URL: http://127.0.0.1" in message and "a rerun asks the provider again" in message
+    assert not (home() / "scholar.duckdb").exists()
+
+
+def test_a_stalled_answer_times_out_and_is_retried(tmp_path):
+    with ProviderSimulator(corpus=Corpus(**CORPUS), faults="openalex:stall", stall_seconds=3) as sim, httpx.Client() as client:
+        url = sim.base_url("openalex") + "/works"
+        with pytest.raises(httpx.ReadTimeout):
+            client.get(url, params={"filter": "from_publication_date:2024-03-01,to_publication_date:2024-03-01"}, timeout=0.5)
+        answered = client.get(url, params={"filter": "from_publication_date:2024-03-01,to_publication_date:2024-03-01"}, timeout=5)
+    assert answered.status_code == 200 and [r.fault for r in sim.requests_for("openalex")] == ["stall", None]
