@@ -50,8 +50,9 @@ class Rebuilt:
 
     @property
     def unexplained(self) -> bool:
-        """Other rows than recorded although nothing that turns pages into rows changed: the data does not reproduce."""
-        return not self.equal and self.recorded_code_version in (None, WORKS_CODE_VERSION)
+        """Other rows than recorded although nothing that turns pages into rows changed: the data does not reproduce.
+        (A manifest written before content hashes records none: nothing to compare with.)"""
+        return self.recorded_hash is not None and not self.equal and self.recorded_code_version in (None, WORKS_CODE_VERSION)
 
 
 def rebuild(home: Path, database: Path, selection: PartitionSelection = PartitionSelection(), log=print) -> list[Rebuilt]:
@@ -92,6 +93,8 @@ def describe(result: Rebuilt) -> str:
     recorded = (result.recorded_hash or "none")[:16]
     if result.equal:
         outcome = "equal" + (", rewritten" if result.written else "")
+    elif result.recorded_hash is None:
+        outcome = "nothing recorded to compare with, written"
     elif not result.unexplained:
         outcome = f"changed by code version {result.recorded_code_version} -> {WORKS_CODE_VERSION}, rewritten"
     else:

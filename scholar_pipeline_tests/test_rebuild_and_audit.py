@@ -1,5 +1,6 @@
 """`scholar-pipeline rebuild` and `audit`: every landed row provable from the bytes it came from, offline."""
 
+import datetime as dt
 import gzip
 import os
 import shutil
@@ -10,6 +11,7 @@ from pathlib import Path
 import duckdb
 
 from scholar_pipeline.landing import LandingZone
+from scholar_pipeline.rebuild import Rebuilt, describe
 from scholar_pipeline_tests.helpers import home, materialize, query_db, recorded_manifest
 
 BIN = Path(sys.executable).parent
@@ -102,3 +104,10 @@ def test_audit_reports_a_tampered_page_a_tampered_row_and_what_is_missing_or_ext
     assert any(line.startswith(f"rows changed: sim_search / openalex / {DAY}: 1 rows no longer match their record_hash "
                                f"(first: provider_id '{provider_id}')") for line in lines), audited.stdout
     assert lines[-1].endswith(": 5 findings")  # the edited row also moves the partition's output hash
+
+
+def test_a_partition_with_nothing_recorded_to_compare_is_written_without_failing_the_rebuild():
+    """A manifest written before content hashes, and no provenance row: no hash to compare, so no verdict of difference."""
+    result = Rebuilt(query="q", provider="openalex", partition_date=dt.date(2024, 3, 1), recorded_hash=None, recorded_in="manifest",
+                     rebuilt_hash="ab" * 32, recorded_code_version=None, written=True)
+    assert not result.unexplained and describe(result).endswith("nothing recorded to compare with, written")

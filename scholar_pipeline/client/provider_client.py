@@ -129,11 +129,12 @@ class ProviderClient:
         url = self.url_for(request)
         if refresh:
             self.evict(cache_key)
+        failures: list[BaseException] = []
         retrying = tenacity.Retrying(
             retry=tenacity.retry_if_exception_type((httpx.TransportError, httpx.DecodingError, RetryableResponse)),
             wait=self.retry.wait,
             stop=tenacity.stop_after_attempt(self.retry.max_attempts),
-            before_sleep=self._report_retry(url, failures := []),
+            before_sleep=self._report_retry(url, failures),
             reraise=True,
         )
         try:
