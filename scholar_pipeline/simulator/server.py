@@ -120,9 +120,7 @@ class ProviderSimulator:
             except BadRequest as error:
                 response = error.response
         if fault in BODY_FAULTS and response.status == 200:
-            response = SimResponse(200, response.body[: len(response.body) // 2], response.content_type, response.headers)
-            if fault == "html":
-                response = SimResponse(200, HTML_ERROR_PAGE, "text/html; charset=utf-8")
+            response = _body_fault(response, fault)
         if fault in DELIVERY_FAULTS:
             response.delivery = fault
         self._log(LoggedRequest(arrived, provider, url.path, params, headers, response.status, fault))
@@ -155,6 +153,13 @@ def _status_fault(api, fault: str) -> SimResponse:
             response.headers["Retry-After"] = "1"
         return response
     return SimResponse.text(int(fault), "upstream error")
+
+
+def _body_fault(response: SimResponse, fault: str) -> SimResponse:
+    """A 200 that is not the wire format: an HTML error page, or the body cut in half."""
+    if fault == "html":
+        return SimResponse(200, HTML_ERROR_PAGE, "text/html; charset=utf-8")
+    return SimResponse(200, response.body[: len(response.body) // 2], response.content_type, response.headers)
 
 
 def _without_keys(entry: dict) -> dict:
