@@ -30,26 +30,31 @@ _HASHED_COLUMNS = [name for name in RECORD_FIELDS.names if name != "record_hash"
 @dataclass(frozen=True)
 class Finding:
     what: str  # e.g. "page changed", "rows changed"
-    where: str  # a page's sha256 and its manifest, or "query / provider / date"
+    where: str  # a page's sha256, a manifest's path, or "query / provider / date"
     detail: str
 
     def __str__(self) -> str:
         return f"{self.what}: {self.where}: {self.detail}"
 
 
-def audit(home: Path, database: Path) -> list[Finding]:
+def audit(home: Path, database: Path, log=print) -> list[Finding]:
+    """What no longer matches what was recorded; `log` hears what is worth knowing but is no finding."""
     landing = LandingZone(home / "landing")
-    findings = _audit_landing_zone(landing)
+    findings = _audit_landing_zone(landing, log)
     if database.exists():
         with duckdb.connect(str(database), read_only=True) as con:
             findings += _audit_warehouse(con, landing)
     return findings
 
 
-def _audit_landing_zone(landing: LandingZone) -> list[Finding]:
+def _audit_landing_zone(landing: LandingZone, log) -> list[Finding]:
     findings, named_by = [], {}
     for path in landing.manifest_paths():
-        manifest = landing.read_manifest(path)
+        try:
+            manifest = landing.read_manifest(path)
+        except (ValueError, TypeError, KeyError) as error:  # not JSON, or not a manifest
+            findings.append(Finding("manifest changed", str(path), f"it no longer reads as a manifest ({error})"))
+            continue
         hashes = [page.sha256 for page in manifest.pages]
         if partition_input_hash(hashes) != manifest.input_hash:
             findings.append(Finding("manifest changed", str(path), "its pages no longer hash to its recorded input hash"))
@@ -64,8 +69,15 @@ def _audit_landing_zone(landing: LandingZone) -> list[Finding]:
             landing.read_page(sha)
         except DamagedPage as error:
             findings.append(Finding("page changed", sha, f"named by {path}: {error}"))
-    for sha in sorted(set(stored) - set(named_by)):
-        findings.append(Finding("page extra", sha, f"{stored[sha]} is named by no manifest"))
+    unnamed = sorted(set(stored) - set(named_by))
+    for sha in unnamed:
+        try:
+            landing.read_page(sha)
+        except DamagedPage as error:
+            findings.append(Finding("page extra", sha, f"{stored[sha]} is named by no manifest, and {error}"))
+    intact = len(unnamed) - sum(f.what == "page extra" for f in findings)
+    if intact:  # pages land as they arrive: a fetch that failed or restarted leaves some that no manifest names
+        log(f"{intact} intact pages are named by no manifest (left by fetches that did not finish); no finding")
     return findings
 
 
@@ -76,7 +88,7 @@ def _audit_warehouse(con: duckdb.DuckDBPyConnection, landing: LandingZone) -> li
     findings, recorded = [], latest_provenance(con)
     for partition, row in sorted(recorded.items()):
         where = " / ".join(map(str, partition))
-        findings += _audit_manifest_of(landing, where, Path(row["manifest_path"]), row["page_sha256"])
+        findings += _audit_manifest_of(landing, where, row["manifest_path"], row["page_sha256"])
         findings += _audit_rows(con, where, partition, row["output_hash"], row["rows_landed"])
     landed = con.execute("SELECT query, provider, partition_date, count(*) FROM works GROUP BY ALL ORDER BY ALL").fetchall()
     for query, provider, day, count in landed:
@@ -85,7 +97,8 @@ def _audit_warehouse(con: duckdb.DuckDBPyConnection, landing: LandingZone) -> li
     return findings
 
 
-def _audit_manifest_of(landing: LandingZone, where: str, path: Path, page_sha256: list[str]) -> list[Finding]:
+def _audit_manifest_of(landing: LandingZone, where: str, recorded_path: str, page_sha256: list[str]) -> list[Finding]:
+    path = landing.recorded_manifest(recorded_path)
     if not path.exists():
         return [Finding("manifest missing", where, f"its last landing recorded {path}, which is gone")]
     if [page.sha256 for page in landing.read_manifest(path).pages] != list(page_sha256):

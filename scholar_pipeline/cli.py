@@ -23,12 +23,17 @@ def main() -> None:
 @click.option("--provider", help="only this provider")
 @click.option("--from", "first", type=DAY, help="first partition date (YYYY-MM-DD)")
 @click.option("--to", "last", type=DAY, help="last partition date (YYYY-MM-DD)")
-def rebuild_command(query: str | None, provider: str | None, first, last) -> None:
+@click.option("--force", is_flag=True, help="replace rows that do not reproduce with what the landed pages give")
+def rebuild_command(query: str | None, provider: str | None, first, last, force: bool) -> None:
     """Rebuild `works` for the selected partitions from their landed pages; print the recorded and the rebuilt output
     hash of each. Exit 1 when a partition rebuilt to other rows than recorded under the same code version."""
+    if first and last and first > last:
+        raise click.BadParameter(f"--from {first:%Y-%m-%d} is after --to {last:%Y-%m-%d}")
     home = pipeline_home()
     selection = PartitionSelection(query, provider, first.date() if first else None, last.date() if last else None)
-    results = rebuild(home, home / "scholar.duckdb", selection, log=click.echo)
+    results = rebuild(home, home / "scholar.duckdb", selection, log=click.echo, force=force)
+    if not results:
+        click.echo(f"no landed partition under {home / 'landing'} matches the selection")
     unexplained = [r for r in results if r.unexplained]
     written = sum(r.written for r in results)
     click.echo(f"{len(results)} partitions rebuilt, {written} written, {len(unexplained)} different from what was recorded")
@@ -39,7 +44,7 @@ def rebuild_command(query: str | None, provider: str | None, first, last) -> Non
 def audit_command() -> None:
     """Re-hash every landed page, manifest and `works` row against what was recorded; exit 1 when anything differs."""
     home = pipeline_home()
-    findings = audit(home, home / "scholar.duckdb")
+    findings = audit(home, home / "scholar.duckdb", log=click.echo)
     for finding in findings:
         click.echo(str(finding))
     click.echo(f"audit of {home}: {len(findings)} findings" if findings else f"audit of {home}: everything matches what was recorded")

@@ -141,6 +141,10 @@ class LandingZone:
     def read_manifest(self, path: Path) -> Manifest:
         return Manifest.from_json(Path(path).read_text())
 
+    def recorded_manifest(self, recorded_path: str) -> Path:
+        """A manifest path as provenance recorded it, found under this landing zone (the home may have moved since)."""
+        return self.root / "manifests" / Path(*Path(recorded_path).parts[-4:])
+
     def manifest_paths(self) -> list[Path]:
         """Every manifest, oldest first within a partition (names start with the time the fetch finished)."""
         return sorted((self.root / "manifests").glob("*/*/*/*.json"))

@@ -4,8 +4,9 @@ Each partition is rebuilt from the manifest its last landing recorded in `proven
 when DuckDB holds none, from its newest manifest) and its rebuilt output hash is compared
 with the one recorded (or, without a provenance row, with the manifest's content hash,
 which equals it for a partition without repeated records). A partition is written again
-only when it must be: landed under another `WORKS_CODE_VERSION`, rebuilt to other rows than
-recorded, or not in DuckDB at all. A write is a normal partition swap with a provenance row
+only when it must be: landed under another `WORKS_CODE_VERSION`, or not in DuckDB at all;
+rows that rebuild to other rows than recorded under the same code version are reported and
+kept, unless forced. A write is a normal partition swap with a provenance row
 whose `run_id` is NULL (Dagster's asset history does not see it).
 """
 
@@ -18,7 +19,6 @@ from pathlib import Path
 from scholar_pipeline.landing import LandingZone
 from scholar_pipeline.warehouse import ProvenanceRow, ensure_tables, latest_provenance, replace_partition, write_connection
 from scholar_pipeline.works import WORKS_CODE_VERSION, partition_rows
-
 
 
 @dataclass(frozen=True)
@@ -55,8 +55,12 @@ class Rebuilt:
         return self.recorded_hash is not None and not self.equal and self.recorded_code_version in (None, WORKS_CODE_VERSION)
 
 
-def rebuild(home: Path, database: Path, selection: PartitionSelection = PartitionSelection(), log=print) -> list[Rebuilt]:
-    """Rebuild every selected partition the landing zone holds; `log` hears one line per partition as it goes."""
+def rebuild(home: Path, database: Path, selection: PartitionSelection = PartitionSelection(), log=print,
+            force: bool = False) -> list[Rebuilt]:
+    """Rebuild every selected partition the landing zone holds; `log` hears one line per partition as it goes.
+
+    Rows that do not reproduce under the same code version are kept unless `force`: `works`
+    keeps no history, and the pages or the code may be what is wrong."""
     landing = LandingZone(home / "landing")
     newest_manifest: dict[tuple[str, str, dt.date], Path] = {}
     for path in landing.manifest_paths():  # oldest first, so the last one wins
@@ -69,11 +73,11 @@ def rebuild(home: Path, database: Path, selection: PartitionSelection = Partitio
         recorded = latest_provenance(con)
         for key in sorted(newest_manifest):
             previous = recorded.get(key)
-            manifest_path = Path(previous["manifest_path"]) if previous else newest_manifest[key]
+            manifest_path = landing.recorded_manifest(previous["manifest_path"]) if previous else newest_manifest[key]
             manifest = landing.read_manifest(manifest_path)
             rows = partition_rows(landing, manifest)
             must_write = (previous is None or previous["code_version"] != WORKS_CODE_VERSION
-                          or previous["output_hash"] != rows.output_hash)
+                          or (force and previous["output_hash"] != rows.output_hash))
             if must_write:
                 provenance = ProvenanceRow.of(manifest, manifest_path, rows, run_id=None,
                                               raw_run_id=previous["raw_run_id"] if previous else None, code_version=WORKS_CODE_VERSION)
@@ -97,7 +101,9 @@ def describe(result: Rebuilt) -> str:
         outcome = "nothing recorded to compare with, written"
     elif not result.unexplained:
         outcome = f"changed by code version {result.recorded_code_version} -> {WORKS_CODE_VERSION}, rewritten"
+    elif result.written:
+        outcome = "DIFFERENT, replaced by what the landed pages give (--force)"
     else:
-        outcome = "DIFFERENT, rewritten from the landing zone"
+        outcome = "DIFFERENT, kept as it is (find the cause; --force replaces it with what the landed pages give)"
     return (f"{result.query} / {result.provider} / {result.partition_date}: recorded {recorded} ({result.recorded_in}), "
             f"rebuilt {result.rebuilt_hash[:16]}: {outcome}")

@@ -177,7 +177,6 @@ def replace_partition(con: duckdb.DuckDBPyConnection, rows: PartitionRows, prove
     ).fetchone()[0]
 
 
-
 def latest_provenance(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str, dt.date], dict]:
     """The provenance row of each partition's last landing, by (query, provider, partition date)."""
     cursor = con.execute(

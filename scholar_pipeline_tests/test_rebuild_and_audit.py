@@ -74,16 +74,23 @@ def test_rebuild_says_when_rows_do_not_reproduce(pipeline_env, simulator):
     before = _rows()
     _execute("UPDATE provenance SET output_hash = 'f00d' || output_hash")  # as if other rows had been landed
     rebuilt = _cli("rebuild")
-    assert rebuilt.returncode == 1 and "DIFFERENT, rewritten from the landing zone" in rebuilt.stdout
-    assert _rows() == before  # rewritten from the pages: the rows the pages give
+    assert rebuilt.returncode == 1 and "DIFFERENT, kept as it is" in rebuilt.stdout
+    assert query_db("SELECT count(*) FROM provenance") == [(1,)]  # nothing written: works keeps no history
+    forced = _cli("rebuild", "--force")
+    assert forced.returncode == 1 and "DIFFERENT, replaced by what the landed pages give (--force)" in forced.stdout
+    assert query_db("SELECT count(*) FROM provenance") == [(2,)] and _rows() == before  # the rows the pages give
+    assert "is after --to" in _cli("rebuild", "--from", "2024-03-02", "--to", DAY).stderr
+    assert "no landed partition" in _cli("rebuild", "--query", "no_such_search").stdout
 
 
 def test_audit_reports_a_tampered_page_a_tampered_row_and_what_is_missing_or_extra(pipeline_env, simulator):
     result = materialize(DAY, "openalex")
+    landing = LandingZone(home() / "landing")
+    landing.store_page(b'{"meta": {}, "results": []}')  # as a fetch that failed after its first page leaves one
     clean = _cli("audit")
     assert clean.returncode == 0 and "everything matches what was recorded" in clean.stdout, clean.stdout + clean.stderr
+    assert "1 intact pages are named by no manifest" in clean.stdout
 
-    landing = LandingZone(home() / "landing")
     first, second = recorded_manifest(result).pages[:2]
     tampered = landing.read_page(first.sha256).replace(b'"results":[', b'"results": [', 1)
     landing.page_path(first.sha256).write_bytes(gzip.compress(tampered))
@@ -111,3 +118,9 @@ def test_a_partition_with_nothing_recorded_to_compare_is_written_without_failing
     result = Rebuilt(query="q", provider="openalex", partition_date=dt.date(2024, 3, 1), recorded_hash=None, recorded_in="manifest",
                      rebuilt_hash="ab" * 32, recorded_code_version=None, written=True)
     assert not result.unexplained and describe(result).endswith("nothing recorded to compare with, written")
+
+
+def test_a_recorded_manifest_is_found_under_the_landing_zone_after_the_home_moved(tmp_path):
+    landing = LandingZone(tmp_path / "landing")
+    recorded = "/old/home/landing/manifests/sim_search/openalex/2024-03-01/20240302T000000Z-abc.json"
+    assert landing.recorded_manifest(recorded) == tmp_path / "landing/manifests/sim_search/openalex/2024-03-01/20240302T000000Z-abc.json"

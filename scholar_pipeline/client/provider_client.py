@@ -208,6 +208,9 @@ class ProviderClient:
 
 
 def _refused_before_any_work(error: BaseException) -> bool:
+    """A 429 (a refusal at the door), or a request that never reached the server (no connection)."""
+    if isinstance(error, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)):
+        return True
     return isinstance(error, RetryableResponse) and error.response.status_code == 429
 
 

@@ -29,7 +29,7 @@ STATUS_FAULTS = {"429", "429-retry-after", "500", "502", "503", "504"}
 DELIVERY_FAULTS = {"reset", "stall", "slow", "truncate"}  # carried out by the HTTP handler
 BODY_FAULTS = {"malformed", "html"}
 FAULTS = STATUS_FAULTS | DELIVERY_FAULTS | BODY_FAULTS
-_RULE = re.compile(r"(?P<provider>[a-z*]+):(?P<fault>[a-z0-9-]+)(?:@(?P<first>\d+))?(?:x(?P<times>\d+|\*))?")
+_RULE = re.compile(r"(?P<provider>[a-z*]+):(?P<fault>[a-z0-9-]+?)(?:@(?P<first>[1-9]\d*))?(?:x(?P<times>[1-9]\d*|\*))?")
 HTML_ERROR_PAGE = (b"<!DOCTYPE html><html><head><title>Service temporarily unavailable</title></head><body>"
                    b"<h1>Service temporarily unavailable</h1><p>Please try again later.</p></body></html>")
 

@@ -119,8 +119,11 @@ class ProviderSimulator:
                 response = route(params)
             except BadRequest as error:
                 response = error.response
-        if fault in BODY_FAULTS and response.status == 200:
-            response = _body_fault(response, fault)
+        if fault in BODY_FAULTS:
+            if response.status == 200:
+                response = _body_fault(response, fault)
+            else:
+                fault = None  # nothing to spoil: the answer is an error already
         if fault in DELIVERY_FAULTS:
             response.delivery = fault
         self._log(LoggedRequest(arrived, provider, url.path, params, headers, response.status, fault))
