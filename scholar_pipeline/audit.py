@@ -21,7 +21,7 @@ import duckdb
 from scholar_pipeline.landing import DamagedPage, LandingZone, partition_input_hash
 from scholar_pipeline.normalize import record_hash
 from scholar_pipeline.schema import RECORD_FIELDS
-from scholar_pipeline.warehouse import latest_provenance
+from scholar_pipeline.warehouse import latest_provenance, read_connection
 from scholar_pipeline.works import hash_of_records
 
 _HASHED_COLUMNS = [name for name in RECORD_FIELDS.names if name != "record_hash"]
@@ -37,19 +37,41 @@ class Finding:
         return f"{self.what}: {self.where}: {self.detail}"
 
 
-def audit(home: Path, database: Path, log=print) -> list[Finding]:
+@dataclass(frozen=True)
+class AuditScope:
+    """What to audit: everything, one saved search, or one of its partitions. Pages that no manifest names are looked
+    at only in an audit of everything, since a narrower one cannot tell whose they are."""
+    query: str | None = None
+    provider: str | None = None
+    day: dt.date | None = None
+
+    def holds(self, query: str, provider: str, day: dt.date | str) -> bool:
+        return ((self.query in (None, query)) and (self.provider in (None, provider))
+                and (self.day is None or str(self.day) == str(day)))
+
+    @property
+    def everything(self) -> bool:
+        return self == AuditScope()
+
+    def __str__(self) -> str:
+        return " / ".join(str(part) for part in (self.query, self.provider, self.day) if part is not None) or "everything"
+
+
+def audit(home: Path, database: Path, log=print, scope: AuditScope = AuditScope()) -> list[Finding]:
     """What no longer matches what was recorded; `log` hears what is worth knowing but is no finding."""
     landing = LandingZone(home / "landing")
-    findings = _audit_landing_zone(landing, log)
+    findings = _audit_landing_zone(landing, log, scope)
     if database.exists():
-        with duckdb.connect(str(database), read_only=True) as con:
-            findings += _audit_warehouse(con, landing)
+        with read_connection(database, home, log=None) as con:
+            findings += _audit_warehouse(con, landing, scope)
     return findings
 
 
-def _audit_landing_zone(landing: LandingZone, log) -> list[Finding]:
+def _audit_landing_zone(landing: LandingZone, log, scope: AuditScope) -> list[Finding]:
     findings, named_by = [], {}
     for path in landing.manifest_paths():
+        if not scope.holds(*path.parts[-4:-1]):  # manifests/<query>/<provider>/<date>/<file>
+            continue
         try:
             manifest = landing.read_manifest(path)
         except (ValueError, TypeError, KeyError) as error:  # not JSON, or not a manifest
@@ -69,6 +91,8 @@ def _audit_landing_zone(landing: LandingZone, log) -> list[Finding]:
             landing.read_page(sha)
         except DamagedPage as error:
             findings.append(Finding("page changed", sha, f"named by {path}: {error}"))
+    if not scope.everything:
+        return findings
     unnamed = sorted(set(stored) - set(named_by))
     for sha in unnamed:
         try:
@@ -81,18 +105,18 @@ def _audit_landing_zone(landing: LandingZone, log) -> list[Finding]:
     return findings
 
 
-def _audit_warehouse(con: duckdb.DuckDBPyConnection, landing: LandingZone) -> list[Finding]:
+def _audit_warehouse(con: duckdb.DuckDBPyConnection, landing: LandingZone, scope: AuditScope) -> list[Finding]:
     tables = {row[0] for row in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
     if not {"works", "provenance"} <= tables:
         return []
-    findings, recorded = [], latest_provenance(con)
+    findings, recorded = [], {k: v for k, v in latest_provenance(con).items() if scope.holds(*k)}
     for partition, row in sorted(recorded.items()):
         where = " / ".join(map(str, partition))
         findings += _audit_manifest_of(landing, where, row["manifest_path"], row["page_sha256"])
         findings += _audit_rows(con, where, partition, row["output_hash"], row["rows_landed"])
     landed = con.execute("SELECT query, provider, partition_date, count(*) FROM works GROUP BY ALL ORDER BY ALL").fetchall()
     for query, provider, day, count in landed:
-        if (query, provider, day) not in recorded:
+        if scope.holds(query, provider, day) and (query, provider, day) not in recorded:
             findings.append(Finding("rows extra", f"{query} / {provider} / {day}", f"{count} rows with no provenance row"))
     return findings
 

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from scholar_pipeline.client.masking import MASKED_HEADER
 from scholar_pipeline.client.provider_client import FetchedPage, ProviderClient, ProviderRequestError
 from scholar_pipeline.landing import LandingZone, PageEntry
 from scholar_pipeline.normalize import RecordError, normalize_page_checked
-from scholar_pipeline.providers.base import MalformedPage, PageRequest, PartitionTooLarge, Provider
+from scholar_pipeline.providers.base import MalformedPage, PageInfo, PageRequest, PartitionTooLarge, Provider
 from scholar_pipeline.settings import ProviderSettings
 from scholar_pipeline.works import hash_of_records
 
@@ -46,10 +48,12 @@ def fetch_partition(
     Where a failed request may have moved a server-side cursor (`cursor_moves_on_use`), a
     page after the first that was retried after such a failure (anything but a 429) could be
     the page after the one asked for, so the chain is fetched again live from its first
-    page, up to `MAX_CHAIN_RESTARTS` times.
+    page, up to `MAX_CHAIN_RESTARTS` times; so it is when a request carrying a cursor that
+    expires (`expiring_cursor_param`) is refused. A page the provider module refuses is
+    asked for again (`_PagingChain._usable_page`), and kept in the quarantine for diagnosis.
     """
     chain = _PagingChain(client, provider, settings, landing, provider.first_request(text, day, settings.page_size, mailto),
-                         where=f"{provider.name} / saved search {query!r} / {day}", log=log)
+                         query=query, day=day, log=log)
     for attempt in range(MAX_CHAIN_RESTARTS):
         try:
             return chain.fetch(live=live or attempt > 0)
@@ -72,6 +76,8 @@ def chain_cache_key(first_url: str, page_number: int, previous_page_sha256: str)
 
 
 MAX_CHAIN_RESTARTS = 3
+_REFUSALS = frozenset(range(400, 500)) - {429}  # what an expired cursor can get (rate limiting aside)
+UNUSABLE_PAGE_ATTEMPTS = 3  # a page the provider module refuses is asked for this many times before the partition fails
 
 
 class _ChainRestart(Exception):
@@ -89,8 +95,13 @@ class _PagingChain:
     settings: ProviderSettings
     landing: LandingZone
     first_request: PageRequest
-    where: str
+    query: str
+    day: dt.date
     log: object = None
+
+    @property
+    def where(self) -> str:
+        return f"{self.provider.name} / saved search {self.query!r} / {self.day}"
 
     def fetch(self, live: bool) -> FetchedPartition:
         request: PageRequest | None = self.first_request
@@ -101,13 +112,8 @@ class _PagingChain:
             number = len(pages) + 1
             replaying = bool(pages) and pages[0].from_cache
             key = chain_cache_key(self.client.url_for(self.first_request), number, pages[-1].sha256 if pages else "")
-            page = self._get(request, key, number, live=live or (bool(pages) and not replaying), replaying=replaying)
-            if page.attempts_that_may_have_reached and pages and self.provider.cursor_moves_on_use:
-                self.client.evict(key)
-                raise _ChainRestart(f"page {number} was answered after a failed attempt that may have reached {self.provider.name}, "
-                                    "which moves its cursor on every request it handles, so the answer may be the page after "
-                                    "the one asked for")
-            info, hashes = self._read(request, page, key, number)
+            page, info, hashes = self._usable_page(request, key, number, live=live or (bool(pages) and not replaying),
+                                                   replaying=replaying, records_before=records, total_before=total)
             pages.append(self.landing.land_page(number, page, info.records, info.total, info.superseded))
             record_hashes += hashes
             records += info.records
@@ -126,39 +132,86 @@ class _PagingChain:
             request = info.next_request
         return FetchedPartition(pages=pages, total_reported=total, content_hash=hash_of_records(record_hashes))
 
+    def _usable_page(self, request: PageRequest, key: str, number: int, *, live: bool, replaying: bool,
+                     records_before: int, total_before: int | None) -> tuple[FetchedPage, PageInfo, list[str]]:
+        """A page the provider module accepts, asking again (live) up to `UNUSABLE_PAGE_ATTEMPTS` times.
+
+        An unusable answer (not the wire format, an HTML error page with status 200, an empty
+        page before the reported total) is often a passing fault of the provider or a proxy.
+        Each one leaves the HTTP cache and is kept in the landing zone's quarantine; where
+        asking again would move a server-side cursor on, the whole chain starts again instead.
+        """
+        refusal = None
+        for attempt in range(1, UNUSABLE_PAGE_ATTEMPTS + 1):
+            if attempt > 1:
+                time.sleep(self.client.retry.backoff_seconds * 2 ** (attempt - 2))
+            page = self._get(request, key, number, live=live or attempt > 1, replaying=replaying)
+            if page.attempts_that_may_have_reached and number > 1 and self.provider.cursor_moves_on_use:
+                self.client.evict(key)
+                raise _ChainRestart(f"page {number} was answered after a failed attempt that may have reached {self.provider.name}, "
+                                    "which moves its cursor on every request it handles, so the answer may be the page after "
+                                    "the one asked for")
+            try:
+                info, hashes = self._read(request, page, number, records_before, total_before)
+            except MalformedPage as error:
+                self.client.evict(key)
+                if page.from_cache:
+                    raise _CachedChainBroken(f"cached page {number} is unusable ({error})") from None
+                kept = self._quarantine(number, page.url, page.status, page.headers, page.body, str(error))
+                refusal = f"{error}. URL: {page.url}. The answer is kept in {kept}"
+                if number > 1 and self.provider.cursor_moves_on_use:
+                    raise _ChainRestart(f"page {number} is unusable ({error}), and asking again would move "
+                                        f"{self.provider.name}'s cursor on") from None
+                if self.log is not None and attempt < UNUSABLE_PAGE_ATTEMPTS:
+                    self.log.warning(f"{self.where}: page {number} is unusable ({error}); asking again (attempt {attempt + 1} "
+                                     f"of {UNUSABLE_PAGE_ATTEMPTS}); the answer is kept in {kept}")
+                continue
+            return page, info, hashes
+        raise PartitionFetchError(
+            f"{self.where}: page {number} is unusable after {UNUSABLE_PAGE_ATTEMPTS} attempts: {refusal}. It was not kept in "
+            "the HTTP cache, so a rerun asks the provider again; if the provider keeps answering so, its format may have "
+            "changed: report it with that file."
+        )
+
     def _get(self, request: PageRequest, key: str, number: int, *, live: bool, replaying: bool) -> FetchedPage:
         try:
             page = self.client.get(request, cache_key=key, refresh=live)
         except ProviderRequestError as error:
             if replaying:
                 raise _CachedChainBroken(f"page {number} failed after cached pages ({error})") from None
-            raise PartitionFetchError(f"{self.where}: page {number}: {error}") from None
+            cursor = self.provider.expiring_cursor_param
+            if cursor and request.param(cursor) not in (None, "*") and error.status in _REFUSALS:
+                raise _ChainRestart(f"page {number} was refused (HTTP {error.status}) while carrying the provider's "
+                                    f"`{cursor}`, which expires") from None
+            kept = self._quarantine(number, error.url, error.status, {}, error.body, str(error)) if error.body else None
+            raise PartitionFetchError(f"{self.where}: page {number}: {error}" + (f" The answer is kept in {kept}." if kept else "")) from None
         if replaying and not page.from_cache:
             raise _CachedChainBroken(f"page {number} was not in the cache although the pages before it were")
         return page
 
-    def _read(self, request: PageRequest, page: FetchedPage, key: str, number: int):
-        """What the page says about paging, and the hashes of its records; a rejected page leaves the cache."""
+    def _read(self, request: PageRequest, page: FetchedPage, number: int, records_before: int,
+              total_before: int | None) -> tuple[PageInfo, list[str]]:
+        """What the page says about paging, and the hashes of its records; MalformedPage for a page to refuse."""
         try:
             info = self.provider.inspect(request, page.body)
             if info.total is not None and type(info.total) is not int:
                 raise MalformedPage(f"the total it reports is {info.total!r}, not a number")
             counted = request.holds_records and not info.superseded
+            # An empty page short of a total that did not move is out of place; one whose total moved (records added or
+            # withdrawn while paging) is the end of a changed answer, which `matches_provider_total` reports.
+            if (counted and number > 1 and info.records == 0 and total_before is not None and records_before < total_before
+                    and info.total in (None, total_before)):
+                raise MalformedPage(f"it holds no records although {records_before} of the {total_before} reported have come; "
+                                    "taking it as the end would drop the rest of the day")
             hashes = normalize_page_checked(self.provider.name, page.body).table.column("record_hash").to_pylist() if counted else []
         except PartitionTooLarge as error:
             raise PartitionFetchError(f"{self.where}: {error}") from None
-        except MalformedPage as error:
-            self.client.evict(key)
-            if page.from_cache:
-                raise _CachedChainBroken(f"cached page {number} is unusable ({error})") from None
-            raise PartitionFetchError(
-                f"{self.where}: page {number} is unusable: {error}. URL: {page.url}. It was not kept in the HTTP cache, "
-                "so a rerun asks the provider again."
-            ) from None
+        except MalformedPage:
+            raise
         except (RecordError, ValueError, TypeError) as error:  # a record the parser cannot read, named where it can be
-            self.client.evict(key)
-            raise PartitionFetchError(
-                f"{self.where}: page {number}: {type(error).__name__}: {error}. URL: {page.url}. The page was not kept in "
-                "the HTTP cache; a rerun asks the provider again."
-            ) from None
+            raise MalformedPage(f"{type(error).__name__}: {error}") from None
         return info, hashes
+
+    def _quarantine(self, number: int, url: str, status: int | None, headers: dict[str, str], body: bytes, cause: str) -> Path:
+        return self.landing.quarantine(query=self.query, provider=self.provider.name, day=self.day, number=number, url=url,
+                                       status=status, headers=headers, body=body, cause=cause)

@@ -3,6 +3,7 @@
 Layout under `$SCHOLAR_PIPELINE_HOME/landing/`:
     pages/<sha[:2]>/<sha256>.gz                      content-addressed page bodies (gzip)
     manifests/<query>/<provider>/<date>/<fetched>.json   what one fetch of a partition saw
+    quarantine/<query>/<provider>/<date>/<received>-page<N>.{body,json}   answers the pipeline refused, and why
 
 A page file is named by its content, so rewriting it could only write the same bytes: it
 is skipped unless the file on disk is damaged, which a later fetch of the page heals. A
@@ -137,6 +138,18 @@ class LandingZone:
         path = self.partition_dir(query, provider, day) / f"{written_at.strftime('%Y%m%dT%H%M%S%fZ')}-{manifest.input_hash[:12]}.json"
         _write_atomically(path, json.dumps(asdict(manifest), indent=1).encode(), exclusive=True)
         return manifest, path
+
+    def quarantine(self, *, query: str, provider: str, day: dt.date, number: int, url: str, status: int | None,
+                   headers: dict[str, str], body: bytes, cause: str) -> Path:
+        """Keep an answer the pipeline refused, for diagnosis: its body as received (secrets already masked) and a note
+        of where it came from and why it was refused. Nothing reads it back; a rerun asks the provider again."""
+        received = dt.datetime.now(dt.timezone.utc)
+        stem = self.root / "quarantine" / query / provider / str(day) / f"{received.strftime('%Y%m%dT%H%M%S%fZ')}-page{number}"
+        note = {"provider": provider, "query": query, "partition_date": str(day), "page": number, "url": url, "status": status,
+                "headers": headers, "received_at": received.isoformat(), "sha256": sha256_hex(body), "bytes": len(body), "cause": cause}
+        _write_atomically(stem.with_suffix(".body"), body)
+        _write_atomically(stem.with_suffix(".json"), json.dumps(note, indent=1).encode())
+        return stem.with_suffix(".body")
 
     def read_manifest(self, path: Path) -> Manifest:
         return Manifest.from_json(Path(path).read_text())

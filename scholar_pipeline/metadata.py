@@ -68,6 +68,14 @@ def problems_table(problems, rows: int = 20) -> str:
     return "\n".join(lines)
 
 
+def drift_table(drifts, rows: int = 20) -> str:
+    """The first fields a schema drift check reports, as a markdown table."""
+    lines = ["| field | change | baseline types | seen types | records |", "|---|---|---|---|---|"]
+    lines += [f"| {markdown_cell(d.path)} | {d.change} | {', '.join(d.baseline_types)} | {', '.join(d.seen_types)} | {d.records} |"
+              for d in drifts[:rows]]
+    return "\n".join(lines)
+
+
 def markdown_cell(text: str) -> str:
     """Text shown literally in a markdown table cell."""
     return text.replace("\\", "\\\\").replace("|", "\\|").replace("`", "\\`").replace("\n", " ")

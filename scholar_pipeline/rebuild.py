@@ -17,7 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from scholar_pipeline.landing import LandingZone
-from scholar_pipeline.warehouse import ProvenanceRow, ensure_tables, latest_provenance, replace_partition, write_connection
+from scholar_pipeline.warehouse import (
+    ProvenanceRow, ensure_tables, latest_provenance, read_connection, replace_partition, write_connection,
+)
 from scholar_pipeline.works import WORKS_CODE_VERSION, partition_rows
 
 
@@ -43,6 +45,7 @@ class Rebuilt:
     rebuilt_hash: str
     recorded_code_version: str | None
     written: bool
+    landed_meanwhile: bool = False  # a run landed the partition again while this rebuild read its pages: left to it
 
     @property
     def equal(self) -> bool:
@@ -67,35 +70,49 @@ def rebuild(home: Path, database: Path, selection: PartitionSelection = Partitio
         query, provider, day = path.parts[-4], path.parts[-3], dt.date.fromisoformat(path.parts[-2])
         if selection.holds(query, provider, day):
             newest_manifest[query, provider, day] = path
+    recorded = _recorded_landings(database, home)
     results = []
-    with write_connection(database, home) as con:
-        ensure_tables(con)
-        recorded = latest_provenance(con)
-        for key in sorted(newest_manifest):
-            previous = recorded.get(key)
-            manifest_path = landing.recorded_manifest(previous["manifest_path"]) if previous else newest_manifest[key]
-            manifest = landing.read_manifest(manifest_path)
-            rows = partition_rows(landing, manifest)
-            must_write = (previous is None or previous["code_version"] != WORKS_CODE_VERSION
-                          or (force and previous["output_hash"] != rows.output_hash))
-            if must_write:
-                provenance = ProvenanceRow.of(manifest, manifest_path, rows, run_id=None,
-                                              raw_run_id=previous["raw_run_id"] if previous else None, code_version=WORKS_CODE_VERSION)
-                replace_partition(con, rows, provenance)
-            result = Rebuilt(
-                query=key[0], provider=key[1], partition_date=key[2],
-                recorded_hash=previous["output_hash"] if previous else manifest.content_hash,
-                recorded_in="provenance" if previous else "manifest", rebuilt_hash=rows.output_hash,
-                recorded_code_version=previous["code_version"] if previous else None, written=must_write,
-            )
-            log(describe(result))
-            results.append(result)
+    for key in sorted(newest_manifest):
+        previous = recorded.get(key)
+        manifest_path = landing.recorded_manifest(previous["manifest_path"]) if previous else newest_manifest[key]
+        manifest = landing.read_manifest(manifest_path)
+        rows = partition_rows(landing, manifest)
+        must_write = (previous is None or previous["code_version"] != WORKS_CODE_VERSION
+                      or (force and previous["output_hash"] != rows.output_hash))
+        landed_meanwhile = False
+        if must_write:  # the writer lock per partition: runs landing other partitions wait seconds, not the whole rebuild
+            with write_connection(database, home) as con:
+                ensure_tables(con)
+                landed_meanwhile = latest_provenance(con, key).get(key, {}).get("landed_at") != (previous or {}).get("landed_at")
+                if not landed_meanwhile:
+                    provenance = ProvenanceRow.of(manifest, manifest_path, rows, run_id=None,
+                                                  raw_run_id=previous["raw_run_id"] if previous else None, code_version=WORKS_CODE_VERSION)
+                    replace_partition(con, rows, provenance)
+        result = Rebuilt(
+            query=key[0], provider=key[1], partition_date=key[2],
+            recorded_hash=previous["output_hash"] if previous else manifest.content_hash,
+            recorded_in="provenance" if previous else "manifest", rebuilt_hash=rows.output_hash,
+            recorded_code_version=previous["code_version"] if previous else None, written=must_write and not landed_meanwhile,
+            landed_meanwhile=landed_meanwhile,
+        )
+        log(describe(result))
+        results.append(result)
     return results
+
+
+def _recorded_landings(database: Path, home: Path) -> dict[tuple[str, str, dt.date], dict]:
+    if not database.exists():
+        return {}
+    with read_connection(database, home) as con:
+        tables = {row[0] for row in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+        return latest_provenance(con) if "provenance" in tables else {}
 
 
 def describe(result: Rebuilt) -> str:
     recorded = (result.recorded_hash or "none")[:16]
-    if result.equal:
+    if result.landed_meanwhile:
+        outcome = "landed again by a run meanwhile, left as that run wrote it"
+    elif result.equal:
         outcome = "equal" + (", rewritten" if result.written else "")
     elif result.recorded_hash is None:
         outcome = "nothing recorded to compare with, written"

@@ -39,6 +39,15 @@ def monitor_days(environ: Mapping[str, str] = os.environ) -> int:
     return 30 if raw in (None, "") else _positive("SCHOLAR_PIPELINE_MONITOR_DAYS", raw, int)
 
 
+def drift_severity(environ: Mapping[str, str] = os.environ) -> str:
+    """How the `schema_drift` check fails when a partition's fields moved: `warn` (the default; the rows are fine, the
+    parser reads what it knows) or `error`, for a deployment that wants a person to look before anything else."""
+    raw = (environ.get("SCHOLAR_PIPELINE_DRIFT_SEVERITY") or "warn").strip().lower()
+    if raw not in ("warn", "error"):
+        raise ValueError(f"SCHOLAR_PIPELINE_DRIFT_SEVERITY={raw!r} must be `warn` or `error`")
+    return raw
+
+
 def _positive(variable: str, raw: str, convert: type[int] | type[float]):
     """`raw` as a finite number above zero, or a ValueError naming the variable and its value."""
     try:

@@ -106,22 +106,36 @@ class WarehouseBusy(RuntimeError):
 @contextmanager
 def write_connection(database: Path, home: Path, log=None, timeout_seconds: float = 1800) -> Iterator[duckdb.DuckDBPyConnection]:
     """The one write connection of the machine: queue on the writer lock, then wait out any reader of the file."""
+    with _queued_connection(database, home, log, timeout_seconds, read_only=False) as con:
+        yield con
+
+
+@contextmanager
+def read_connection(database: Path, home: Path, log=None, timeout_seconds: float = 1800) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A read-only connection taken in the writers' queue: DuckDB refuses a reader while a writer holds the file, so a
+    reader that runs beside the pipeline (the audit) waits its turn instead of failing."""
+    with _queued_connection(database, home, log, timeout_seconds, read_only=True) as con:
+        yield con
+
+
+@contextmanager
+def _queued_connection(database: Path, home: Path, log, timeout_seconds: float, read_only: bool) -> Iterator[duckdb.DuckDBPyConnection]:
     lock_path = home / "locks" / "duckdb_writer.lock"
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     deadline = time.monotonic() + timeout_seconds
     with filelock.FileLock(str(lock_path), timeout=timeout_seconds):
-        con = _connect_when_free(database, deadline, log)
+        con = _connect_when_free(database, deadline, log, read_only)
         try:
             yield con
         finally:
             con.close()
 
 
-def _connect_when_free(database: Path, deadline: float, log, poll_seconds: float = 1.0) -> duckdb.DuckDBPyConnection:
+def _connect_when_free(database: Path, deadline: float, log, read_only: bool, poll_seconds: float = 1.0) -> duckdb.DuckDBPyConnection:
     reported = False
     while True:
         try:
-            return duckdb.connect(str(database))
+            return duckdb.connect(str(database), read_only=read_only)
         except duckdb.IOException as error:
             if "lock" not in str(error).lower():
                 raise
@@ -177,10 +191,13 @@ def replace_partition(con: duckdb.DuckDBPyConnection, rows: PartitionRows, prove
     ).fetchone()[0]
 
 
-def latest_provenance(con: duckdb.DuckDBPyConnection) -> dict[tuple[str, str, dt.date], dict]:
-    """The provenance row of each partition's last landing, by (query, provider, partition date)."""
+def latest_provenance(con: duckdb.DuckDBPyConnection, partition: tuple[str, str, dt.date] | None = None) -> dict[tuple[str, str, dt.date], dict]:
+    """The provenance row of each partition's last landing (or of one), by (query, provider, partition date)."""
+    where = "WHERE query = ? AND provider = ? AND partition_date = ?" if partition else ""
     cursor = con.execute(
-        "SELECT * FROM provenance QUALIFY row_number() OVER (PARTITION BY query, provider, partition_date ORDER BY landed_at DESC) = 1"
+        f"SELECT * FROM provenance {where} "
+        "QUALIFY row_number() OVER (PARTITION BY query, provider, partition_date ORDER BY landed_at DESC) = 1",
+        list(partition or ()),
     )
     names = [column[0] for column in cursor.description]
     rows = (dict(zip(names, row)) for row in cursor.fetchall())

@@ -9,8 +9,10 @@ from dataclasses import dataclass
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from scholar_pipeline.drift import Shape
 from scholar_pipeline.landing import DamagedPage, LandingZone, Manifest
 from scholar_pipeline.normalize import FieldProblem, RecordError, normalize_page_checked
+from scholar_pipeline.providers import PROVIDERS
 from scholar_pipeline.schema import SCHEMA_VERSION, WORKS_SCHEMA
 
 # The version of what turns landed pages into rows (normalization, dedup): recorded in provenance, and a
@@ -29,6 +31,7 @@ class PartitionRows:
     duplicates_dropped: int
     output_hash: str  # hash_of_records over the landed rows: same rows, same hash
     problems: tuple[FieldProblem, ...]  # values set to NULL or repaired, per record and field
+    shape: Shape  # the fields of the raw records, for the schema drift check (drift.py)
 
 
 def hash_of_records(record_hashes) -> str:
@@ -37,15 +40,17 @@ def hash_of_records(record_hashes) -> str:
 
 
 def partition_rows(landing: LandingZone, manifest: Manifest) -> PartitionRows:
-    """Normalize every record page of a fetch and add the run columns."""
+    """Normalize every record page of a fetch and add the run columns; describe the fields of its raw records."""
     day = dt.date.fromisoformat(manifest.partition_date)
     where = f"{manifest.provider} / saved search {manifest.query!r} / {manifest.partition_date}"
-    tables, problems = [], []
+    provider = PROVIDERS[manifest.provider]
+    tables, problems, shape = [], [], Shape()
     for page in manifest.pages:
         if not page.holds_records:
             continue
         try:
-            normalized = normalize_page_checked(manifest.provider, landing.read_page(page.sha256))
+            body = landing.read_page(page.sha256)
+            normalized = normalize_page_checked(manifest.provider, body)
         except (DamagedPage, FileNotFoundError) as error:
             raise PartitionRowsError(
                 f"{where}: page {page.number}: {error}. Materialize {manifest.query}/raw for this partition again to "
@@ -54,6 +59,7 @@ def partition_rows(landing: LandingZone, manifest: Manifest) -> PartitionRows:
         except RecordError as error:
             raise PartitionRowsError(f"{where}: page {page.number} ({page.url}): {error}") from None
         problems += normalized.problems
+        shape.add(provider.raw_records(body), provider.drift_opaque_fields)  # the page read again: normalize keeps no raw records
         n = normalized.table.num_rows
         tables.append(
             normalized.table.append_column("query", pa.array([manifest.query] * n, pa.string()))
@@ -72,6 +78,7 @@ def partition_rows(landing: LandingZone, manifest: Manifest) -> PartitionRows:
         duplicates_dropped=ids.length() - ids.null_count - pc.count_distinct(ids).as_py(),
         output_hash=hash_of_records(unique.column("record_hash").to_pylist()),
         problems=tuple(problems),
+        shape=shape,
     )
 
 

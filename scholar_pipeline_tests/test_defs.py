@@ -6,12 +6,14 @@ import warnings
 
 import dagster as dg
 
+import scholar_pipeline.defs.audit_checks as audit_checks_module
 import scholar_pipeline.defs.saved_searches as saved_searches_module
 from scholar_pipeline.defs.saved_searches import FETCH_LIVE, FETCH_TAG
 
 
 def _load_defs():
     importlib.reload(saved_searches_module)  # re-read $SCHOLAR_PIPELINE_QUERIES
+    importlib.reload(audit_checks_module)  # and build its checks from the searches read
     from scholar_pipeline.definitions import defs
 
     return defs()

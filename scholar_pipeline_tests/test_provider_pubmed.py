@@ -70,13 +70,15 @@ def test_partition_lands_exactly_the_simulators_records_through_the_history_serv
     assert query_db("SELECT count(*) FROM works WHERE abstract LIKE 'BACKGROUND: %'")[0][0] > 0
 
 
-def test_a_rate_limit_error_with_status_200_fails_the_partition_and_is_not_cached(pubmed_env, simulator):
-    simulator.apis["pubmed"].json_error_with_200 = 1
+def test_a_rate_limit_error_with_status_200_is_asked_again_and_fails_the_partition_only_when_it_persists(pubmed_env, simulator):
+    """NCBI may answer a rate-limited request with its JSON error and status 200: refused, kept, asked again."""
+    simulator.apis["pubmed"].json_error_with_200 = 3  # every attempt at the first page
     failed = materialize(DAY, "pubmed", search=SEARCH, raise_on_error=False)
     assert not failed.success
-    assert "page 1 is unusable" in _failure(failed) and "API rate limit exceeded" in _failure(failed)
-    assert _landed() == []
-    recovered = materialize(DAY, "pubmed", search=SEARCH)  # not cached: the rerun asks again
+    assert "page 1 is unusable after 3 attempts" in _failure(failed) and "API rate limit exceeded" in _failure(failed)
+    assert _landed() == [] and len(list((home() / "landing" / "quarantine").rglob("*.body"))) == 3
+    simulator.apis["pubmed"].json_error_with_200 = 1  # a passing one: the second attempt lands the partition
+    recovered = materialize(DAY, "pubmed", search=SEARCH)
     day = dt.date.fromisoformat(DAY)
     assert recovered.success and sorted(_landed()) == sorted(simulator.apis["pubmed"].record_ids(day, day, SEARCH.text))
 

@@ -8,11 +8,17 @@ import subprocess
 import sys
 from pathlib import Path
 
+import dagster as dg
 import duckdb
+from dagster_duckdb import DuckDBResource
 
+from scholar_pipeline.defs.audit_checks import LANDING_AUDIT, build_landing_audit
+from scholar_pipeline.defs.resources import scholar_api_from_env
+from scholar_pipeline.defs.saved_searches import build_saved_search_assets
 from scholar_pipeline.landing import LandingZone
+from scholar_pipeline import rebuild as rebuild_module
 from scholar_pipeline.rebuild import Rebuilt, describe
-from scholar_pipeline_tests.helpers import home, materialize, query_db, recorded_manifest
+from scholar_pipeline_tests.helpers import SEARCH, home, materialize, query_db, recorded_manifest
 
 BIN = Path(sys.executable).parent
 DAY = "2024-03-01"
@@ -124,3 +130,54 @@ def test_a_recorded_manifest_is_found_under_the_landing_zone_after_the_home_move
     landing = LandingZone(tmp_path / "landing")
     recorded = "/old/home/landing/manifests/sim_search/openalex/2024-03-01/20240302T000000Z-abc.json"
     assert landing.recorded_manifest(recorded) == tmp_path / "landing/manifests/sim_search/openalex/2024-03-01/20240302T000000Z-abc.json"
+
+
+def test_landing_audit_check_passes_after_a_landing_and_fails_when_run_alone_on_a_tampered_search(pipeline_env, simulator):
+    """In a partition's run it audits that partition; executed alone (the UI's "Execute check"), the whole search."""
+    with dg.instance_for_test() as instance:
+        landed = _materialize_with_audit(instance, partition_key=dg.MultiPartitionKey({"date": DAY, "provider": "openalex"}))
+        (check,) = [c for c in landed.get_asset_check_evaluations() if c.check_name == LANDING_AUDIT]
+        assert check.passed and check.metadata["audited"].value == f"sim_search / openalex / {DAY}"
+        assert materialize("2024-03-02", "crossref", instance=instance).success
+
+        page = recorded_manifest(landed).pages[0]
+        landing = LandingZone(home() / "landing")
+        landing.page_path(page.sha256).write_bytes(gzip.compress(landing.read_page(page.sha256) + b" "))
+        _execute("UPDATE works SET title = 'An edited title' WHERE provider = 'crossref' AND provider_id = "
+                 "(SELECT min(provider_id) FROM works WHERE provider = 'crossref')")
+        alone = _materialize_with_audit(instance, selection=dg.AssetSelection.checks(dg.AssetCheckKey(SEARCH_WORKS, LANDING_AUDIT)))
+
+    (check,) = alone.get_asset_check_evaluations()
+    assert not check.passed and check.severity == dg.AssetCheckSeverity.ERROR
+    assert check.metadata["audited"].value == "sim_search" and check.metadata["findings"].value == 3
+    table = check.metadata["first_findings"].value
+    assert f"| page changed | `{page.sha256}` |" in table and "| rows changed | `sim_search / crossref / 2024-03-02` |" in table
+
+
+SEARCH_WORKS = dg.AssetKey(["sim_search", "works"])
+
+
+def _materialize_with_audit(instance, **kwargs):
+    return dg.materialize(
+        [*build_saved_search_assets(SEARCH), build_landing_audit(SEARCH)], instance=instance,
+        resources={"scholar_api": scholar_api_from_env(), "duckdb": DuckDBResource(database=str(home() / "scholar.duckdb"))},
+        **kwargs,
+    )
+
+
+def test_rebuild_leaves_a_partition_that_a_run_landed_again_while_it_read_the_pages(pipeline_env, simulator, monkeypatch):
+    """The writer lock is taken per partition, so a run may land a partition between the rebuild's read and its write."""
+    assert materialize(DAY, "openalex").success
+    _execute("UPDATE provenance SET code_version = 'works-v0'")  # so the rebuild must write it
+    read_pages = rebuild_module.partition_rows
+
+    def a_run_lands_it_meanwhile(landing, manifest):
+        rows = read_pages(landing, manifest)
+        assert materialize(DAY, "openalex").success
+        return rows
+
+    monkeypatch.setattr(rebuild_module, "partition_rows", a_run_lands_it_meanwhile)
+    (result,) = rebuild_module.rebuild(home(), home() / "scholar.duckdb", log=lambda line: None)
+    assert result.landed_meanwhile and not result.written
+    assert "landed again by a run meanwhile" in describe(result)
+    assert query_db("SELECT count(*), count(run_id) FROM provenance") == [(2, 2)]  # both landings by runs, none by the rebuild

@@ -46,9 +46,10 @@ class FetchedPage:
 class ProviderRequestError(RuntimeError):
     """A request that failed for good; the message says which provider, URL and what to do."""
 
-    def __init__(self, provider: str, url: str, problem: str, hint: str):
+    def __init__(self, provider: str, url: str, problem: str, hint: str, status: int | None = None, body: bytes = b""):
         super().__init__(f"{provider} request failed: {problem}. URL: {mask_url(url)}. {hint}")
         self.provider, self.url = provider, mask_url(url)
+        self.status, self.body = status, body  # the provider's last answer, if any (secrets masked below the cache)
 
 
 class RetryableResponse(Exception):
@@ -144,6 +145,7 @@ class ProviderClient:
                 self.provider, url, f"HTTP {error.response.status_code} after {self.retry.max_attempts} attempts ({_snippet(error.response)})",
                 "The provider is rate limiting or failing; lower SCHOLAR_PIPELINE_"
                 f"{self.provider.upper()}_RATE_LIMIT or retry the partition later.",
+                status=error.response.status_code, body=error.response.content,
             ) from None
         except httpx.DecodingError as error:
             raise ProviderRequestError(
@@ -158,7 +160,7 @@ class ProviderClient:
         if response.status_code != 200:
             explained = self.explain_refusal(request, response.status_code, response.content) if self.explain_refusal else None
             raise ProviderRequestError(self.provider, url, f"HTTP {response.status_code} ({_snippet(response)})",
-                                       explained or self._hint(response.status_code))
+                                       explained or self._hint(response.status_code), status=response.status_code, body=response.content)
         return FetchedPage(
             request=request,
             url=url,

@@ -12,13 +12,14 @@ from dagster_duckdb import DuckDBResource
 
 from scholar_pipeline.defs.partitions import date_provider_partitions
 from scholar_pipeline.defs.resources import ScholarApiResource
+from scholar_pipeline.drift import MISSING, NEW, RETYPED, baseline, compare
 from scholar_pipeline.fetch import fetch_partition
 from scholar_pipeline.landing import Manifest
-from scholar_pipeline.metadata import problems_table, raw_metadata, works_metadata
+from scholar_pipeline.metadata import drift_table, problems_table, raw_metadata, works_metadata
 from scholar_pipeline.providers import PROVIDERS
 from scholar_pipeline.providers.base import MissingCredential
 from scholar_pipeline.queries import SavedSearch, load_saved_searches
-from scholar_pipeline.settings import monitor_days, queries_file
+from scholar_pipeline.settings import drift_severity, monitor_days, queries_file
 from scholar_pipeline.warehouse import ProvenanceRow, replace_partition, write_connection
 from scholar_pipeline.works import WORKS_CODE_VERSION, PartitionRows, partition_rows
 
@@ -33,6 +34,7 @@ NO_RECORDS_LOST = "no_records_lost"
 DATES_IN_WINDOW = "publication_dates_in_window"
 MATCHES_PROVIDER_TOTAL = "matches_provider_total"
 VALUES_WELL_TYPED = "values_well_typed"
+SCHEMA_DRIFT = "schema_drift"
 # Run tag that makes `<name>/raw` skip the HTTP cache: monitoring re-fetches must see today's answer.
 FETCH_TAG, FETCH_LIVE = "scholar_pipeline/fetch", "live"
 
@@ -88,11 +90,13 @@ def build_saved_search_assets(search: SavedSearch) -> list[dg.AssetsDefinition]:
             dg.AssetCheckSpec(DATES_IN_WINDOW, asset=works_key, description="Records whose publication date falls outside the partition's day (reported, never dropped)."),
             dg.AssetCheckSpec(MATCHES_PROVIDER_TOTAL, asset=works_key, description="Every page reported the same total, it equals the records fetched, and no record came twice (which with offset paging hides a missing one)."),
             dg.AssetCheckSpec(VALUES_WELL_TYPED, asset=works_key, description="No value had to be set to NULL or repaired because the provider sent it with the wrong type."),
+            dg.AssetCheckSpec(SCHEMA_DRIFT, asset=works_key, description="The raw records hold no field that is new, missing or of another type against the provider's recorded baseline (WARN; SCHOLAR_PIPELINE_DRIFT_SEVERITY=error makes it ERROR)."),
         ],
         description=f"Normalized works for “{search.text}”: rows of DuckDB table `works`, replaced per partition in one transaction.",
     )
     def works(context: dg.AssetExecutionContext, scholar_api: ScholarApiResource, duckdb: DuckDBResource) -> dg.MaterializeResult:
         provider_name, day = _partition(context)
+        drift_fails_as = dg.AssetCheckSeverity[drift_severity().upper()]  # a bad setting fails the step before DuckDB is touched
         raw_materialization = _recorded_raw_materialization(context, raw_key)
         manifest_path = Path(raw_materialization.asset_materialization.metadata["manifest"].value)
         manifest = scholar_api.landing.read_manifest(manifest_path)
@@ -107,6 +111,7 @@ def build_saved_search_assets(search: SavedSearch) -> list[dg.AssetsDefinition]:
             check_results=[
                 _no_records_lost(manifest.records, rows, rows_in_duckdb), _dates_in_window(rows.table, day),
                 _matches_provider_total(manifest, rows.duplicates_dropped), _values_well_typed(rows),
+                _schema_drift(provider_name, rows, drift_fails_as),
             ],
         )
 
@@ -168,6 +173,27 @@ def _values_well_typed(rows: PartitionRows) -> dg.AssetCheckResult:
             "values_repaired": len(problems),
             "records_affected": len({p.record_id for p in problems}),
             **({"first_problems": dg.MetadataValue.md(problems_table(problems))} if problems else {}),
+        },
+    )
+
+
+def _schema_drift(provider: str, rows: PartitionRows, severity: dg.AssetCheckSeverity) -> dg.AssetCheckResult:
+    """The fields of the partition's raw records against the provider's baseline (drift.py): the rows are whole either
+    way, so it warns unless the setting asks for more."""
+    recorded = baseline(provider)
+    drifts = compare(recorded, rows.shape)
+    fields = {change: [d.path for d in drifts if d.change == change] for change in (NEW, MISSING, RETYPED)}
+    return dg.AssetCheckResult(
+        check_name=SCHEMA_DRIFT,
+        passed=not drifts,
+        severity=severity,
+        metadata={
+            "new_fields": len(fields[NEW]),
+            "missing_fields": len(fields[MISSING]),
+            "retyped_fields": len(fields[RETYPED]),
+            "records_compared": rows.shape.records,
+            "baseline_records": recorded.records,
+            **({"first_drifts": dg.MetadataValue.md(drift_table(drifts)), "drifted_fields": dg.MetadataValue.json(fields)} if drifts else {}),
         },
     )
 

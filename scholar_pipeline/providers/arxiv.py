@@ -132,8 +132,11 @@ class Arxiv(Provider):
             following = request.with_param("start", str(start + entries)).with_param("max_results", str(min(size, MAX_TOTAL - start - entries)))
         return PageInfo(records=entries, total=total, next_request=following)
 
+    def raw_records(self, body: bytes) -> list[Any]:
+        return [_element_value(e) for e in _feed(body).entries]
+
     def parse_records(self, body: bytes) -> ParsedRecords:
-        return read_records(self.name, "feed.entry", [_element_value(e) for e in _feed(body).entries], _entry)
+        return read_records(self.name, "feed.entry", self.raw_records(body), _entry)
 
 
 class _Feed:

@@ -119,6 +119,14 @@ class Provider(ABC):
     # The cursor is server-side state that each request moves on (Crossref): a request that failed after reaching the
     # server may have moved it, so the answer to its retry can be the page after the one asked for.
     cursor_moves_on_use: ClassVar[bool] = False
+    # The request parameter of a server-side cursor that expires (Crossref's `cursor`, CORE's `scrollId`): an error
+    # answer to a request carrying one may only mean that it expired, so the chain starts again from its first page.
+    expiring_cursor_param: ClassVar[str | None] = None
+    # Paths of raw-record fields whose keys are data, not schema (OpenAlex's `abstract_inverted_index` is keyed by the
+    # abstract's words): schema drift (drift.py) records their type and never descends into them.
+    drift_opaque_fields: ClassVar[frozenset[str]] = frozenset()
+    # The top-level record fields the request asks for (PLOS's `fl`); None when the provider sends every field it has.
+    requested_fields: ClassVar[frozenset[str] | None] = None
 
     def default_settings(self, mailto: str | None, keyed: bool) -> ProviderSettings:
         """The provider's defaults; a provider whose limits depend on the contact e-mail (a polite pool) or on an
@@ -132,6 +140,11 @@ class Provider(ABC):
     @abstractmethod
     def inspect(self, request: PageRequest, body: bytes) -> PageInfo:
         """Validate a response body and tell how many records it holds and what comes next."""
+
+    @abstractmethod
+    def raw_records(self, body: bytes) -> list[Any]:
+        """One raw page's records as sent, before any field is read (XML elements as the provider reads them into
+        dicts): what `parse_records` reads, and what schema drift (drift.py) describes."""
 
     @abstractmethod
     def parse_records(self, body: bytes) -> ParsedRecords:

@@ -73,6 +73,7 @@ class Core(Provider):
                                 max_records=100_000, max_retry_wait=900.0)
     credential = Credential(env="CORE_API_KEY", header="Authorization", header_prefix="Bearer ", required=True,
                             signup_url="https://core.ac.uk/services/api")
+    expiring_cursor_param = "scrollId"  # an Elasticsearch scroll, kept only for a while between calls
 
     def first_request(self, text: str, day: dt.date, page_size: int, mailto: str | None) -> PageRequest:
         q = f"{self.search_terms(text)} AND publishedDate>={day} AND publishedDate<{day + dt.timedelta(days=1)}"
@@ -111,8 +112,11 @@ class Core(Provider):
             raise MalformedPage(f"core sent no scrollId at record {reached} of {total}; the scroll cannot go on")
         return PageInfo(records=results, total=total, next_request=replace(request.with_param("scrollId", scroll_id), received=reached))
 
+    def raw_records(self, body: bytes) -> list[Any]:
+        return _page(body)["results"]
+
     def parse_records(self, body: bytes) -> ParsedRecords:
-        return read_records(self.name, "results", _page(body)["results"], _work)
+        return read_records(self.name, "results", self.raw_records(body), _work)
 
 
 def _page(body: bytes) -> dict[str, Any]:

@@ -33,6 +33,8 @@ class Crossref(Provider):
     POLITE_RATE_LIMIT = 10.0
     credential = Credential(env="CROSSREF_PLUS_TOKEN", header="Crossref-Plus-API-Token", header_prefix="Bearer ")
     cursor_moves_on_use = True  # one cursor string for the whole scroll, moved on by every request that reaches it
+    expiring_cursor_param = "cursor"  # five minutes after its last use
+    drift_opaque_fields = frozenset({"relation"})  # keyed by relation type (`cites`, `is-preprint-of`...), each work its own
 
     def default_settings(self, mailto: str | None, keyed: bool) -> ProviderSettings:
         return replace(self.defaults, rate_limit=self.POLITE_RATE_LIMIT) if mailto else self.defaults
@@ -55,8 +57,11 @@ class Crossref(Provider):
         following = request.with_param("cursor", cursor) if cursor and items and full_page else None
         return PageInfo(records=len(items), total=message.get("total-results"), next_request=following)
 
+    def raw_records(self, body: bytes) -> list[Any]:
+        return _message(body)["items"]
+
     def parse_records(self, body: bytes) -> ParsedRecords:
-        return read_records(self.name, "message.items", _message(body)["items"], _item)
+        return read_records(self.name, "message.items", self.raw_records(body), _item)
 
 
 def _message(body: bytes) -> dict[str, Any]:

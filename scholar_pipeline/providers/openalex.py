@@ -42,6 +42,7 @@ class OpenAlex(Provider):
     name = "openalex"
     defaults = ProviderSettings(base_url="https://api.openalex.org", rate_limit=10.0, page_size=100, max_records=200_000)
     credential = Credential(env="OPENALEX_API_KEY", query_param="api_key")
+    drift_opaque_fields = frozenset({"abstract_inverted_index"})  # keyed by the abstract's words
 
     def first_request(self, text: str, day: dt.date, page_size: int, mailto: str | None) -> PageRequest:
         filters = f"title_and_abstract.search:{self.search_terms(text)},from_publication_date:{day},to_publication_date:{day}"
@@ -69,8 +70,11 @@ class OpenAlex(Provider):
         following = request.with_param("cursor", cursor) if cursor and results else None
         return PageInfo(records=len(results), total=page["meta"].get("count"), next_request=following)
 
+    def raw_records(self, body: bytes) -> list[Any]:
+        return _page(body)["results"]
+
     def parse_records(self, body: bytes) -> ParsedRecords:
-        return read_records(self.name, "results", _page(body)["results"], _work)
+        return read_records(self.name, "results", self.raw_records(body), _work)
 
 
 def _page(body: bytes) -> dict[str, Any]:

@@ -60,6 +60,7 @@ class Plos(Provider):
     name = "plos"
     # 10 requests a minute (api.plos.org/solr/faq); pages of 500 as rplos does below the cap.
     defaults = ProviderSettings(base_url="https://api.plos.org", rate_limit=10 / 60, page_size=500, max_records=200_000)
+    requested_fields = frozenset(FIELDS)
 
     def first_request(self, text: str, day: dt.date, page_size: int, mailto: str | None) -> PageRequest:
         params = (
@@ -113,8 +114,11 @@ class Plos(Provider):
         following = request.with_param("start", str(reached)) if reached < total else None
         return PageInfo(records=len(docs), total=total, next_request=following)
 
+    def raw_records(self, body: bytes) -> list[Any]:
+        return _response(body)["docs"]
+
     def parse_records(self, body: bytes) -> ParsedRecords:
-        return read_records(self.name, "response.docs", _response(body)["docs"], _doc)
+        return read_records(self.name, "response.docs", self.raw_records(body), _doc)
 
 
 def _response(body: bytes) -> dict[str, Any]:

@@ -207,8 +207,11 @@ class PubMed(Provider):
             params += (("email", request.param("email")),)
         return PageInfo(records=0, total=count, next_request=EfetchRequest("/efetch.fcgi", params, count=count))
 
+    def raw_records(self, body: bytes) -> list[Any]:
+        return [_with_pmid(_element_value(a)) for a in _article_set(body)]
+
     def parse_records(self, body: bytes) -> ParsedRecords:
-        return read_records(self.name, "PubmedArticleSet", [_with_pmid(_element_value(a)) for a in _article_set(body)], _article)
+        return read_records(self.name, "PubmedArticleSet", self.raw_records(body), _article)
 
 
 def _xml(body: bytes) -> etree._Element:

@@ -103,8 +103,11 @@ class Springer(Provider):
         following = request.with_param("s", str(reached + 1)) if reached < total else None
         return PageInfo(records=records, total=total, next_request=following)
 
+    def raw_records(self, body: bytes) -> list[Any]:
+        return _page(body)["records"]
+
     def parse_records(self, body: bytes) -> ParsedRecords:
-        return read_records(self.name, "records", _page(body)["records"], _record)
+        return read_records(self.name, "records", self.raw_records(body), _record)
 
 
 def _page(body: bytes) -> dict[str, Any]:

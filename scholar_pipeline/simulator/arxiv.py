@@ -41,6 +41,7 @@ from lxml import etree
 
 from scholar_pipeline.simulator.common import BadRequest, SimResponse, single
 from scholar_pipeline.simulator.corpus import Corpus, SimWork, search_words
+from scholar_pipeline.simulator.record_faults import XmlRecords
 
 MAX_PER_CALL = 2000
 MAX_TOTAL = 30_000
@@ -86,6 +87,7 @@ def _error_feed(status: int, slug: str, message: str) -> BadRequest:
 
 class ArxivApi:
     name = "arxiv"
+    records = XmlRecords("entry", abstract="summary", retyped="published")  # where faults on records act (record_faults.py)
     default_rate_limit = 1 / 3  # one request every three seconds (terms of use)
 
     def __init__(self, corpus: Corpus):

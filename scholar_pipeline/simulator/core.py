@@ -23,6 +23,7 @@ import threading
 
 from scholar_pipeline.simulator.common import BadRequest, SimResponse, single
 from scholar_pipeline.simulator.corpus import Corpus, SimWork, search_words
+from scholar_pipeline.simulator.record_faults import JsonRecords
 
 MAX_LIMIT = 100
 OFFSET_CEILING = 10_000
@@ -35,6 +36,7 @@ def _error(status: int, message: str) -> BadRequest:
 
 class CoreApi:
     name = "core"
+    records = JsonRecords(("results",), abstract="abstract", retyped="title")  # where faults on records act (record_faults.py)
     default_rate_limit = 10 / 60
 
     def __init__(self, corpus: Corpus):
@@ -43,6 +45,12 @@ class CoreApi:
         self._scrolls: dict[str, list[SimWork]] = {}
         self._positions: dict[str, int] = {}
         self._lock = threading.Lock()
+
+    def expire_cursors(self) -> None:
+        """Every open scroll expires at once (the `expired-cursor` fault)."""
+        with self._lock:
+            self._scrolls.clear()
+            self._positions.clear()
 
     def record_ids(self, first: dt.date, last: dt.date, text: str | None = None) -> list[str]:
         return [str(core_id(w)) for w in self._matching(search_words(text), first, last)]

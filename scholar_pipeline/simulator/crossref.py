@@ -19,6 +19,7 @@ import time
 
 from scholar_pipeline.simulator.common import BadRequest, SimResponse, single
 from scholar_pipeline.simulator.corpus import Corpus, SimWork, search_words
+from scholar_pipeline.simulator.record_faults import JsonRecords
 
 MAX_ROWS = 1000
 MAX_OFFSET = 10_000
@@ -31,6 +32,7 @@ def _failure(kind: str, value: str, message: str) -> BadRequest:
 
 class CrossrefApi:
     name = "crossref"
+    records = JsonRecords(("message", "items"), abstract="abstract", retyped="title")  # where faults on records act (record_faults.py)
     default_rate_limit = 5.0
 
     def __init__(self, corpus: Corpus, cursor_ttl_seconds: float = 300.0):
@@ -38,6 +40,11 @@ class CrossrefApi:
         self.routes = {"/works": self.works}
         self._scrolls: dict[str, dict] = {}
         self._lock = threading.Lock()
+
+    def expire_cursors(self) -> None:
+        """Every open scroll expires at once (the `expired-cursor` fault), as five idle minutes would do."""
+        with self._lock:
+            self._scrolls.clear()
 
     def record_ids(self, first: dt.date, last: dt.date, text: str | None = None) -> list[str]:
         return [w.doi for w in self._matching(search_words(text), first, last)]
@@ -115,9 +122,26 @@ def _indexed() -> dict:
             "timestamp": int(moment.timestamp() * 1000)}
 
 
+def _moment(day: dt.date, seconds: int) -> dict:
+    """A Crossref timestamp (`created`, `deposited`): date parts, ISO time and milliseconds since 1970."""
+    moment = dt.datetime.combine(day, dt.time(), dt.timezone.utc) + dt.timedelta(seconds=seconds)
+    return {"date-parts": [[moment.year, moment.month, moment.day]], "date-time": moment.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "timestamp": int(moment.timestamp() * 1000)}
+
+
 def render(w: SimWork) -> dict:
+    references = w.serial % 40
     item = {
         "indexed": _indexed(),
+        "reference-count": references,
+        "references-count": references,
+        "content-domain": {"domain": [], "crossmark-restriction": False},
+        "created": _moment(w.published, w.serial % 86400),
+        "deposited": _moment(w.published + dt.timedelta(days=1 + w.serial % 30), w.serial % 86400),
+        "source": "Crossref",
+        "member": str(300 + w.serial % 1000),
+        "prefix": w.doi.split("/", 1)[0],
+        "score": round(10 + (w.serial % 1000) / 100, 6),
         "publisher": w.publisher,
         "DOI": w.doi.upper() if w.serial % 5 == 0 else w.doi,  # Crossref DOIs come in either case
         "type": "journal-article" if w.work_type == "article" else w.work_type,

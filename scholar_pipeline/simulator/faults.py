@@ -12,6 +12,11 @@ SPEC is a comma-separated list of rules `PROVIDER:FAULT[@N][xTIMES]`:
   - `truncate`: fewer bytes than the Content-Length promises, then the connection is closed;
   - `malformed`: status 200 with the body cut in half (JSON or XML that does not parse);
   - `html`: status 200 with an HTML error page, as a proxy or an overloaded front end sends;
+  - `empty-page`, `missing-fields`, `wrong-types`, `new-fields`: the page answers in the wire
+    format, but holds no records, or records without their abstract, with a field of another
+    type, or with a field never seen before (record_faults.py); on a page of records only;
+  - `expired-cursor`: every open cursor expires before this request is answered (Crossref's
+    and CORE's scrolls), so a request that carries one gets the provider's expiry error;
 - `@N`: from the provider's N-th request on (1-based, counting every request; default 1);
 - `xTIMES`: for that many requests (default 1; `x*` for every one after).
 
@@ -28,7 +33,9 @@ from dataclasses import dataclass
 STATUS_FAULTS = {"429", "429-retry-after", "500", "502", "503", "504"}
 DELIVERY_FAULTS = {"reset", "stall", "slow", "truncate"}  # carried out by the HTTP handler
 BODY_FAULTS = {"malformed", "html"}
-FAULTS = STATUS_FAULTS | DELIVERY_FAULTS | BODY_FAULTS
+RECORD_FAULTS = {"empty-page", "missing-fields", "wrong-types", "new-fields"}  # carried out by record_faults.py
+EXPIRED_CURSOR = "expired-cursor"
+FAULTS = STATUS_FAULTS | DELIVERY_FAULTS | BODY_FAULTS | RECORD_FAULTS | {EXPIRED_CURSOR}
 _RULE = re.compile(r"(?P<provider>[a-z*]+):(?P<fault>[a-z0-9-]+?)(?:@(?P<first>[1-9]\d*))?(?:x(?P<times>[1-9]\d*|\*))?")
 HTML_ERROR_PAGE = (b"<!DOCTYPE html><html><head><title>Service temporarily unavailable</title></head><body>"
                    b"<h1>Service temporarily unavailable</h1><p>Please try again later.</p></body></html>")

@@ -14,6 +14,7 @@ import re
 
 from scholar_pipeline.simulator.common import BadRequest, SimResponse, single
 from scholar_pipeline.simulator.corpus import Corpus, SimWork, search_words
+from scholar_pipeline.simulator.record_faults import JsonRecords
 
 MAX_PER_PAGE = 100
 PAGE_MODE_CEILING = 10_000
@@ -26,6 +27,7 @@ def _error(message: str) -> BadRequest:
 
 class OpenAlexApi:
     name = "openalex"
+    records = JsonRecords(("results",), abstract="abstract_inverted_index", retyped="title")  # where faults on records act (record_faults.py)
     default_rate_limit = 100.0
 
     def __init__(self, corpus: Corpus):
@@ -112,7 +114,8 @@ def render(w: SimWork) -> dict:
     location = {
         "id": f"doi:{w.doi}" if w.doi else None, "is_oa": oa, "landing_page_url": doi_url, "pdf_url": None,
         "source": {"id": "https://openalex.org/S1", "display_name": w.venue, "host_organization_name": w.publisher, "type": "journal"},
-        "license": w.license, "version": "publishedVersion",
+        "license": w.license, "license_id": _LICENSE_IDS.get(w.license), "version": "publishedVersion",
+        "is_accepted": True, "is_published": True, "raw_source_name": w.venue,
     }
     return {
         "id": f"https://openalex.org/W{w.serial}",
@@ -141,4 +144,44 @@ def render(w: SimWork) -> dict:
         "abstract_inverted_index": _inverted_index(w.abstract) if w.abstract else None,
         "updated_date": "2026-11-01T00:00:00",
         "created_date": w.published.isoformat(),
+        **_described(w, location),
+    }
+
+
+_LICENSE_IDS = {"cc-by": "https://openalex.org/licenses/cc-by", "cc-by-nc": "https://openalex.org/licenses/cc-by-nc"}
+_TOPICS = [
+    ("T10181", "Natural Language Processing Techniques", "1702", "Artificial Intelligence", "17", "Computer Science", "3", "Physical Sciences"),
+    ("T12072", "Machine Learning and Algorithms", "1702", "Artificial Intelligence", "17", "Computer Science", "3", "Physical Sciences"),
+    ("T10010", "Soil Carbon and Nitrogen Dynamics", "1111", "Soil Science", "11", "Agricultural and Biological Sciences", "1", "Life Sciences"),
+]
+
+
+def _described(w: SimWork, location: dict) -> dict:
+    """What OpenAlex says of a work beyond what the pipeline reads: topics, counts, lists of ids; present on every real
+    record, so the simulated ones carry them too (the schema-drift check compares the shapes)."""
+    topic_id, topic, subfield_id, subfield, field_id, field, domain_id, domain = _TOPICS[w.serial % len(_TOPICS)]
+    score = round(0.9 + (w.serial % 97) / 1000, 4)
+    topic = {"id": f"https://openalex.org/{topic_id}", "display_name": topic, "score": score,
+             "subfield": {"id": f"https://openalex.org/subfields/{subfield_id}", "display_name": subfield},
+             "field": {"id": f"https://openalex.org/fields/{field_id}", "display_name": field},
+             "domain": {"id": f"https://openalex.org/domains/{domain_id}", "display_name": domain}}
+    first_page = 1 + w.serial % 400
+    return {
+        "primary_topic": topic, "topics": [topic],
+        "keywords": [{"id": f"https://openalex.org/keywords/{subfield.lower().replace(' ', '-')}", "display_name": subfield, "score": score}],
+        "concepts": [{"id": f"https://openalex.org/C{field_id}0", "wikidata": f"https://www.wikidata.org/wiki/Q{field_id}0",
+                      "display_name": field, "level": 0, "score": score}],
+        "sustainable_development_goals": [], "mesh": [], "funders": [], "awards": [],
+        "apc_list": None if w.license is None else {"value": 2000 + w.serial % 1500, "currency": "USD", "value_usd": 2000 + w.serial % 1500},
+        "apc_paid": None,
+        "biblio": {"volume": str(1 + w.serial % 60), "issue": str(1 + w.serial % 12), "first_page": str(first_page), "last_page": str(first_page + 12)},
+        "fwci": round(w.cited_by / 7, 3), "citation_normalized_percentile": None, "cited_by_percentile_year": None,
+        "counts_by_year": [{"year": 2026, "cited_by_count": w.cited_by}] if w.cited_by else [],
+        "corresponding_author_ids": [f"https://openalex.org/A{w.serial}0"] if w.authors else [], "corresponding_institution_ids": [],
+        "institutions": [], "institutions_distinct_count": sum(1 for a in w.authors if a.affiliation), "countries_distinct_count": 0,
+        "has_content": {"pdf": False, "grobid_xml": False}, "indexed_in": ["crossref"] if w.doi else [],
+        "is_paratext": False, "is_retracted": False, "is_xpac": False,
+        "locations": [location], "locations_count": 1,
+        "referenced_works": [f"https://openalex.org/W{w.serial // 3}"], "referenced_works_count": 1,
+        "related_works": [f"https://openalex.org/W{w.serial // 5}", f"https://openalex.org/W{w.serial // 7}"],
     }

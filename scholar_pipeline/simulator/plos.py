@@ -28,6 +28,7 @@ import re
 
 from scholar_pipeline.simulator.common import BadRequest, SimResponse, single
 from scholar_pipeline.simulator.corpus import Corpus, SimWork, search_words
+from scholar_pipeline.simulator.record_faults import JsonRecords
 
 MAX_ROWS = 1000
 MAX_WINDOW_DAYS = 400  # the simulator builds its corpus day by day
@@ -58,6 +59,7 @@ def _solr_error(params: dict[str, list[str]], message: str, root: str = "org.apa
 
 class PlosApi:
     name = "plos"
+    records = JsonRecords(("response", "docs"), abstract="abstract", retyped="title_display")  # where faults on records act (record_faults.py)
     # Requests per second for the simulator's 1-second window: 10 a minute. Below one, the window
     # lets one request a second through (it cannot count a whole minute).
     default_rate_limit = 10 / 60

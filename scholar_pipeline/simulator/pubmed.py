@@ -44,6 +44,7 @@ from lxml import etree
 
 from scholar_pipeline.simulator.common import BadRequest, SimResponse, single
 from scholar_pipeline.simulator.corpus import Corpus, SimWork, search_words
+from scholar_pipeline.simulator.record_faults import XmlRecords
 
 MAX_SERVED = 10_000  # ESearch (and here the history server) serves only the first 10,000 ids
 MAX_RETSTART = 9_998
@@ -78,6 +79,8 @@ def rate_limit_body() -> bytes:
 
 class PubMedApi:
     name = "pubmed"
+    records = XmlRecords("PubmedArticle", abstract="Abstract", retyped="Year")  # where faults on records act (record_faults.py)
+    records_route = "/efetch.fcgi"
     default_rate_limit = 3  # requests a second without an API key
 
     def __init__(self, corpus: Corpus):
@@ -300,11 +303,14 @@ def _article(pmid: str, w: SimWork, day: dt.date) -> etree._Element:
     info = _text(citation, "MedlineJournalInfo")
     _text(info, "Country", "United States")
     _text(info, "MedlineTA", w.venue)
+    _text(info, "NlmUniqueID", str(100_000_000 + s % 900_000))
+    _text(info, "ISSNLinking", f"{1000 + s % 9000}-{s % 10000:04d}")
     data = _text(article, "PubmedData")
     history = _text(data, "History")
-    _ymd(history, "PubMedPubDate", day - dt.timedelta(days=60 + s % 90), PubStatus="received")
-    _ymd(history, "PubMedPubDate", day - dt.timedelta(days=10 + s % 20), PubStatus="accepted")
-    _ymd(history, "PubMedPubDate", day, PubStatus="entrez")
+    for status, before in (("received", 60 + s % 90), ("accepted", 10 + s % 20), ("entrez", 0)):
+        _ymd(history, "PubMedPubDate", day - dt.timedelta(days=before), PubStatus=status)
+        _text(history[-1], "Hour", str(s % 24))
+        _text(history[-1], "Minute", str(s % 60))
     _text(data, "PublicationStatus", "epublish" if electronic else "ppublish")
     ids = _text(data, "ArticleIdList")
     _text(ids, "ArticleId", pmid, IdType="pubmed")

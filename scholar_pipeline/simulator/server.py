@@ -28,7 +28,9 @@ from scholar_pipeline.simulator.common import BadRequest, SimResponse
 from scholar_pipeline.simulator.core import CoreApi
 from scholar_pipeline.simulator.corpus import Corpus
 from scholar_pipeline.simulator.crossref import CrossrefApi
-from scholar_pipeline.simulator.faults import BODY_FAULTS, DELIVERY_FAULTS, HTML_ERROR_PAGE, STATUS_FAULTS, FaultPlan, parse_faults
+from scholar_pipeline.simulator.faults import (
+    BODY_FAULTS, DELIVERY_FAULTS, EXPIRED_CURSOR, HTML_ERROR_PAGE, RECORD_FAULTS, STATUS_FAULTS, FaultPlan, parse_faults,
+)
 from scholar_pipeline.simulator.openalex import OpenAlexApi
 from scholar_pipeline.simulator.plos import PlosApi
 from scholar_pipeline.simulator.pubmed import PubMedApi
@@ -106,6 +108,11 @@ class ProviderSimulator:
         route = api.routes.get("/" + rest.rstrip("/")) if api else None
         refused = api.authenticate(headers) if route is not None and hasattr(api, "authenticate") else None
         fault = self.faults.next_fault(provider) if route is not None else None
+        if fault == EXPIRED_CURSOR:
+            if hasattr(api, "expire_cursors"):
+                api.expire_cursors()
+            else:
+                fault = None  # no cursor to expire at this provider
         if route is None or method != "GET":
             response = SimResponse.text(404, "Resource not found.")
         elif fault in STATUS_FAULTS:
@@ -119,11 +126,14 @@ class ProviderSimulator:
                 response = route(params)
             except BadRequest as error:
                 response = error.response
-        if fault in BODY_FAULTS:
-            if response.status == 200:
+        if fault in BODY_FAULTS | RECORD_FAULTS:
+            holds_records = route == api.routes[getattr(api, "records_route", "/" + rest.rstrip("/"))]
+            if response.status != 200 or (fault in RECORD_FAULTS and not holds_records):
+                fault = None  # nothing to spoil: the answer is an error already, or holds no records
+            elif fault in BODY_FAULTS:
                 response = _body_fault(response, fault)
             else:
-                fault = None  # nothing to spoil: the answer is an error already
+                response = SimResponse(200, api.records.alter(response.body, fault), response.content_type, response.headers)
         if fault in DELIVERY_FAULTS:
             response.delivery = fault
         self._log(LoggedRequest(arrived, provider, url.path, params, headers, response.status, fault))

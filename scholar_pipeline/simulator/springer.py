@@ -18,6 +18,7 @@ from urllib.parse import urlencode
 
 from scholar_pipeline.simulator.common import BadRequest, SimResponse, single
 from scholar_pipeline.simulator.corpus import Corpus, SimWork, search_words
+from scholar_pipeline.simulator.record_faults import JsonRecords
 
 BASIC_CONSTRAINTS = frozenset({"doi", "keyword", "onlinedate", "onlinedatefrom", "onlinedateto", "datefrom", "dateto", "date",
                                "issn", "isbn", "journalid", "type"})
@@ -39,6 +40,7 @@ def _premium(what: str) -> BadRequest:
 
 class SpringerApi:
     name = "springer"
+    records = JsonRecords(("records",), abstract="abstract", retyped="title")  # where faults on records act (record_faults.py)
     default_rate_limit = 100 / 60
 
     def __init__(self, corpus: Corpus, plan_page_size: int = 25):
@@ -132,10 +134,16 @@ def render(w: SimWork) -> dict:
         "startingPage": str(1 + w.serial % 400),
         "onlineDate": w.published.isoformat(),
         "copyright": "©2024 The Author(s)" if is_oa else "©2024 Springer Nature Limited",
+        "subjects": [_SUBJECTS[w.serial % len(_SUBJECTS)][1]],
+        "disciplines": [{"id": _SUBJECTS[w.serial % len(_SUBJECTS)][0], "term": _SUBJECTS[w.serial % len(_SUBJECTS)][1]}],
+        "keyword": [],
     }
     if w.abstract:
         record["abstract"] = w.abstract
     return record
+
+
+_SUBJECTS = [("3207", "Information Storage and Retrieval"), ("1703", "Computer Science"), ("1111", "Soil Science")]
 
 
 def _facets(page: list[dict]) -> list[dict]:
