@@ -44,6 +44,10 @@ test: setup
 test-fast: setup
 	$(BIN)/python -m pytest -m "not slow"
 
+## Figures against the simulator on loopback and the recorded pages: a table, and benchmarks/results.json.
+benchmark: setup
+	$(BIN)/python -m benchmarks.run
+
 ## The shared acceptance run on real recorded responses (needs ../shared), over every provider in its manifest.
 acceptance: setup
 	PATH="$(CURDIR)/$(BIN):$$PATH" bash ../shared/acceptance/run.sh

@@ -62,16 +62,13 @@ def audit(home: Path, database: Path, log=print, scope: AuditScope = AuditScope(
     landing = LandingZone(home / "landing")
     findings = _audit_landing_zone(landing, log, scope)
     if database.exists():
-        with read_connection(database, home, log=None) as con:
-            findings += _audit_warehouse(con, landing, scope)
+        findings += _audit_warehouse(database, home, landing, scope, log)
     return findings
 
 
 def _audit_landing_zone(landing: LandingZone, log, scope: AuditScope) -> list[Finding]:
     findings, named_by = [], {}
-    for path in landing.manifest_paths():
-        if not scope.holds(*path.parts[-4:-1]):  # manifests/<query>/<provider>/<date>/<file>
-            continue
+    for path in landing.manifest_paths(scope.query, scope.provider, scope.day):
         try:
             manifest = landing.read_manifest(path)
         except (ValueError, TypeError, KeyError) as error:  # not JSON, or not a manifest
@@ -82,17 +79,16 @@ def _audit_landing_zone(landing: LandingZone, log, scope: AuditScope) -> list[Fi
             findings.append(Finding("manifest changed", str(path), "its pages no longer hash to its recorded input hash"))
         for sha in hashes:
             named_by.setdefault(sha, path)
-    stored = landing.stored_pages()
     for sha, path in sorted(named_by.items()):
-        if sha not in stored:
-            findings.append(Finding("page missing", sha, f"named by {path}, not in the landing zone"))
-            continue
         try:
             landing.read_page(sha)
+        except FileNotFoundError:
+            findings.append(Finding("page missing", sha, f"named by {path}, not in the landing zone"))
         except DamagedPage as error:
             findings.append(Finding("page changed", sha, f"named by {path}: {error}"))
     if not scope.everything:
         return findings
+    stored = landing.stored_pages()
     unnamed = sorted(set(stored) - set(named_by))
     for sha in unnamed:
         try:
@@ -105,20 +101,34 @@ def _audit_landing_zone(landing: LandingZone, log, scope: AuditScope) -> list[Fi
     return findings
 
 
-def _audit_warehouse(con: duckdb.DuckDBPyConnection, landing: LandingZone, scope: AuditScope) -> list[Finding]:
-    tables = {row[0] for row in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
-    if not {"works", "provenance"} <= tables:
-        return []
-    findings, recorded = [], {k: v for k, v in latest_provenance(con).items() if scope.holds(*k)}
+def _audit_warehouse(database: Path, home: Path, landing: LandingZone, scope: AuditScope, log) -> list[Finding]:
+    """Rows against provenance. DuckDB is read in the writers' queue, one partition at a time, so that runs landing
+    meanwhile wait a moment, not the whole audit."""
+    with read_connection(database, home, log=_Waiting(log)) as con:
+        tables = {row[0] for row in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+        if not {"works", "provenance"} <= tables:
+            return []
+        partition = (scope.query, scope.provider, scope.day) if None not in (scope.query, scope.provider, scope.day) else None
+        recorded = {k: v for k, v in latest_provenance(con, partition).items() if scope.holds(*k)}
+        landed = con.execute("SELECT query, provider, partition_date, count(*) FROM works GROUP BY ALL ORDER BY ALL").fetchall()
+    findings = []
     for partition, row in sorted(recorded.items()):
         where = " / ".join(map(str, partition))
         findings += _audit_manifest_of(landing, where, row["manifest_path"], row["page_sha256"])
-        findings += _audit_rows(con, where, partition, row["output_hash"], row["rows_landed"])
-    landed = con.execute("SELECT query, provider, partition_date, count(*) FROM works GROUP BY ALL ORDER BY ALL").fetchall()
+        with read_connection(database, home, log=_Waiting(log)) as con:
+            rows = _rows_of(con, partition)
+        findings += _audit_rows(rows, where, row["output_hash"], row["rows_landed"])
     for query, provider, day, count in landed:
         if scope.holds(query, provider, day) and (query, provider, day) not in recorded:
             findings.append(Finding("rows extra", f"{query} / {provider} / {day}", f"{count} rows with no provenance row"))
     return findings
+
+
+class _Waiting:
+    """The audit's `log` as the `warning` a connection waiting for a writer calls."""
+
+    def __init__(self, log):
+        self.warning = log
 
 
 def _audit_manifest_of(landing: LandingZone, where: str, recorded_path: str, page_sha256: list[str]) -> list[Finding]:
@@ -130,11 +140,13 @@ def _audit_manifest_of(landing: LandingZone, where: str, recorded_path: str, pag
     return []
 
 
-def _audit_rows(con: duckdb.DuckDBPyConnection, where: str, partition: tuple[str, str, dt.date], output_hash: str,
-                rows_landed: int) -> list[Finding]:
+def _rows_of(con: duckdb.DuckDBPyConnection, partition: tuple[str, str, dt.date]) -> list[dict]:
     columns = ", ".join(f'"{name}"' for name in _HASHED_COLUMNS + ["record_hash"])
-    rows = con.execute(f"SELECT {columns} FROM works WHERE query = ? AND provider = ? AND partition_date = ?",
+    return con.execute(f"SELECT {columns} FROM works WHERE query = ? AND provider = ? AND partition_date = ?",
                        list(partition)).fetch_arrow_table().to_pylist()
+
+
+def _audit_rows(rows: list[dict], where: str, output_hash: str, rows_landed: int) -> list[Finding]:
     findings = []
     recomputed = [record_hash({name: row[name] for name in _HASHED_COLUMNS}) for row in rows]
     edited = [row["provider_id"] for row, again in zip(rows, recomputed) if row["record_hash"] != again]

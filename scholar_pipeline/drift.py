@@ -15,7 +15,8 @@ is described by its type alone.
 
 A report (`compare`) lists, for a partition against its provider's baseline:
 - new fields: paths the baseline never saw;
-- missing fields: paths every baseline record holds, and no record of the partition.
+- missing fields: paths every baseline record holds, and none of the partition's records,
+  when it has at least MIN_RECORDS_FOR_MISSING of them.
   Optional fields come and go from record to record (a Crossref abstract, an OpenAlex
   `grants` list), so a record without one says nothing; a field that every recorded
   answer carries and a whole partition lacks has vanished from the format;
@@ -53,6 +54,9 @@ from scholar_pipeline.providers import PROVIDERS
 from scholar_pipeline.providers.base import MalformedPage
 from scholar_pipeline.settings import PROJECT_ROOT
 
+# A field is missing from a partition only when this many of its records lack it: a baseline of a few dozen records
+# makes some optional fields look constant (every recorded arXiv entry has a comment), and a small day would say so.
+MIN_RECORDS_FOR_MISSING = 20
 MAX_DEPTH = 12  # levels of objects and lists below a record; PubMed's deepest field read is 9
 TYPES = ("null", "bool", "number", "string", "list", "object")  # in the order reports show them
 _TYPE_OF = {type(None): "null", bool: "bool", int: "number", float: "number", str: "string", list: "list", dict: "object"}
@@ -138,7 +142,7 @@ class FieldDrift:
     records: int  # records of the partition holding the field
 
 
-def compare(baseline: Shape, seen: Shape) -> list[FieldDrift]:
+def compare(baseline: Shape, seen: Shape, min_records_for_missing: int = MIN_RECORDS_FOR_MISSING) -> list[FieldDrift]:
     """The fields of `seen` that are retyped, missing or new against `baseline` (the rules are in the module docstring),
     in that order (what the parser may read as NULL now first, an unknown field last), each kind by path."""
     if not seen.records:
@@ -151,7 +155,7 @@ def compare(baseline: Shape, seen: Shape) -> list[FieldDrift]:
         elif now.types - before.types - {"null"}:
             drifts.append(FieldDrift(path, RETYPED, tuple(_ordered(before.types)), tuple(_ordered(now.types)), now.records))
     for path, before in baseline.fields.items():
-        if before.records == baseline.records and path not in seen.fields:
+        if seen.records >= min_records_for_missing and before.records == baseline.records and path not in seen.fields:
             drifts.append(FieldDrift(path, MISSING, tuple(_ordered(before.types)), (), 0))
     reported = {d.path for d in drifts}
     order = (RETYPED, MISSING, NEW)

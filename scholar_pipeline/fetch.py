@@ -48,20 +48,21 @@ def fetch_partition(
     Where a failed request may have moved a server-side cursor (`cursor_moves_on_use`), a
     page after the first that was retried after such a failure (anything but a 429) could be
     the page after the one asked for, so the chain is fetched again live from its first
-    page, up to `MAX_CHAIN_RESTARTS` times; so it is when a request carrying a cursor that
-    expires (`expiring_cursor_param`) is refused. A page the provider module refuses is
-    asked for again (`_PagingChain._usable_page`), and kept in the quarantine for diagnosis.
+    page, up to `MAX_CHAIN_RESTARTS` times; so it is when the provider says its cursor
+    expired (`Provider.cursor_expired`), or when the answer changed under the chain. A page
+    the provider module refuses is asked for again (`_PagingChain._usable_page`); every
+    refused answer fetched live is kept in the quarantine for diagnosis.
     """
     chain = _PagingChain(client, provider, settings, landing, provider.first_request(text, day, settings.page_size, mailto),
                          query=query, day=day, log=log)
     for attempt in range(MAX_CHAIN_RESTARTS):
         try:
-            return chain.fetch(live=live or attempt > 0)
+            return chain.fetch(live=live or attempt > 0, final=False)
         except _ChainRestart as reason:
             if log is not None:
                 log.warning(f"{chain.where}: {reason}; fetching the whole chain again without the cache")
     try:
-        return chain.fetch(live=True)
+        return chain.fetch(live=True, final=True)
     except _ChainRestart as reason:
         raise PartitionFetchError(
             f"{chain.where}: {reason}; this happened on {MAX_CHAIN_RESTARTS + 1} fetches of the whole chain in a row, so the "
@@ -76,7 +77,6 @@ def chain_cache_key(first_url: str, page_number: int, previous_page_sha256: str)
 
 
 MAX_CHAIN_RESTARTS = 3
-_REFUSALS = frozenset(range(400, 500)) - {429}  # what an expired cursor can get (rate limiting aside)
 UNUSABLE_PAGE_ATTEMPTS = 3  # a page the provider module refuses is asked for this many times before the partition fails
 
 
@@ -103,7 +103,8 @@ class _PagingChain:
     def where(self) -> str:
         return f"{self.provider.name} / saved search {self.query!r} / {self.day}"
 
-    def fetch(self, live: bool) -> FetchedPartition:
+    def fetch(self, live: bool, final: bool) -> FetchedPartition:
+        """One fetch of the chain; `final` when no restart is left (an empty page short of the total is then its end)."""
         request: PageRequest | None = self.first_request
         pages: list[PageEntry] = []
         record_hashes: list[str] = []
@@ -113,7 +114,7 @@ class _PagingChain:
             replaying = bool(pages) and pages[0].from_cache
             key = chain_cache_key(self.client.url_for(self.first_request), number, pages[-1].sha256 if pages else "")
             page, info, hashes = self._usable_page(request, key, number, live=live or (bool(pages) and not replaying),
-                                                   replaying=replaying, records_before=records, total_before=total)
+                                                   replaying=replaying, records_before=records, total_before=total, final=final)
             pages.append(self.landing.land_page(number, page, info.records, info.total, info.superseded))
             record_hashes += hashes
             records += info.records
@@ -133,26 +134,30 @@ class _PagingChain:
         return FetchedPartition(pages=pages, total_reported=total, content_hash=hash_of_records(record_hashes))
 
     def _usable_page(self, request: PageRequest, key: str, number: int, *, live: bool, replaying: bool,
-                     records_before: int, total_before: int | None) -> tuple[FetchedPage, PageInfo, list[str]]:
+                     records_before: int, total_before: int | None, final: bool) -> tuple[FetchedPage, PageInfo, list[str]]:
         """A page the provider module accepts, asking again (live) up to `UNUSABLE_PAGE_ATTEMPTS` times.
 
         An unusable answer (not the wire format, an HTML error page with status 200, an empty
         page before the reported total) is often a passing fault of the provider or a proxy.
         Each one leaves the HTTP cache and is kept in the landing zone's quarantine; where
         asking again would move a server-side cursor on, the whole chain starts again instead.
+        An empty page short of a total that did not move, still so when asked for the last
+        time, is the provider's considered answer: taken as the end, and the partition's
+        shortfall fails `matches_provider_total` as an error (no record that did come is lost).
         """
         refusal = None
         for attempt in range(1, UNUSABLE_PAGE_ATTEMPTS + 1):
             if attempt > 1:
-                time.sleep(self.client.retry.backoff_seconds * 2 ** (attempt - 2))
+                time.sleep(min(self.client.retry.backoff_seconds * 2 ** (attempt - 2), self.client.retry.max_wait_seconds))
             page = self._get(request, key, number, live=live or attempt > 1, replaying=replaying)
             if page.attempts_that_may_have_reached and number > 1 and self.provider.cursor_moves_on_use:
                 self.client.evict(key)
                 raise _ChainRestart(f"page {number} was answered after a failed attempt that may have reached {self.provider.name}, "
                                     "which moves its cursor on every request it handles, so the answer may be the page after "
                                     "the one asked for")
+            last_word = final if self.provider.cursor_moves_on_use else attempt == UNUSABLE_PAGE_ATTEMPTS
             try:
-                info, hashes = self._read(request, page, number, records_before, total_before)
+                info, hashes = self._read(request, page, key, number, records_before, total_before, accept_early_end=last_word)
             except MalformedPage as error:
                 self.client.evict(key)
                 if page.from_cache:
@@ -160,7 +165,7 @@ class _PagingChain:
                 kept = self._quarantine(number, page.url, page.status, page.headers, page.body, str(error))
                 refusal = f"{error}. URL: {page.url}. The answer is kept in {kept}"
                 if number > 1 and self.provider.cursor_moves_on_use:
-                    raise _ChainRestart(f"page {number} is unusable ({error}), and asking again would move "
+                    raise _ChainRestart(f"page {number} is unusable ({refusal}), and asking again would move "
                                         f"{self.provider.name}'s cursor on") from None
                 if self.log is not None and attempt < UNUSABLE_PAGE_ATTEMPTS:
                     self.log.warning(f"{self.where}: page {number} is unusable ({error}); asking again (attempt {attempt + 1} "
@@ -179,38 +184,61 @@ class _PagingChain:
         except ProviderRequestError as error:
             if replaying:
                 raise _CachedChainBroken(f"page {number} failed after cached pages ({error})") from None
-            cursor = self.provider.expiring_cursor_param
-            if cursor and request.param(cursor) not in (None, "*") and error.status in _REFUSALS:
-                raise _ChainRestart(f"page {number} was refused (HTTP {error.status}) while carrying the provider's "
-                                    f"`{cursor}`, which expires") from None
             kept = self._quarantine(number, error.url, error.status, {}, error.body, str(error)) if error.body else None
+            if number > 1 and error.status is not None and self.provider.cursor_expired(error.status, error.body):
+                raise _ChainRestart(f"page {number}: {self.provider.name} says its cursor expired ({error}; the answer is "
+                                    f"kept in {kept})") from None
             raise PartitionFetchError(f"{self.where}: page {number}: {error}" + (f" The answer is kept in {kept}." if kept else "")) from None
         if replaying and not page.from_cache:
             raise _CachedChainBroken(f"page {number} was not in the cache although the pages before it were")
         return page
 
-    def _read(self, request: PageRequest, page: FetchedPage, number: int, records_before: int,
-              total_before: int | None) -> tuple[PageInfo, list[str]]:
-        """What the page says about paging, and the hashes of its records; MalformedPage for a page to refuse."""
+    def _read(self, request: PageRequest, page: FetchedPage, key: str, number: int, records_before: int,
+              total_before: int | None, accept_early_end: bool) -> tuple[PageInfo, list[str]]:
+        """What the page says about paging, and the hashes of its records; MalformedPage for a page to ask for again."""
         try:
             info = self.provider.inspect(request, page.body)
             if info.total is not None and type(info.total) is not int:
                 raise MalformedPage(f"the total it reports is {info.total!r}, not a number")
             counted = request.holds_records and not info.superseded
-            # An empty page short of a total that did not move is out of place; one whose total moved (records added or
-            # withdrawn while paging) is the end of a changed answer, which `matches_provider_total` reports.
-            if (counted and number > 1 and info.records == 0 and total_before is not None and records_before < total_before
-                    and info.total in (None, total_before)):
-                raise MalformedPage(f"it holds no records although {records_before} of the {total_before} reported have come; "
-                                    "taking it as the end would drop the rest of the day")
+            if counted and number > 1 and info.records == 0:
+                self._refuse_an_early_end(key, number, records_before, total_before, info.total, accept_early_end)
             hashes = normalize_page_checked(self.provider.name, page.body).table.column("record_hash").to_pylist() if counted else []
         except PartitionTooLarge as error:
             raise PartitionFetchError(f"{self.where}: {error}") from None
         except MalformedPage:
             raise
-        except (RecordError, ValueError, TypeError) as error:  # a record the parser cannot read, named where it can be
-            raise MalformedPage(f"{type(error).__name__}: {error}") from None
+        except (RecordError, ValueError, TypeError) as error:  # a record the parser cannot read: asking again gives it again
+            self.client.evict(key)
+            kept = self._quarantine(number, page.url, page.status, page.headers, page.body, f"{type(error).__name__}: {error}")
+            raise PartitionFetchError(
+                f"{self.where}: page {number}: {type(error).__name__}: {error}. URL: {page.url}. The answer is kept in {kept} "
+                "and was not kept in the HTTP cache; a rerun asks the provider again."
+            ) from None
         return info, hashes
+
+    def _refuse_an_early_end(self, key: str, number: int, records_before: int, total_before: int | None,
+                             total: int | None, accept: bool) -> None:
+        """An empty page ends a chain only once the records reported have come.
+
+        Short of a total that did not move, the page is out of place (MalformedPage: asked
+        again). Short of a total that moved (a backend answering a glitch with 0, records
+        added while paging), the answer changed under the chain, so it is fetched again from
+        its first page: taking the page as the end would drop the rest of the day.
+        """
+        expected = max(total_before or 0, total or 0)
+        if records_before >= expected:
+            return
+        if total is not None and total_before is not None and total != total_before:
+            self.client.evict(key)
+            raise _ChainRestart(f"page {number} is empty and the total moved from {total_before} to {total} while paging, "
+                                f"with {records_before} records come: the answer changed under the chain")
+        problem = f"it holds no records although {records_before} of the {expected} reported have come"
+        if not accept:
+            raise MalformedPage(f"{problem}; taking it as the end would drop the rest of the day")
+        if self.log is not None:
+            self.log.warning(f"{self.where}: page {number} {problem}, also when asked for the last time: taken as the end; "
+                             "`matches_provider_total` fails as an error for the records missing")
 
     def _quarantine(self, number: int, url: str, status: int | None, headers: dict[str, str], body: bytes, cause: str) -> Path:
         return self.landing.quarantine(query=self.query, provider=self.provider.name, day=self.day, number=number, url=url,

@@ -24,6 +24,7 @@ import zlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from scholar_pipeline.client.masking import mask_url
 from scholar_pipeline.client.provider_client import FetchedPage
 
 
@@ -145,7 +146,7 @@ class LandingZone:
         of where it came from and why it was refused. Nothing reads it back; a rerun asks the provider again."""
         received = dt.datetime.now(dt.timezone.utc)
         stem = self.root / "quarantine" / query / provider / str(day) / f"{received.strftime('%Y%m%dT%H%M%S%fZ')}-page{number}"
-        note = {"provider": provider, "query": query, "partition_date": str(day), "page": number, "url": url, "status": status,
+        note = {"provider": provider, "query": query, "partition_date": str(day), "page": number, "url": mask_url(url), "status": status,
                 "headers": headers, "received_at": received.isoformat(), "sha256": sha256_hex(body), "bytes": len(body), "cause": cause}
         _write_atomically(stem.with_suffix(".body"), body)
         _write_atomically(stem.with_suffix(".json"), json.dumps(note, indent=1).encode())
@@ -158,9 +159,10 @@ class LandingZone:
         """A manifest path as provenance recorded it, found under this landing zone (the home may have moved since)."""
         return self.root / "manifests" / Path(*Path(recorded_path).parts[-4:])
 
-    def manifest_paths(self) -> list[Path]:
-        """Every manifest, oldest first within a partition (names start with the time the fetch finished)."""
-        return sorted((self.root / "manifests").glob("*/*/*/*.json"))
+    def manifest_paths(self, query: str | None = None, provider: str | None = None, day: dt.date | None = None) -> list[Path]:
+        """Every manifest (of a saved search, a provider, a day), oldest first within a partition (names start with the
+        time the fetch finished)."""
+        return sorted((self.root / "manifests").glob(f"{query or '*'}/{provider or '*'}/{day or '*'}/*.json"))
 
     def stored_pages(self) -> dict[str, Path]:
         """Every page file in the landing zone, by the sha256 its name claims."""

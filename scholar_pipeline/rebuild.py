@@ -55,7 +55,8 @@ class Rebuilt:
     def unexplained(self) -> bool:
         """Other rows than recorded although nothing that turns pages into rows changed: the data does not reproduce.
         (A manifest written before content hashes records none: nothing to compare with.)"""
-        return self.recorded_hash is not None and not self.equal and self.recorded_code_version in (None, WORKS_CODE_VERSION)
+        return (self.recorded_hash is not None and not self.equal and not self.landed_meanwhile
+                and self.recorded_code_version in (None, WORKS_CODE_VERSION))
 
 
 def rebuild(home: Path, database: Path, selection: PartitionSelection = PartitionSelection(), log=print,

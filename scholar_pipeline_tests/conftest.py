@@ -21,17 +21,12 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 SECRET_ENV = ("OPENALEX_API_KEY", "PUBMED_API_KEY", "SPRINGER_NATURE_API_KEY", "CORE_API_KEY", "CROSSREF_PLUS_TOKEN")
 
 
-# Tests that write a key where the scan looks on purpose and cannot carry the marker yet (node ids). None today:
-# no test writes a key it set into a file, a log or its output; each asserts the opposite.
-WRITES_SECRET_ON_PURPOSE: tuple[str, ...] = ()
-
-
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", f"{MARKER}(*globs, output=False): this test leaves a key in the files under "
                             "its tmp_path matching a glob (all without one; with output=True in its output too), on "
                             "purpose; the secret scan leaves those out")
     placeholders = {f"{name} (the simulator's placeholder)": key for name, key in PLACEHOLDER_KEYS.items()}
-    config.pluginmanager.register(SecretScan(config, SECRET_ENV, placeholders, WRITES_SECRET_ON_PURPOSE), "secret_scan")
+    config.pluginmanager.register(SecretScan(config, SECRET_ENV, placeholders), "secret_scan")
     _keep_test_instances(config)
 
 

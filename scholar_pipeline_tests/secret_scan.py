@@ -345,15 +345,13 @@ def scan_tree(root: Path, needles: Needles, excluded=lambda path: False) -> Tree
 class SecretScan:
     """The session-wide scan as a pytest plugin; see the module docstring.
 
-    `secret_env`: the variables whose values are keys; `fixed_keys`: keys known up front (variable to value);
-    `excluded_nodeids`: tests treated as if marked `writes_secret_on_purpose` (for tests that cannot be edited).
+    `secret_env`: the variables whose values are keys; `fixed_keys`: keys known up front (variable to value).
     A test marked `@pytest.mark.writes_secret_on_purpose("glob", ...)` has the files under its `tmp_path` matching
     a glob (all of them without one) left out of the scan; with `output=True` its reports too. Its keys are still
     looked for everywhere else.
     """
 
-    def __init__(self, config: pytest.Config, secret_env: Iterable[str], fixed_keys: Mapping[str, str] = {},
-                 excluded_nodeids: Iterable[str] = ()):
+    def __init__(self, config: pytest.Config, secret_env: Iterable[str], fixed_keys: Mapping[str, str] = {}):
         self.config = config
         self.secret_env = tuple(secret_env)
         self.keys: dict[str, set[str]] = {}
@@ -362,7 +360,6 @@ class SecretScan:
         for variable, value in fixed_keys.items():
             self._add(value, variable)
         self._see_environment()  # what the session starts with (a developer's own key, passed on to subprocesses)
-        self.excluded_nodeids = frozenset(excluded_nodeids)
         self.excluded_files: list[tuple[Path, tuple[str, ...]]] = []  # a test's tmp_path and globs under it
         self.silent_nodeids: set[str] = set()  # tests whose reports are not scanned
         self.report_findings: list[Finding] = []
@@ -418,9 +415,9 @@ class SecretScan:
 
     def _note_exclusion(self, item) -> None:
         marker = item.get_closest_marker(MARKER)
-        if marker is None and item.nodeid not in self.excluded_nodeids:
+        if marker is None:
             return
-        globs = tuple(marker.args) if marker else ()
+        globs = tuple(marker.args)
         tmp_path = getattr(item, "funcargs", {}).get("tmp_path")
         if tmp_path is not None:
             self.excluded_files.append((Path(tmp_path), globs))

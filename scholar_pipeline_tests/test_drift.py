@@ -93,12 +93,13 @@ def test_new_fields_are_reported_at_their_top_and_missing_ones_when_every_baseli
     drifted = _shape({"id": "3", "title": "T", "authors": [{"name": "N", "email": "e"}], "venue": {"name": "V"},
                       "x_new": {"added_in": "v2", "values": [1, 2]}},
                      {"id": "4", "title": "T", "authors": [{"name": "N"}], "venue": {"name": "V"}})
-    assert compare(BASE, drifted) == [
+    assert compare(BASE, drifted, min_records_for_missing=2) == [
         FieldDrift("abstract", MISSING, ("null", "string"), (), 0),  # in every baseline record, null or not: vanished
         FieldDrift("authors[].email", NEW, (), ("string",), 1),
         FieldDrift("x_new", NEW, (), ("object",), 1),  # its keys are part of it, not listed again
     ]
     # `n` and `authors[].orcid` were in one baseline record of two: optional, so their absence says nothing.
+    assert [d.change for d in compare(BASE, drifted, min_records_for_missing=3)] == [NEW, NEW]  # too few to say "vanished"
 
 
 def test_a_type_the_baseline_never_saw_is_reported_null_is_not_and_a_vanished_object_hides_its_children():

@@ -1,14 +1,19 @@
 """Faults injected on the wire by the simulator (`--faults SPEC`): transient ones are retried and land exactly the clean
 result; permanent ones fail the partition by name, land nothing and leave the answer in the quarantine."""
 
+import datetime as dt
 import json
 import shutil
 import subprocess
 import sys
 
+import dagster as dg
 import httpx
 import pytest
+from dagster_duckdb import DuckDBResource
 
+from scholar_pipeline.defs.resources import ScholarApiResource
+from scholar_pipeline.defs.saved_searches import build_saved_search_assets
 from scholar_pipeline.simulator import Corpus, ProviderSimulator
 from scholar_pipeline.simulator.faults import FaultRule, parse_faults
 from scholar_pipeline_tests.helpers import SEARCH, home, materialize, query_db, step_failure
@@ -106,7 +111,7 @@ def test_an_unusable_page_is_asked_for_again_kept_in_quarantine_and_lands_the_cl
         assert requests[1].params == requests[2].params and requests[1].fault == fault  # the same page, asked again
 
 
-@pytest.mark.parametrize("fault, cause", [("html", "not JSON"), ("malformed", "not JSON"), ("empty-page", "holds no records")])
+@pytest.mark.parametrize("fault, cause", [("html", "not JSON"), ("malformed", "not JSON")])
 def test_a_page_unusable_on_every_attempt_fails_the_partition_by_name_and_lands_nothing(pipeline_env, monkeypatch, fault, cause):
     with ProviderSimulator(corpus=Corpus(**CORPUS), faults=f"openalex:{fault}@2x*") as sim:
         monkeypatch.setenv("SCHOLAR_PIPELINE_OPENALEX_BASE_URL", sim.base_url("openalex"))
@@ -120,6 +125,19 @@ def test_a_page_unusable_on_every_attempt_fails_the_partition_by_name_and_lands_
     assert [r.fault for r in requests] == [None, fault, fault, fault]
     assert [n["page"] for n in _quarantined("openalex")] == [2, 2, 2] and all(cause in n["cause"] for n in _quarantined("openalex"))
     assert not (home() / "scholar.duckdb").exists()
+
+
+def test_an_empty_page_on_every_attempt_is_taken_as_the_end_and_the_shortfall_fails_its_check_as_an_error(pipeline_env, monkeypatch):
+    """The provider's considered answer, asked three times: what did come lands, and the check says what is missing."""
+    with ProviderSimulator(corpus=Corpus(**CORPUS), faults="openalex:empty-page@2x*") as sim:
+        monkeypatch.setenv("SCHOLAR_PIPELINE_OPENALEX_BASE_URL", sim.base_url("openalex"))
+        result = materialize(DAY, "openalex")
+        requests = sim.requests_for("openalex")
+    (check,) = [c for c in result.get_asset_check_evaluations() if c.check_name == "matches_provider_total"]
+    assert result.success and [r.fault for r in requests] == [None, "empty-page", "empty-page", "empty-page"]
+    assert not check.passed and check.severity == dg.AssetCheckSeverity.ERROR
+    assert check.metadata["records_fetched"].value == len(_landed("openalex")[0]) == 25  # the first page's
+    assert check.metadata["totals_reported"].value[0] > 25 and len(_quarantined("openalex")) == 2
 
 
 def test_a_refused_request_fails_at_once_and_keeps_the_providers_answer(pipeline_env, monkeypatch):
@@ -158,6 +176,19 @@ def test_records_that_drift_still_land_with_what_they_hold(pipeline_env, monkeyp
     else:
         repaired = checks["values_well_typed"].metadata["values_repaired"].value
         assert not checks["values_well_typed"].passed and repaired == len(landed[0]) and abstracts > 0
+
+
+def test_a_stalled_answer_is_ended_by_the_read_timeout_and_retried_by_the_pipeline(pipeline_env, monkeypatch):
+    with ProviderSimulator(corpus=Corpus(**CORPUS), faults="openalex:stall@2", stall_seconds=3) as sim:
+        monkeypatch.setenv("SCHOLAR_PIPELINE_OPENALEX_BASE_URL", sim.base_url("openalex"))
+        impatient = ScholarApiResource(home=str(home()), timeout_seconds=1.0, backoff_seconds=0.1)
+        result = dg.materialize(build_saved_search_assets(SEARCH), partition_key=dg.MultiPartitionKey({"date": DAY, "provider": "openalex"}),
+                                resources={"scholar_api": impatient, "duckdb": DuckDBResource(database=str(home() / "scholar.duckdb"))})
+        requests = sim.requests_for("openalex")
+    assert result.success
+    assert [r.fault for r in requests[:3]] == [None, "stall", None] and requests[1].params == requests[2].params
+    expected = sim.apis["openalex"].record_ids(dt.date.fromisoformat(DAY), dt.date.fromisoformat(DAY), SEARCH.text)
+    assert sorted(row[0] for row in _landed("openalex")[0]) == sorted(expected)
 
 
 def test_a_stalled_answer_times_out_and_is_retried(tmp_path):

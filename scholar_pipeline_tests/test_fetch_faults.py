@@ -189,3 +189,28 @@ def test_a_reader_holding_the_duckdb_file_makes_the_write_wait_not_fail(pipeline
     reader.wait(timeout=30)
     assert result.success and query_db("SELECT count(DISTINCT partition_date) FROM works")[0][0] == 2
     assert any("waiting for another process to release" in m for m in messages)
+
+
+@pytest.mark.parametrize("glitched_total", [0, 10_000])
+def test_an_empty_page_whose_total_moved_is_never_taken_as_the_end(pipeline_env, simulator, glitched_total):
+    """A backend glitch answers page 3 with no records and another total: the answer changed under the chain, so the
+    chain is fetched again from its first page and lands every record, instead of ending short with a warning."""
+    api = simulator.apis["openalex"]
+    served, calls = api.routes["/works"], []
+
+    def glitch_on_the_third_call(params):
+        response = served(params)
+        calls.append(params.get("cursor"))
+        if len(calls) == 3:
+            page = json.loads(response.body)
+            page["results"], page["meta"]["count"] = [], glitched_total
+            response.body = json.dumps(page).encode()
+        return response
+
+    api.routes["/works"] = glitch_on_the_third_call
+    result = materialize(DAY, "openalex")
+    day = dt.date.fromisoformat(DAY)
+    assert result.success and calls.count(["*"]) == 2  # the first page asked twice: the chain was fetched again
+    landed = [r[0] for r in query_db("SELECT provider_id FROM works")]
+    assert sorted(landed) == sorted(api.record_ids(day, day, SEARCH.text))
+    assert all(c.passed for c in result.get_asset_check_evaluations())

@@ -47,16 +47,16 @@ def test_totals_that_change_while_paging_fail_the_total_check(pipeline_env, simu
     served = api.routes["/works"]
     calls = []
 
-    def total_moves_after_two_pages(params):
+    def total_differs_on_the_second_page(params):
         response = served(params)
         calls.append(1)
-        if len(calls) > 2:
+        if len(calls) == 2:
             page = json.loads(response.body)
             page["meta"]["count"] += 7
             response.body = json.dumps(page).encode()
         return response
 
-    api.routes["/works"] = total_moves_after_two_pages
+    api.routes["/works"] = total_differs_on_the_second_page
     result = materialize(DAY, "openalex")
     (check,) = [c for c in result.get_asset_check_evaluations() if c.check_name == "matches_provider_total"]
     assert not check.passed

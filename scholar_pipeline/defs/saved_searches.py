@@ -151,14 +151,16 @@ def _matches_provider_total(manifest: Manifest, repeated: int) -> dg.AssetCheckR
     """Totals that differ between pages mean the answer changed while paging (or pages of two answers were mixed);
     a shortfall against the total means paging stopped early, an excess that records were added while paging. A record
     that came twice (`repeated`) is a warning too: with offset paging, a record that moved back across a page boundary
-    comes again and pushes another out of the answer, so the count matches while a record is missing."""
+    comes again and pushes another out of the answer, so the count matches while a record is missing. Fewer records
+    than the provider's last word on its total is an error: records of the day are missing from `works`."""
     totals = sorted({p.total_reported for p in manifest.pages if p.total_reported is not None})
     if not totals and manifest.total_reported is not None:  # a manifest written before per-page totals
         totals = [manifest.total_reported]
+    short = manifest.total_reported is not None and manifest.records < manifest.total_reported
     return dg.AssetCheckResult(
         check_name=MATCHES_PROVIDER_TOTAL,
         passed=len(totals) <= 1 and (not totals or totals[0] == manifest.records) and repeated == 0,
-        severity=dg.AssetCheckSeverity.WARN,
+        severity=dg.AssetCheckSeverity.ERROR if short else dg.AssetCheckSeverity.WARN,
         metadata={"records_fetched": manifest.records, "totals_reported": totals, "records_repeated": repeated},
     )
 

@@ -19,6 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar, NamedTuple
 
+import orjson
+
 from scholar_pipeline.settings import ProviderSettings
 from scholar_pipeline.text import CONTROL_CHARACTERS, LONE_SURROGATES, PartialDate
 
@@ -119,9 +121,6 @@ class Provider(ABC):
     # The cursor is server-side state that each request moves on (Crossref): a request that failed after reaching the
     # server may have moved it, so the answer to its retry can be the page after the one asked for.
     cursor_moves_on_use: ClassVar[bool] = False
-    # The request parameter of a server-side cursor that expires (Crossref's `cursor`, CORE's `scrollId`): an error
-    # answer to a request carrying one may only mean that it expired, so the chain starts again from its first page.
-    expiring_cursor_param: ClassVar[str | None] = None
     # Paths of raw-record fields whose keys are data, not schema (OpenAlex's `abstract_inverted_index` is keyed by the
     # abstract's words): schema drift (drift.py) records their type and never descends into them.
     drift_opaque_fields: ClassVar[frozenset[str]] = frozenset()
@@ -158,6 +157,11 @@ class Provider(ABC):
             return f"{self.name} refused the key: check {self.credential.env}{where}."
         return None
 
+    def cursor_expired(self, status: int, body: bytes) -> bool:
+        """Whether an error answer to a page after the first says that the provider's server-side cursor expired
+        (Crossref's scroll five minutes after its last use): the chain is then fetched again from its first page."""
+        return False
+
     def search_terms(self, text: str) -> str:
         """The saved search's text as this provider's search value, meaning what the user wrote.
 
@@ -171,7 +175,22 @@ class Provider(ABC):
         return terms
 
 
+# A run of 19 digits may be an integer beyond 64 bits, which orjson reads as a float where `json` keeps the integer.
+_LONG_DIGIT_RUN = re.compile(rb"[0-9]{19}")
+
+
 def load_json(provider: str, body: bytes) -> Any:
+    """The page as Python values, exactly as the standard `json` reads it, about three times faster.
+
+    orjson parses most pages; what it refuses or reads otherwise goes to `json`: a lone
+    surrogate escape (`\\ud800`, valid JSON that the readers repair and report), NaN or
+    1e400, a byte-order mark, another encoding, and integers beyond 64 bits.
+    """
+    if not _LONG_DIGIT_RUN.search(body):
+        try:
+            return orjson.loads(body)
+        except orjson.JSONDecodeError:
+            pass
     try:
         return json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as error:

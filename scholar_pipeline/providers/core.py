@@ -73,7 +73,7 @@ class Core(Provider):
                                 max_records=100_000, max_retry_wait=900.0)
     credential = Credential(env="CORE_API_KEY", header="Authorization", header_prefix="Bearer ", required=True,
                             signup_url="https://core.ac.uk/services/api")
-    expiring_cursor_param = "scrollId"  # an Elasticsearch scroll, kept only for a while between calls
+    cursor_moves_on_use = True  # a scroll hands out the next batch on every call that reaches it
 
     def first_request(self, text: str, day: dt.date, page_size: int, mailto: str | None) -> PageRequest:
         q = f"{self.search_terms(text)} AND publishedDate>={day} AND publishedDate<{day + dt.timedelta(days=1)}"
@@ -111,6 +111,10 @@ class Core(Provider):
         if not isinstance(scroll_id, str) or not scroll_id:
             raise MalformedPage(f"core sent no scrollId at record {reached} of {total}; the scroll cannot go on")
         return PageInfo(records=results, total=total, next_request=replace(request.with_param("scrollId", scroll_id), received=reached))
+
+    def cursor_expired(self, status: int, body: bytes) -> bool:
+        """An Elasticsearch scroll is kept only for a while between calls; a 4xx that names the scroll is its expiry."""
+        return status in (400, 404) and b"scroll" in body.lower()
 
     def raw_records(self, body: bytes) -> list[Any]:
         return _page(body)["results"]

@@ -33,7 +33,6 @@ class Crossref(Provider):
     POLITE_RATE_LIMIT = 10.0
     credential = Credential(env="CROSSREF_PLUS_TOKEN", header="Crossref-Plus-API-Token", header_prefix="Bearer ")
     cursor_moves_on_use = True  # one cursor string for the whole scroll, moved on by every request that reaches it
-    expiring_cursor_param = "cursor"  # five minutes after its last use
     drift_opaque_fields = frozenset({"relation"})  # keyed by relation type (`cites`, `is-preprint-of`...), each work its own
 
     def default_settings(self, mailto: str | None, keyed: bool) -> ProviderSettings:
@@ -56,6 +55,11 @@ class Crossref(Provider):
         full_page = len(items) >= int(request.param("rows") or MAX_ROWS)
         following = request.with_param("cursor", cursor) if cursor and items and full_page else None
         return PageInfo(records=len(items), total=message.get("total-results"), next_request=following)
+
+    def cursor_expired(self, status: int, body: bytes) -> bool:
+        """Crossref does not document the answer; a 4xx that names the cursor is read as its expiry (the simulator
+        answers Crossref's validation-failure shape), any other 4xx as a refusal of the request."""
+        return status in (400, 404) and b"cursor" in body.lower()
 
     def raw_records(self, body: bytes) -> list[Any]:
         return _message(body)["items"]

@@ -1,4 +1,4 @@
-"""Faults in the records of a page that otherwise answers correctly (faults.PAGE_FAULTS).
+"""Faults in the records of a page that otherwise answers correctly (faults.RECORD_FAULTS).
 
 Each simulated API says where its records sit (`JsonRecords`, `XmlRecords`); the fault
 is carried out on the body its route produced, so every other byte stays the API's own:

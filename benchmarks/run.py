@@ -1,0 +1,50 @@
+"""`make benchmark`: every figure against the simulator on loopback and the recorded pages; a table, and results.json.
+
+    .venv/bin/python -m benchmarks.run [FIGURE ...]     (figures: normalization, warm_rerun)
+
+No test asserts on these numbers: they move with the machine. The README's performance
+section quotes them with the machine they were measured on.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import platform
+import sys
+from pathlib import Path
+
+from benchmarks import normalization, warm_rerun
+
+FIGURES = {"normalization": normalization.run, "warm_rerun": warm_rerun.run}
+RESULTS = Path(__file__).resolve().parent / "results.json"
+
+
+def _table(name: str, rows: list[dict]) -> str:
+    columns = list(rows[0]) if rows else []
+    cells = [columns, *([row[c] for c in columns] for row in rows)]
+    widths = [max(len(str(line[i])) for line in cells) for i in range(len(columns))]
+    return "\n".join([f"== {name}", *("  ".join(str(v).rjust(w) for v, w in zip(line, widths)) for line in cells)])
+
+
+def main(argv: list[str]) -> int:
+    chosen = argv or list(FIGURES)
+    unknown = sorted(set(chosen) - set(FIGURES))
+    if unknown:
+        print(f"unknown figure(s) {unknown}; choose from {sorted(FIGURES)}", file=sys.stderr)
+        return 2
+    results = {"measured_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+               "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+               "figures": {}}
+    for name in chosen:
+        rows = FIGURES[name]()
+        results["figures"][name] = rows
+        print(_table(name, rows), flush=True)
+    RESULTS.write_text(json.dumps(results, indent=1) + "\n")
+    print(f"written to {RESULTS.relative_to(Path.cwd()) if RESULTS.is_relative_to(Path.cwd()) else RESULTS}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

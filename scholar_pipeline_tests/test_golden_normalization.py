@@ -1,0 +1,75 @@
+"""Normalization is pinned to a recorded golden output on every real page (and documented shape): the same rows,
+values and record hashes, byte for byte, whatever is done to make it faster.
+
+Record again only on purpose (a change of normalized values, with WORKS_CODE_VERSION moved):
+    .venv/bin/python -m scholar_pipeline_tests.test_golden_normalization --record
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from scholar_pipeline.normalize import normalize_page_checked
+from scholar_pipeline.providers.base import MalformedPage, load_json
+from scholar_pipeline_tests.conftest import DATA
+
+GOLDEN = DATA / "golden"
+PAGES = sorted(p for folder in ("real_responses", "documented_shapes") for p in (DATA / folder).glob("*/*")
+               if p.suffix in (".json", ".xml"))
+
+
+def golden_lines(page: Path) -> list[str]:
+    """One line per row (every column, sorted keys), then one per value repaired; or the page's refusal."""
+    provider = page.parent.name
+    try:
+        normalized = normalize_page_checked(provider, page.read_bytes())
+    except MalformedPage as error:
+        return [json.dumps({"refused": type(error).__name__})]
+    rows = [json.dumps(row, sort_keys=True, default=str, ensure_ascii=False) for row in normalized.table.to_pylist()]
+    problems = [json.dumps({"problem": [p.record_id, p.field, p.value, p.action]}, ensure_ascii=False) for p in normalized.problems]
+    return rows + problems
+
+
+def _golden_path(page: Path) -> Path:
+    return GOLDEN / page.relative_to(DATA).with_suffix(".jsonl")
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: f"{p.parent.parent.name}/{p.parent.name}/{p.name}")
+def test_normalized_output_equals_the_recorded_golden_output(page):
+    recorded = _golden_path(page).read_text(encoding="utf-8").splitlines()
+    assert golden_lines(page) == recorded
+
+
+def test_every_real_and_documented_page_has_a_golden_output_with_rows():
+    assert {_golden_path(p) for p in PAGES} == set(GOLDEN.rglob("*.jsonl"))
+    rows = sum(1 for p in PAGES for line in _golden_path(p).read_text().splitlines() if line.startswith('{"abstract"'))
+    assert rows > 800  # every record of the recorded pages, as the acceptance run counts them (812) and more
+
+
+@pytest.mark.parametrize("body", [
+    b'{"a": 1, "a": 2}', b'{"x": "\\ud800 lone"}', b'{"n": 123456789012345678901234567890}', b'{"n": 9223372036854775808}',
+    b'[NaN, Infinity]', b'{"f": 1e400}', b'\xef\xbb\xbf{"bom": true}', '{"utf16": "\u00e9"}'.encode("utf-16"),
+    b'{"f": 1.0000000000000002, "g": -0.0, "s": "caf\xc3\xa9 \\u00e9 \\n"}',
+])
+def test_json_pages_read_exactly_as_the_standard_library_reads_them(body):
+    """orjson where it agrees, `json` where it refuses or reads otherwise (a big integer would become a float)."""
+    expected = json.loads(body)
+    got = load_json("openalex", body)
+    assert repr(got) == repr(expected) and type(got) is type(expected)
+
+
+def _record() -> None:
+    for page in PAGES:
+        path = _golden_path(page)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lines = golden_lines(page)
+        path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+        print(f"{path.relative_to(DATA)}: {len(lines)} lines")
+
+
+if __name__ == "__main__" and "--record" in sys.argv:
+    _record()
