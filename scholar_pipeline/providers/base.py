@@ -175,8 +175,9 @@ class Provider(ABC):
         return terms
 
 
-# A run of 19 digits may be an integer beyond 64 bits, which orjson reads as a float where `json` keeps the integer.
-_LONG_DIGIT_RUN = re.compile(rb"[0-9]{19}")
+# A number of 19 digits or more may be an integer beyond 64 bits, which orjson reads as a float where `json` keeps the
+# integer. A value always follows `:`, `[` or `,`; digits inside strings (Elsevier PIIs in Crossref links) rarely do.
+_LONG_NUMBER = re.compile(rb"[:\[,]\s*-?[0-9]{19}")
 
 
 def load_json(provider: str, body: bytes) -> Any:
@@ -186,7 +187,7 @@ def load_json(provider: str, body: bytes) -> Any:
     surrogate escape (`\\ud800`, valid JSON that the readers repair and report), NaN or
     1e400, a byte-order mark, another encoding, and integers beyond 64 bits.
     """
-    if not _LONG_DIGIT_RUN.search(body):
+    if not _LONG_NUMBER.search(body):
         try:
             return orjson.loads(body)
         except orjson.JSONDecodeError:
