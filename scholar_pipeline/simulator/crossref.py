@@ -117,14 +117,15 @@ def _date_parts(day: dt.date) -> dict:
 
 def _indexed() -> dict:
     """Crossref re-indexes works all the time, so `indexed` differs between two fetches of an unchanged work."""
-    moment = dt.datetime.now(dt.timezone.utc).replace(microsecond=0) - dt.timedelta(seconds=random.randint(0, 3 * 86400))
-    return {"date-parts": [[moment.year, moment.month, moment.day]], "date-time": moment.strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "timestamp": int(moment.timestamp() * 1000)}
+    return _timestamp(dt.datetime.now(dt.timezone.utc).replace(microsecond=0) - dt.timedelta(seconds=random.randint(0, 3 * 86400)))
 
 
 def _moment(day: dt.date, seconds: int) -> dict:
-    """A Crossref timestamp (`created`, `deposited`): date parts, ISO time and milliseconds since 1970."""
-    moment = dt.datetime.combine(day, dt.time(), dt.timezone.utc) + dt.timedelta(seconds=seconds)
+    return _timestamp(dt.datetime.combine(day, dt.time(), dt.timezone.utc) + dt.timedelta(seconds=seconds))
+
+
+def _timestamp(moment: dt.datetime) -> dict:
+    """A Crossref timestamp (`indexed`, `created`, `deposited`): date parts, ISO time and milliseconds since 1970."""
     return {"date-parts": [[moment.year, moment.month, moment.day]], "date-time": moment.strftime("%Y-%m-%dT%H:%M:%SZ"),
             "timestamp": int(moment.timestamp() * 1000)}
 
