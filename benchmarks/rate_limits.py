@@ -1,6 +1,6 @@
 """Figure 1: rate-limit use. Each provider at a raised limit, four processes fetching four days at once through the
-shared limiter: the sustained request rate as a share of the limit (target ≥ 95 %), and the one-second windows that
-held more requests than the limit, counted from the simulator's log (target 0).
+shared limiter: the sustained request rate (the middle 80 % of the requests) as a share of the limit (target ≥ 95 %),
+and the one-second windows that held more requests than the limit, counted from the simulator's log (target 0).
 
 The processes call the pipeline's own fetch (`fetch_partition`, the client, the SQLite
 limiter under one home), not Dagster: this measures how closely the limiter follows the
@@ -24,7 +24,7 @@ from scholar_pipeline.simulator.server import PLACEHOLDER_KEYS
 
 LIMIT = 20.0  # requests a second, for every provider
 PROCESSES = 4
-PAGE_SIZE = 10
+PAGE_SIZE = 5  # many requests a day, for a steady state
 TEXT = "large language model evaluation"
 FIRST_DAY = dt.date(2024, 3, 1)
 
@@ -47,6 +47,13 @@ def over_limit_windows(arrivals: list[float], limit: float) -> int:
     return over
 
 
+def steady_rate(arrivals: list[float], trim: float = 0.1) -> float:
+    """Requests a second over the middle of the run: the first and last `trim` of the requests are left out, where the
+    processes are still starting (spawned Pythons importing the pipeline) or some have finished their day."""
+    first, last = int(len(arrivals) * trim), int(len(arrivals) * (1 - trim)) - 1
+    return (last - first) / (arrivals[last] - arrivals[first])
+
+
 def run() -> list[dict]:
     rows = []
     corpus = Corpus(seed=5, min_per_day=300, max_per_day=300)
@@ -61,7 +68,7 @@ def run() -> list[dict]:
                     pool.starmap(_fetch_one_day, [(provider, day, home) for day in days])
                 log = sim.requests_for(provider)
                 arrivals = sorted(r.at for r in log)
-                rate = (len(arrivals) - 1) / (arrivals[-1] - arrivals[0])
+                rate = steady_rate(arrivals)
                 rows.append({"provider": provider, "limit_per_s": LIMIT, "requests": len(arrivals), "sustained_per_s": round(rate, 2),
                              "share_of_limit": round(rate / LIMIT, 3), "windows_over_limit": over_limit_windows(arrivals, LIMIT),
                              "answers_429": sum(r.status == 429 for r in log)})
