@@ -37,7 +37,8 @@ from scholar_pipeline.providers import PROVIDERS
 from scholar_pipeline.providers.base import FieldProblem, RecordError
 from scholar_pipeline.schema import RECORD_FIELDS
 
-__all__ = ["FieldProblem", "NormalizedPage", "RecordError", "normalize_page", "normalize_page_checked", "record_hash"]
+__all__ = ["FieldProblem", "NormalizedPage", "RecordError", "normalize_page", "normalize_page_checked", "normalize_raw_records",
+           "record_hash"]
 
 
 @dataclass(frozen=True)
@@ -48,14 +49,22 @@ class NormalizedPage:
 
 def normalize_page_checked(provider: str, raw: bytes) -> NormalizedPage:
     """One raw page of `provider` (for PubMed an efetch page) as rows, with every value that did not fit."""
-    try:
-        parser = PROVIDERS[provider]
-    except KeyError:
-        raise ValueError(f"no parser for provider {provider!r}; known: {sorted(PROVIDERS)}") from None
-    records, problems = parser.parse_records(raw)
+    return normalize_raw_records(provider, _parser(provider).raw_records(raw))
+
+
+def normalize_raw_records(provider: str, raw_records: list[Any]) -> NormalizedPage:
+    """A page's records as its provider's `raw_records` gives them, as rows: for a caller that needs them raw too."""
+    records, problems = _parser(provider).read_raw_records(raw_records)
     for record in records:
         record["record_hash"] = record_hash(record)
     return NormalizedPage(pa.Table.from_pylist(records, schema=RECORD_FIELDS), tuple(problems))
+
+
+def _parser(provider: str):
+    try:
+        return PROVIDERS[provider]
+    except KeyError:
+        raise ValueError(f"no parser for provider {provider!r}; known: {sorted(PROVIDERS)}") from None
 
 
 def normalize_page(provider: str, raw: bytes) -> pa.Table:

@@ -11,7 +11,7 @@ import pyarrow.compute as pc
 
 from scholar_pipeline.drift import Shape
 from scholar_pipeline.landing import DamagedPage, LandingZone, Manifest
-from scholar_pipeline.normalize import FieldProblem, RecordError, normalize_page_checked
+from scholar_pipeline.normalize import FieldProblem, RecordError, normalize_raw_records
 from scholar_pipeline.providers import PROVIDERS
 from scholar_pipeline.schema import SCHEMA_VERSION, WORKS_SCHEMA
 
@@ -49,8 +49,8 @@ def partition_rows(landing: LandingZone, manifest: Manifest) -> PartitionRows:
         if not page.holds_records:
             continue
         try:
-            body = landing.read_page(page.sha256)
-            normalized = normalize_page_checked(manifest.provider, body)
+            raw_records = provider.raw_records(landing.read_page(page.sha256))
+            normalized = normalize_raw_records(manifest.provider, raw_records)
         except (DamagedPage, FileNotFoundError) as error:
             raise PartitionRowsError(
                 f"{where}: page {page.number}: {error}. Materialize {manifest.query}/raw for this partition again to "
@@ -59,7 +59,7 @@ def partition_rows(landing: LandingZone, manifest: Manifest) -> PartitionRows:
         except RecordError as error:
             raise PartitionRowsError(f"{where}: page {page.number} ({page.url}): {error}") from None
         problems += normalized.problems
-        shape.add(provider.raw_records(body), provider.drift_opaque_fields)  # the page read again: normalize keeps no raw records
+        shape.add(raw_records, provider.drift_opaque_fields)
         n = normalized.table.num_rows
         tables.append(
             normalized.table.append_column("query", pa.array([manifest.query] * n, pa.string()))

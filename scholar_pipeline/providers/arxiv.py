@@ -135,8 +135,8 @@ class Arxiv(Provider):
     def raw_records(self, body: bytes) -> list[Any]:
         return [_element_value(e) for e in _feed(body).entries]
 
-    def parse_records(self, body: bytes) -> ParsedRecords:
-        return read_records(self.name, "feed.entry", self.raw_records(body), _entry)
+    def read_raw_records(self, raw_records: list[Any]) -> ParsedRecords:
+        return read_records(self.name, "feed.entry", raw_records, _entry)
 
 
 class _Feed:

@@ -145,9 +145,13 @@ class Provider(ABC):
         """One raw page's records as sent, before any field is read (XML elements as the provider reads them into
         dicts): what `parse_records` reads, and what schema drift (drift.py) describes."""
 
-    @abstractmethod
     def parse_records(self, body: bytes) -> ParsedRecords:
         """One raw page to records, with the values that did not fit (RecordError for a record that cannot be a row)."""
+        return self.read_raw_records(self.raw_records(body))
+
+    @abstractmethod
+    def read_raw_records(self, raw_records: list[Any]) -> ParsedRecords:
+        """The page's raw records (`raw_records`) to records: the page is parsed once for rows and for its shape."""
 
     def explain_refusal(self, request: PageRequest, status: int, body: bytes) -> str | None:
         """What a user should do about an error answer that means more at this provider than its status says

@@ -64,8 +64,8 @@ class Crossref(Provider):
     def raw_records(self, body: bytes) -> list[Any]:
         return _message(body)["items"]
 
-    def parse_records(self, body: bytes) -> ParsedRecords:
-        return read_records(self.name, "message.items", self.raw_records(body), _item)
+    def read_raw_records(self, raw_records: list[Any]) -> ParsedRecords:
+        return read_records(self.name, "message.items", raw_records, _item)
 
 
 def _message(body: bytes) -> dict[str, Any]:

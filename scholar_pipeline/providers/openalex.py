@@ -73,8 +73,8 @@ class OpenAlex(Provider):
     def raw_records(self, body: bytes) -> list[Any]:
         return _page(body)["results"]
 
-    def parse_records(self, body: bytes) -> ParsedRecords:
-        return read_records(self.name, "results", self.raw_records(body), _work)
+    def read_raw_records(self, raw_records: list[Any]) -> ParsedRecords:
+        return read_records(self.name, "results", raw_records, _work)
 
 
 def _page(body: bytes) -> dict[str, Any]:

@@ -117,8 +117,8 @@ class Plos(Provider):
     def raw_records(self, body: bytes) -> list[Any]:
         return _response(body)["docs"]
 
-    def parse_records(self, body: bytes) -> ParsedRecords:
-        return read_records(self.name, "response.docs", self.raw_records(body), _doc)
+    def read_raw_records(self, raw_records: list[Any]) -> ParsedRecords:
+        return read_records(self.name, "response.docs", raw_records, _doc)
 
 
 def _response(body: bytes) -> dict[str, Any]:

@@ -210,8 +210,8 @@ class PubMed(Provider):
     def raw_records(self, body: bytes) -> list[Any]:
         return [_with_pmid(_element_value(a)) for a in _article_set(body)]
 
-    def parse_records(self, body: bytes) -> ParsedRecords:
-        return read_records(self.name, "PubmedArticleSet", self.raw_records(body), _article)
+    def read_raw_records(self, raw_records: list[Any]) -> ParsedRecords:
+        return read_records(self.name, "PubmedArticleSet", raw_records, _article)
 
 
 def _xml(body: bytes) -> etree._Element:

@@ -106,8 +106,8 @@ class Springer(Provider):
     def raw_records(self, body: bytes) -> list[Any]:
         return _page(body)["records"]
 
-    def parse_records(self, body: bytes) -> ParsedRecords:
-        return read_records(self.name, "records", self.raw_records(body), _record)
+    def read_raw_records(self, raw_records: list[Any]) -> ParsedRecords:
+        return read_records(self.name, "records", raw_records, _record)
 
 
 def _page(body: bytes) -> dict[str, Any]:
