@@ -5,8 +5,9 @@
 Starts the simulator on 127.0.0.1, points every provider at it (with placeholder keys for
 Springer Nature and CORE, and the slow providers' rates raised), materializes a few days
 of every saved search in queries.yaml through the same Dagster jobs the daily schedules
-run (recorded in the instance under data/dagster_home, so they show up in the UI), prints
-one line per partition and what landed in DuckDB, then serves `dg dev` with the simulator
+run, one run per search over the days and providers as a schedule tick does (recorded in
+the instance under data/dagster_home, so they show up in the UI), prints one line per
+partition and what landed in DuckDB, then serves `dg dev` with the simulator
 still answering until Ctrl-C. A port that is taken is replaced by a free one, with a notice.
 """
 
@@ -68,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         failed = run_partitions(days=[FIRST_DAY + dt.timedelta(days=n) for n in range(args.days)])
         print_summary()
         if failed:
-            print(f"{failed} run(s) failed; their errors are above and in the Dagster UI.")
+            print(f"{failed} partition(s) failed; their errors are above and in the Dagster UI.")
         if not args.no_serve:
             serving = True
             if serve(dagster_home, args.ui_port, simulator) != 0:
@@ -128,38 +129,51 @@ def _start_simulator(port: int) -> ProviderSimulator:
 
 
 def run_partitions(days: list[dt.date]) -> int:
-    """Run each saved search's daily job for every day and provider, one line each; return how many failed."""
+    """Run each saved search's daily job once over every day and provider, as a schedule tick does; print one line per
+    partition; return how many partitions failed."""
     from scholar_pipeline.definitions import defs
-    from scholar_pipeline.defs.saved_searches import SAVED_SEARCHES
+    from scholar_pipeline.defs.saved_searches import SAVED_SEARCHES, partition_range_tags
 
     definitions = defs()
     failed = 0
     with dg.DagsterInstance.get() as instance:
         for search in SAVED_SEARCHES:
             job = definitions.resolve_job_def(f"{search.name}_daily")
-            works_key = dg.AssetKey([search.name, "works"])
+            started = time.monotonic()
+            result = job.execute_in_process(instance=instance, run_config=QUIET_RUN_CONFIG, raise_on_error=False,
+                                            tags=partition_range_tags(search, days[0], days[-1]))
+            rows, errors = _rows_landed(result, dg.AssetKey([search.name, "works"])), _partition_errors(result)
+            print(f"  {search.name}: {len(days) * len(search.providers)} partitions in one run, "
+                  f"{time.monotonic() - started:.1f} s", flush=True)
             for day in days:
                 for provider in search.providers:
-                    key = dg.MultiPartitionKey({"date": day.isoformat(), "provider": provider})
-                    started = time.monotonic()
-                    try:
-                        # raise_on_error: an interrupt (Ctrl-C) must stop the demo, not count as one failed run.
-                        result = job.execute_in_process(partition_key=key, instance=instance, run_config=QUIET_RUN_CONFIG, raise_on_error=True)
-                        outcome = f"{_rows_landed(result, works_key):>5} rows landed"
-                        line = f"{outcome}  {time.monotonic() - started:5.1f} s"
-                    except Exception as error:  # its events, the traceback included, were logged above and are in the UI
-                        failed += 1
-                        line = f"FAILED after {time.monotonic() - started:.1f} s: {type(error).__name__}: {str(error).splitlines()[0][:160]}"
-                    print(f"  {search.name:<20} {key!s:<20} {line}", flush=True)
+                    key = str(dg.MultiPartitionKey({"date": day.isoformat(), "provider": provider}))
+                    line = f"{rows[key]:>5} rows landed" if key in rows else f"FAILED: {errors.get(key, errors.get(None, '?'))}"
+                    print(f"  {search.name:<20} {key:<20} {line}", flush=True)
+            failed += sum(1 for day in days for p in search.providers
+                          if str(dg.MultiPartitionKey({"date": day.isoformat(), "provider": p})) not in rows)
     return failed
 
 
-def _rows_landed(result: dg.ExecuteInProcessResult, works_key: dg.AssetKey) -> int:
-    return sum(
-        event.materialization.metadata["dagster/row_count"].value
-        for event in result.get_asset_materialization_events()
-        if event.materialization.asset_key == works_key
-    )
+def _rows_landed(result: dg.ExecuteInProcessResult, works_key: dg.AssetKey) -> dict[str, int]:
+    return {event.partition: event.materialization.metadata["dagster/row_count"].value
+            for event in result.get_asset_materialization_events() if event.materialization.asset_key == works_key}
+
+
+def _partition_errors(result: dg.ExecuteInProcessResult) -> dict[str | None, str]:
+    """The first line of each failed partition's error, by key (None: a failure of the whole run); an interrupted run
+    (Ctrl-C) stops the demo instead."""
+    errors: dict[str | None, str] = {}
+    for event in result.get_step_failure_events():
+        data = event.step_failure_data
+        if data.error and data.error.cls_name == "DagsterExecutionInterruptedError":
+            raise KeyboardInterrupt
+        failed = data.user_failure_data.metadata.get("failed_partitions") if data.user_failure_data else None
+        if failed is not None:
+            errors.update({key: message.splitlines()[0][:160] for key, message in failed.value.items()})
+        else:
+            errors[None] = f"{data.error.cls_name}: {data.error.message.splitlines()[0][:160]}" if data.error else "failed"
+    return errors
 
 
 def print_summary() -> None:

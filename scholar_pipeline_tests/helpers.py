@@ -15,7 +15,7 @@ import hishel
 from dagster_duckdb import DuckDBResource
 
 from scholar_pipeline.defs.resources import scholar_api_from_env
-from scholar_pipeline.defs.saved_searches import build_saved_search_assets
+from scholar_pipeline.defs.saved_searches import build_saved_search_assets, partition_range_tags
 from scholar_pipeline.fetch import chain_cache_key
 from scholar_pipeline.landing import LandingZone, Manifest
 from scholar_pipeline.queries import SavedSearch
@@ -28,23 +28,42 @@ def home() -> Path:
 
 
 def materialize(day: str, provider: str, search: SavedSearch = SEARCH, instance=None, raise_on_error: bool = True,
-                tags: dict[str, str] | None = None, selection=None):
+                tags: dict[str, str] | None = None, selection=None, partition_as_tag: bool = False):
     """Run `<search>/raw` and `<search>/works` (or `selection`) for one partition, in process, with the resources the
-    code location builds."""
+    code location builds. `partition_as_tag` names the partition in a run tag, as the UI does for checks run alone
+    (Dagster 1.13 refuses a partition key for a selection of checks only)."""
+    key = dg.MultiPartitionKey({"date": day, "provider": provider})
     return dg.materialize(
         build_saved_search_assets(search),
         selection=selection,
-        partition_key=dg.MultiPartitionKey({"date": day, "provider": provider}),
+        partition_key=None if partition_as_tag else key,
+        tags={**(tags or {}), **({"dagster/partition": str(key)} if partition_as_tag else {})},
         resources={"scholar_api": scholar_api_from_env(), "duckdb": DuckDBResource(database=str(home() / "scholar.duckdb"))},
         instance=instance,
         raise_on_error=raise_on_error,
-        tags=tags,
     )
+
+
+def materialize_range(first_day: str, last_day: str, search: SavedSearch = SEARCH, instance=None, raise_on_error: bool = True,
+                      selection=None):
+    """Run days `first_day`..`last_day` of every provider of `search` as one run, as a backfill or the daily schedule
+    does (the partition range in the run's tags)."""
+    tags = partition_range_tags(search, dt.date.fromisoformat(first_day), dt.date.fromisoformat(last_day))
+    return dg.materialize(
+        build_saved_search_assets(search), selection=selection, tags=tags, instance=instance, raise_on_error=raise_on_error,
+        resources={"scholar_api": scholar_api_from_env(), "duckdb": DuckDBResource(database=str(home() / "scholar.duckdb"))},
+    )
+
+
+def materialization(result, search_name: str, asset: str) -> dg.AssetMaterialization:
+    """The (first) materialization of `<search_name>/<asset>` a run recorded."""
+    key = dg.AssetKey([search_name, asset])
+    return next(m for m in (e.materialization for e in result.get_asset_materialization_events()) if m.asset_key == key)
 
 
 def recorded_manifest(result) -> Manifest:
     """The manifest that a run's `<search>/raw` materialization recorded."""
-    event = result.asset_materializations_for_node(f"{SEARCH.name}__raw")[0]
+    event = materialization(result, SEARCH.name, "raw")
     return LandingZone(home() / "landing").read_manifest(Path(event.metadata["manifest"].value))
 
 

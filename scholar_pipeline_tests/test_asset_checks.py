@@ -6,7 +6,8 @@ import json
 import dagster as dg
 import pytest
 
-import scholar_pipeline.defs.saved_searches as saved_searches
+import scholar_pipeline.defs.partition_runs as partition_runs
+import scholar_pipeline.defs.works_checks as works_checks
 import scholar_pipeline.works
 from scholar_pipeline.landing import Manifest, PageEntry
 from scholar_pipeline_tests.helpers import materialize, query_db
@@ -40,7 +41,7 @@ def test_clean_partition_passes_every_check(pipeline_env, simulator):
     result = materialize(DAY, "openalex")
     checks = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
     assert checks == dict.fromkeys(["no_records_lost", "publication_dates_in_window", "matches_provider_total",
-                                    "values_well_typed", "schema_drift"], True)
+                                    "values_well_typed", "schema_drift", "landing_audit"], True)
 
 
 def test_no_records_lost_fails_when_a_row_vanishes_between_fetch_and_duckdb(pipeline_env, simulator, monkeypatch):
@@ -54,8 +55,8 @@ def test_no_records_lost_fails_when_a_row_vanishes_between_fetch_and_duckdb(pipe
 
 
 def test_no_records_lost_counts_the_rows_in_duckdb_not_the_rows_meant_for_it(pipeline_env, simulator, monkeypatch):
-    replace_partition = saved_searches.replace_partition
-    monkeypatch.setattr(saved_searches, "replace_partition",
+    replace_partition = partition_runs.replace_partition
+    monkeypatch.setattr(partition_runs, "replace_partition",
                         lambda con, rows, provenance: replace_partition(con, dataclasses.replace(rows, table=rows.table.slice(1)), provenance))
     check = _check(materialize(DAY, "openalex"), "no_records_lost")
     assert not check.passed
@@ -85,10 +86,10 @@ def test_matches_provider_total_reads_the_total_of_a_manifest_from_before_per_pa
                         code_version="raw-v1", input_hash="h", total_reported=999,
                         pages=[PageEntry(number=1, url="u", status=200, headers={}, sha256="s", bytes=1, records=5,
                                          holds_records=True, from_cache=False, fetched_at="x")])
-    check = saved_searches._matches_provider_total(manifest, repeated=0)
+    check = works_checks.matches_provider_total(manifest, repeated=0)
     assert not check.passed and check.severity == dg.AssetCheckSeverity.ERROR  # 994 records of the day are missing
     more = dataclasses.replace(manifest, total_reported=4)  # records added while paging: a warning
-    assert saved_searches._matches_provider_total(more, repeated=0).severity == dg.AssetCheckSeverity.WARN
+    assert works_checks.matches_provider_total(more, repeated=0).severity == dg.AssetCheckSeverity.WARN
 
 
 def test_schema_drift_warns_of_a_field_that_no_real_record_has(pipeline_env, simulator):

@@ -5,15 +5,14 @@ import importlib
 import warnings
 
 import dagster as dg
+from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
-import scholar_pipeline.defs.audit_checks as audit_checks_module
 import scholar_pipeline.defs.saved_searches as saved_searches_module
-from scholar_pipeline.defs.saved_searches import FETCH_LIVE, FETCH_TAG
+from scholar_pipeline.defs.partition_runs import FETCH_LIVE, FETCH_TAG
 
 
 def _load_defs():
     importlib.reload(saved_searches_module)  # re-read $SCHOLAR_PIPELINE_QUERIES
-    importlib.reload(audit_checks_module)  # and build its checks from the searches read
     from scholar_pipeline.definitions import defs
 
     return defs()
@@ -30,29 +29,34 @@ def test_each_saved_search_is_a_group_with_raw_and_works(pipeline_env):
     assert sorted(keys) == ["2024-01-01|crossref", "2024-01-01|openalex", "2024-01-02|crossref", "2024-01-02|openalex"]
 
 
-def test_daily_schedule_refetches_a_trailing_window_live_for_every_provider(pipeline_env, monkeypatch):
+def _tick(definitions, at: dt.datetime):
+    schedule = definitions.resolve_schedule_def("sim_search_daily_schedule")
+    with dg.instance_for_test() as instance:
+        context = dg.build_schedule_context(instance=instance, scheduled_execution_time=at,
+                                            repository_def=definitions.get_repository_def())
+        return schedule.evaluate_tick(context)
+
+
+def _partitions_of(request: dg.RunRequest, definitions) -> list[str]:
+    """The partitions a run request's range covers, as Dagster reads its range tags."""
+    partitions = definitions.get_assets_def(dg.AssetKey(["sim_search", "works"])).partitions_def
+    key_range = dg.PartitionKeyRange(request.tags[ASSET_PARTITION_RANGE_START_TAG], request.tags[ASSET_PARTITION_RANGE_END_TAG])
+    return sorted(partitions.get_partition_keys_in_range(key_range))
+
+
+def test_daily_schedule_refetches_a_trailing_window_live_for_every_provider_in_one_run(pipeline_env, monkeypatch):
     monkeypatch.setenv("SCHOLAR_PIPELINE_MONITOR_DAYS", "3")
     definitions = _load_defs()
-    schedule = definitions.resolve_schedule_def("sim_search_daily_schedule")
-    repository = definitions.get_repository_def()
-    with dg.instance_for_test() as instance, warnings.catch_warnings(record=True) as caught:
+    with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        context = dg.build_schedule_context(instance=instance, scheduled_execution_time=dt.datetime(2024, 3, 5, 4, 0, tzinfo=dt.timezone.utc), repository_def=repository)
-        requests = schedule.evaluate_tick(context).run_requests
-    assert sorted(r.partition_key for r in requests) == [
-        f"2024-03-0{d}|{p}" for d in (2, 3, 4) for p in ("crossref", "openalex")
-    ]
-    assert {r.tags[FETCH_TAG] for r in requests} == {FETCH_LIVE}
-    # Dagster 1.13 itself tags multi-partition runs `dagster/partition/<dimension>` and then warns about those
-    # keys (filtered in saved_searches.py); nothing else may warn, as run_request_for_partition did.
-    assert [str(w.message) for w in caught if "dagster/partition/" not in str(w.message)] == []
+        (request,) = _tick(definitions, dt.datetime(2024, 3, 5, 4, 0, tzinfo=dt.timezone.utc)).run_requests
+    assert _partitions_of(request, definitions) == [f"2024-03-0{d}|{p}" for d in (2, 3, 4) for p in ("crossref", "openalex")]
+    assert request.tags[FETCH_TAG] == FETCH_LIVE and request.partition_key is None
+    assert [str(w.message) for w in caught] == []
 
 
 def test_trailing_window_starts_no_earlier_than_the_search(pipeline_env):
     definitions = _load_defs()  # start_date 2024-01-01, default window 30 days
-    schedule = definitions.resolve_schedule_def("sim_search_daily_schedule")
-    repository = definitions.get_repository_def()
-    with dg.instance_for_test() as instance:
-        context = dg.build_schedule_context(instance=instance, scheduled_execution_time=dt.datetime(2024, 1, 3, 4, 0, tzinfo=dt.timezone.utc), repository_def=repository)
-        requests = schedule.evaluate_tick(context).run_requests
-    assert sorted({r.partition_key.split("|")[0] for r in requests}) == ["2024-01-01", "2024-01-02"]
+    (request,) = _tick(definitions, dt.datetime(2024, 1, 3, 4, 0, tzinfo=dt.timezone.utc)).run_requests
+    assert sorted({key.split("|")[0] for key in _partitions_of(request, definitions)}) == ["2024-01-01", "2024-01-02"]
+    assert _tick(definitions, dt.datetime(2024, 1, 1, 4, 0, tzinfo=dt.timezone.utc)).skip_message

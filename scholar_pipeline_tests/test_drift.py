@@ -6,7 +6,7 @@ import datetime as dt
 import dagster as dg
 import pytest
 
-from scholar_pipeline.defs.saved_searches import SCHEMA_DRIFT
+from scholar_pipeline.defs.works_checks import SCHEMA_DRIFT
 from scholar_pipeline.drift import (
     BASELINES, MAX_DEPTH, MIN_RECORDS_FOR_MISSING, MISSING, NEW, RETYPED, FieldDrift, Shape, baseline, baseline_json, compare,
 )

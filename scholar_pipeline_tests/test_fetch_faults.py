@@ -179,12 +179,14 @@ def test_a_damaged_landed_page_is_healed_by_the_next_fetch(pipeline_env, simulat
 
 def test_a_reader_holding_the_duckdb_file_makes_the_write_wait_not_fail(pipeline_env, simulator, tmp_path):
     materialize(DAY, "openalex")
-    reader = subprocess.Popen([sys.executable, "-c", (
-        "import duckdb, sys, time; con = duckdb.connect(sys.argv[1], read_only=True); print('open', flush=True); time.sleep(3)"),
-        str(home() / "scholar.duckdb")], stdout=subprocess.PIPE, text=True)
-    assert reader.stdout.readline().strip() == "open"
     with dg.instance_for_test() as instance:
-        result = materialize("2024-03-02", "openalex", instance=instance)
+        # Fetched first, so that the landing starts while the reader surely still holds the file.
+        materialize("2024-03-02", "openalex", instance=instance, selection=[dg.AssetKey(["sim_search", "raw"])])
+        reader = subprocess.Popen([sys.executable, "-c", (
+            "import duckdb, sys, time; con = duckdb.connect(sys.argv[1], read_only=True); print('open', flush=True); time.sleep(4)"),
+            str(home() / "scholar.duckdb")], stdout=subprocess.PIPE, text=True)
+        assert reader.stdout.readline().strip() == "open"
+        result = materialize("2024-03-02", "openalex", instance=instance, selection=[dg.AssetKey(["sim_search", "works"])])
         messages = [e.user_message for e in instance.all_logs(result.run_id)]
     reader.wait(timeout=30)
     assert result.success and query_db("SELECT count(DISTINCT partition_date) FROM works")[0][0] == 2

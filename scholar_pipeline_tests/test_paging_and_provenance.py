@@ -6,10 +6,10 @@ import json
 import dagster as dg
 import pytest
 
-from scholar_pipeline.defs.saved_searches import FETCH_LIVE, FETCH_TAG
+from scholar_pipeline.defs.partition_runs import FETCH_LIVE, FETCH_TAG
 from scholar_pipeline.simulator import Corpus
 from scholar_pipeline.landing import LandingZone
-from scholar_pipeline_tests.helpers import SEARCH, evict_cached_page, home, materialize, query_db, recorded_manifest
+from scholar_pipeline_tests.helpers import SEARCH, evict_cached_page, home, materialization, materialize, query_db, recorded_manifest
 
 DAY = "2024-03-01"
 
@@ -69,8 +69,8 @@ def test_data_version_ignores_fields_that_change_on_every_call(pipeline_env, sim
         runs = [materialize(DAY, "crossref", instance=instance, tags={FETCH_TAG: FETCH_LIVE}) for _ in range(2)]
     first_bytes, second_bytes = (recorded_manifest(r).input_hash for r in runs)
     assert first_bytes != second_bytes  # the bytes differed...
-    for node in ("sim_search__raw", "sim_search__works"):  # ...what they say did not, so nothing turns stale
-        first, second = (r.asset_materializations_for_node(node)[0].tags["dagster/data_version"] for r in runs)
+    for asset in ("raw", "works"):  # ...what they say did not, so nothing turns stale
+        first, second = (materialization(r, "sim_search", asset).tags["dagster/data_version"] for r in runs)
         assert first == second
 
 

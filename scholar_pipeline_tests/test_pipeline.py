@@ -13,7 +13,7 @@ import pytest
 
 from scholar_pipeline.landing import LandingZone, partition_input_hash
 from scholar_pipeline.simulator import Corpus
-from scholar_pipeline_tests.helpers import SEARCH, evict_cached_page, files_containing, home, materialize, query_db, recorded_manifest
+from scholar_pipeline_tests.helpers import SEARCH, evict_cached_page, files_containing, home, materialization, materialize, query_db, recorded_manifest
 
 DAY = "2024-03-01"
 
@@ -44,7 +44,7 @@ def test_rerun_replaces_partition_rows_and_warm_rerun_sends_nothing(pipeline_env
 
     assert len(simulator.requests_for(provider)) == requests_before  # every page came from the cache
     assert query_db("SELECT partition_date, count(*), sum(hash(record_hash)) FROM works GROUP BY 1 ORDER BY 1") == rows_before
-    raw_event = rerun.asset_materializations_for_node("sim_search__raw")[0]
+    raw_event = materialization(rerun, "sim_search", "raw")
     assert raw_event.metadata["cache_hits"].value == raw_event.metadata["pages"].value
     provenance = query_db("SELECT cache_hits, output_hash FROM provenance WHERE partition_date = ? ORDER BY landed_at", [DAY])
     assert len(provenance) == 2 and provenance[0][0] == 0 and provenance[1][0] > 0
@@ -63,14 +63,14 @@ def test_landing_zone_keeps_pages_byte_exact_and_hashes_them(pipeline_env, simul
         assert json.loads(stored)["results"] == again["results"]  # ...all but its timing and cost fields
     assert manifest.input_hash == partition_input_hash([p.sha256 for p in manifest.pages])
     # The raw asset's data version is the hash of what the records say.
-    event = result.asset_materializations_for_node("sim_search__raw")[0]
+    event = materialization(result, "sim_search", "raw")
     assert event.tags["dagster/data_version"] == manifest.content_hash
     assert manifest.content_hash == query_db("SELECT output_hash FROM provenance")[0][0]  # no duplicates in this partition
 
 
 def test_provenance_and_metadata_describe_the_landed_rows(pipeline_env, simulator):
     result = materialize(DAY, "crossref")
-    works_event = result.asset_materializations_for_node("sim_search__works")[0]
+    works_event = materialization(result, "sim_search", "works")
     hashes = sorted(r[0] for r in query_db("SELECT record_hash FROM works"))
     output_hash = hashlib.sha256("\n".join(hashes).encode()).hexdigest()
     assert works_event.metadata["output_hash"].value == output_hash
@@ -82,7 +82,7 @@ def test_provenance_and_metadata_describe_the_landed_rows(pipeline_env, simulato
     assert row[4] == row[5] == len(hashes) and row[6] == output_hash and row[7] == row[8] == row[3]
     checks = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
     assert checks == {"no_records_lost": True, "publication_dates_in_window": True, "matches_provider_total": True,
-                      "values_well_typed": True, "schema_drift": True}
+                      "values_well_typed": True, "schema_drift": True, "landing_audit": True}
     # Every landed row points at the raw page it came from.
     pages = set(query_db("SELECT unnest(page_sha256) FROM provenance"))
     assert set(query_db("SELECT DISTINCT raw_page_sha256 FROM works")) <= pages
@@ -128,7 +128,7 @@ def test_data_versions_change_only_when_the_providers_answer_changes(pipeline_en
     """The raw data version is the input hash, so `works` (versioned from it by Dagster) moves only with the data."""
     def versions(instance) -> tuple[str, str]:
         result = materialize(DAY, "openalex", instance=instance)
-        return tuple(result.asset_materializations_for_node(f"sim_search__{name}")[0].tags["dagster/data_version"] for name in ("raw", "works"))
+        return tuple(materialization(result, "sim_search", name).tags["dagster/data_version"] for name in ("raw", "works"))
 
     with dg.instance_for_test() as instance:
         first = versions(instance)

@@ -16,7 +16,7 @@ from scholar_pipeline.providers.base import MalformedPage, PageInfo, PageRequest
 from scholar_pipeline.queries import SavedSearch, SavedSearchError, load_saved_searches
 from scholar_pipeline.simulator import Corpus, ProviderSimulator
 from scholar_pipeline_tests.conftest import real_response
-from scholar_pipeline_tests.helpers import home, materialize, query_db
+from scholar_pipeline_tests.helpers import home, materialization, materialize, query_db
 
 ARXIV = PROVIDERS["arxiv"]
 DAY = "2024-03-01"
@@ -250,7 +250,7 @@ def test_partition_lands_exactly_the_simulators_records_for_the_day(arxiv_env, s
 
 
 def recorded_manifest_for(result):
-    event = result.asset_materializations_for_node(f"{SEARCH.name}__raw")[0]
+    event = materialization(result, SEARCH.name, "raw")
     return LandingZone(home() / "landing").read_manifest(Path(event.metadata["manifest"].value))
 
 

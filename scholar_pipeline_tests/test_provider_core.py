@@ -20,7 +20,7 @@ from scholar_pipeline.queries import SavedSearch
 from scholar_pipeline.settings import provider_settings
 from scholar_pipeline.simulator import Corpus, ProviderSimulator
 from scholar_pipeline.simulator import core as simulated_core
-from scholar_pipeline_tests.helpers import files_containing, home, materialize, query_db, step_failure
+from scholar_pipeline_tests.helpers import files_containing, home, materialization, materialize, query_db, step_failure
 
 CORE = PROVIDERS["core"]
 DAY = dt.date(2024, 3, 1)
@@ -139,7 +139,7 @@ def test_a_day_past_the_offset_ceiling_lands_whole_by_scrolling(core_env, simula
     requests = simulator.requests_for("core")
     assert "scroll" not in requests[0].params and requests[1].params["scroll"] == ["true"] and "scrollId" not in requests[1].params
     assert all("scrollId" in r.params for r in requests[2:]) and len(requests) == 1 + -(-len(expected) // 7)
-    event = result.asset_materializations_for_node("core_search__raw")[0]
+    event = materialization(result, "core_search", "raw")
     manifest = LandingZone(home() / "landing").read_manifest(Path(event.metadata["manifest"].value))
     assert [p.holds_records for p in manifest.pages] == [False] + [True] * (len(manifest.pages) - 1)
     assert [p.superseded for p in manifest.pages] == [True] + [False] * (len(manifest.pages) - 1)

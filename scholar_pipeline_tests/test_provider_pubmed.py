@@ -14,7 +14,7 @@ from scholar_pipeline.providers.pubmed import EfetchRequest
 from scholar_pipeline.queries import SavedSearch
 from scholar_pipeline.simulator import Corpus, ProviderSimulator
 from scholar_pipeline_tests.conftest import real_response
-from scholar_pipeline_tests.helpers import home, materialize, query_db
+from scholar_pipeline_tests.helpers import home, materialization, materialize, query_db
 
 PUBMED = PROVIDERS["pubmed"]
 DAY = "2024-03-01"
@@ -40,7 +40,7 @@ def _landed() -> list[str]:
 
 
 def _manifest(result):
-    event = result.asset_materializations_for_node(f"{SEARCH.name}__raw")[0]
+    event = materialization(result, SEARCH.name, "raw")
     return LandingZone(home() / "landing").read_manifest(Path(event.metadata["manifest"].value))
 
 

@@ -10,15 +10,12 @@ from pathlib import Path
 
 import dagster as dg
 import duckdb
-from dagster_duckdb import DuckDBResource
 
-from scholar_pipeline.defs.audit_checks import LANDING_AUDIT, build_landing_audit
-from scholar_pipeline.defs.resources import scholar_api_from_env
-from scholar_pipeline.defs.saved_searches import build_saved_search_assets
+from scholar_pipeline.defs.works_checks import LANDING_AUDIT
 from scholar_pipeline.landing import LandingZone
 from scholar_pipeline import rebuild as rebuild_module
 from scholar_pipeline.rebuild import Rebuilt, describe
-from scholar_pipeline_tests.helpers import SEARCH, home, materialize, query_db, recorded_manifest
+from scholar_pipeline_tests.helpers import SEARCH, home, materialize, query_db, recorded_manifest, step_failure
 
 BIN = Path(sys.executable).parent
 DAY = "2024-03-01"
@@ -132,12 +129,14 @@ def test_a_recorded_manifest_is_found_under_the_landing_zone_after_the_home_move
     assert landing.recorded_manifest(recorded) == tmp_path / "landing/manifests/sim_search/openalex/2024-03-01/20240302T000000Z-abc.json"
 
 
-def test_landing_audit_check_passes_after_a_landing_and_fails_when_run_alone_on_a_tampered_search(pipeline_env, simulator):
-    """In a partition's run it audits that partition; executed alone (the UI's "Execute check"), the whole search."""
+def test_landing_audit_check_passes_after_a_landing_and_fails_when_executed_alone_on_a_tampered_partition(pipeline_env, simulator):
+    """In a partition's run it audits that partition right after the write; executed alone (the UI's "Execute check"
+    on some partitions), it audits each of those, recording a result per partition."""
     with dg.instance_for_test() as instance:
-        landed = _materialize_with_audit(instance, partition_key=dg.MultiPartitionKey({"date": DAY, "provider": "openalex"}))
+        landed = materialize(DAY, "openalex", instance=instance)
         (check,) = [c for c in landed.get_asset_check_evaluations() if c.check_name == LANDING_AUDIT]
         assert check.passed and check.metadata["audited"].value == f"sim_search / openalex / {DAY}"
+        assert check.partition == f"{DAY}|openalex"
         assert materialize("2024-03-02", "crossref", instance=instance).success
 
         page = recorded_manifest(landed).pages[0]
@@ -145,24 +144,34 @@ def test_landing_audit_check_passes_after_a_landing_and_fails_when_run_alone_on_
         landing.page_path(page.sha256).write_bytes(gzip.compress(landing.read_page(page.sha256) + b" "))
         _execute("UPDATE works SET title = 'An edited title' WHERE provider = 'crossref' AND provider_id = "
                  "(SELECT min(provider_id) FROM works WHERE provider = 'crossref')")
-        alone = _materialize_with_audit(instance, selection=dg.AssetSelection.checks(dg.AssetCheckKey(SEARCH_WORKS, LANDING_AUDIT)))
+        alone = {partition: _check_alone(LANDING_AUDIT, day, provider, instance)
+                 for partition, (day, provider) in {"page": (DAY, "openalex"), "rows": ("2024-03-02", "crossref")}.items()}
+        rows_before = query_db("SELECT count(*) FROM works")[0][0]
 
-    (check,) = alone.get_asset_check_evaluations()
-    assert not check.passed and check.severity == dg.AssetCheckSeverity.ERROR
-    assert check.metadata["audited"].value == "sim_search" and check.metadata["findings"].value == 3
-    table = check.metadata["first_findings"].value
-    assert f"| page changed | `{page.sha256}` |" in table and "| rows changed | `sim_search / crossref / 2024-03-02` |" in table
+    assert not alone["page"].get_asset_materialization_events(), "a check executed alone lands nothing"
+    (page_check,), (rows_check,) = (alone[p].get_asset_check_evaluations() for p in ("page", "rows"))
+    assert not page_check.passed and page_check.severity == dg.AssetCheckSeverity.ERROR
+    assert page_check.partition == f"{DAY}|openalex" and page_check.metadata["findings"].value == 1
+    assert f"| page changed | `{page.sha256}` |" in page_check.metadata["first_findings"].value
+    assert not rows_check.passed and rows_check.metadata["audited"].value == "sim_search / crossref / 2024-03-02"
+    assert "| rows changed | `sim_search / crossref / 2024-03-02` |" in rows_check.metadata["first_findings"].value
+    assert rows_before == query_db("SELECT count(*) FROM works")[0][0]
+
+
+def test_a_landing_check_executed_alone_says_it_is_evaluated_when_the_partition_lands(pipeline_env, simulator):
+    assert materialize(DAY, "openalex").success
+    alone = _check_alone("no_records_lost", DAY, "openalex", raise_on_error=False)
+    assert not alone.success
+    assert "no_records_lost are evaluated as sim_search/works lands a partition" in step_failure(alone)
 
 
 SEARCH_WORKS = dg.AssetKey(["sim_search", "works"])
 
 
-def _materialize_with_audit(instance, **kwargs):
-    return dg.materialize(
-        [*build_saved_search_assets(SEARCH), build_landing_audit(SEARCH)], instance=instance,
-        resources={"scholar_api": scholar_api_from_env(), "duckdb": DuckDBResource(database=str(home() / "scholar.duckdb"))},
-        **kwargs,
-    )
+def _check_alone(name: str, day: str, provider: str, instance=None, raise_on_error: bool = True):
+    """One check executed alone for one partition, as the UI launches it: the partition as a run tag."""
+    return materialize(day, provider, instance=instance, selection=dg.AssetSelection.checks(dg.AssetCheckKey(SEARCH_WORKS, name)),
+                       raise_on_error=raise_on_error, partition_as_tag=True)
 
 
 def test_rebuild_leaves_a_partition_that_a_run_landed_again_while_it_read_the_pages(pipeline_env, simulator, monkeypatch):

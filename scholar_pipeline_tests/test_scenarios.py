@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from scholar_pipeline.simulator import Corpus, ProviderSimulator
+from scholar_pipeline.simulator.common import SimResponse
 from scholar_pipeline_tests.conftest import REPO_ROOT
 from scholar_pipeline_tests.helpers import SEARCH, files_containing, home, max_in_any_window, query_db
 
@@ -150,44 +151,59 @@ def test_code_location_loads_in_a_webserver_and_lists_the_assets(dagster_dev):
 LAUNCH_BACKFILL = """mutation($params: LaunchBackfillParams!) { launchPartitionBackfill(backfillParams: $params) {
     __typename ... on LaunchBackfillSuccess { backfillId } ... on PythonError { message } } }"""
 BACKFILL_STATUS = """query($id: String!) { partitionBackfillOrError(backfillId: $id) {
-    ... on PartitionBackfill { status runs(limit: 200) { runId status startTime endTime } } } }"""
+    ... on PartitionBackfill { id status partitionNames runs(limit: 200) { runId status startTime endTime } } } }"""
 # What DuckDB says when a second process opens the file a writer holds, and what the warehouse says when it had to wait
 # for (or gave up on) such a holder: none of it may appear in a backfill's logs.
 DUCKDB_LOCK_MESSAGES = (b"Could not set lock", b"Conflicting lock", b"WarehouseBusy", b"waiting for another process to release")
 
 
+def _launch_and_wait(url: str, mutation: str, variables: dict, seconds: float = 540) -> dict:
+    """Launch a backfill (or its re-execution) through GraphQL, as the UI does, and wait for the daemon to finish it."""
+    launched = _wait_for(lambda: next(iter(_graphql(url, mutation, variables).values())), "the backfill to launch")
+    assert launched["__typename"] == "LaunchBackfillSuccess", launched
+    return _wait_for(
+        lambda: (s := _graphql(url, BACKFILL_STATUS, {"id": launched["backfillId"]})["partitionBackfillOrError"])["status"]
+        not in ("REQUESTED",) and s, "the backfill to finish", seconds=seconds,
+    ) | {"backfillId": launched["backfillId"]}
+
+
+def _landed_exactly(con, simulator, day: str, provider: str) -> bool:
+    landed = [r[0] for r in con.execute(
+        "SELECT provider_id FROM works WHERE query = 'new_search' AND partition_date = ? AND provider = ?", [day, provider]
+    ).fetchall()]
+    expected = simulator.apis[provider].record_ids(dt.date.fromisoformat(day), dt.date.fromisoformat(day), NEW_SEARCH_TEXT)
+    return len(landed) == len(set(landed)) and sorted(landed) == sorted(expected)
+
+
+def _overlapping(simulator, providers) -> bool:
+    """Whether the providers' requests overlapped in time: they were fetched in parallel, not one after the other."""
+    spans = [(min(t), max(t)) for t in ([r.at for r in simulator.requests_for(p)] for p in providers)]
+    return max(first for first, _ in spans) < min(last for _, last in spans)
+
+
 @pytest.mark.timeout(600)
 def test_backfill_of_a_new_saved_search_over_a_date_range_lands_every_partition(dagster_dev):
-    """Sixteen partitions (eight days of two providers) as parallel runs: every one lands exactly the provider's records,
-    no run meets the DuckDB file lock, and no provider ever sees more than its rate in any second."""
+    """Sixteen partitions (eight days of two providers) in a few runs of many partitions: every one lands exactly the
+    provider's records, the providers are fetched in parallel, no run meets the DuckDB file lock, and no provider ever
+    sees more than its rate in any second."""
     url, simulator, home_dir, dagster_home = dagster_dev
     days = [f"2024-03-{d:02d}" for d in range(1, 9)]
     providers = ("openalex", "crossref")
     params = {"assetSelection": [{"path": ["new_search", "raw"]}, {"path": ["new_search", "works"]}],
               "partitionNames": [f"{day}|{provider}" for day in days for provider in providers]}
     started = time.monotonic()
-    launched = _wait_for(lambda: _graphql(url, LAUNCH_BACKFILL, {"params": params})["launchPartitionBackfill"], "the backfill to launch")
-    assert launched["__typename"] == "LaunchBackfillSuccess", launched
-    status = _wait_for(
-        lambda: (s := _graphql(url, BACKFILL_STATUS, {"id": launched["backfillId"]})["partitionBackfillOrError"])["status"]
-        not in ("REQUESTED",) and s, "the backfill to finish", seconds=540,
-    )
+    status = _launch_and_wait(url, LAUNCH_BACKFILL, {"params": params})
     assert status["status"] == "COMPLETED_SUCCESS" and {r["status"] for r in status["runs"]} == {"SUCCESS"}, status
     runs = status["runs"]
-    most_at_once = max(sum(r["startTime"] <= run["startTime"] < r["endTime"] for r in runs) for run in runs)
-    print(f"backfill of {len(params['partitionNames'])} partitions: {len(runs)} runs, at most {most_at_once} at once, "
-          f"{time.monotonic() - started:.0f} s")
-    assert most_at_once > 1, "the runs did not run in parallel"
+    print(f"backfill of {len(params['partitionNames'])} partitions: {len(runs)} runs, {time.monotonic() - started:.0f} s")
+    assert len(runs) <= 2, "a run per partition, or nearly"
+    assert _overlapping(simulator, providers), "the providers were fetched one after the other"
 
     with duckdb.connect(str(home_dir / "scholar.duckdb"), read_only=True) as con:
         for day in days:
             for provider in providers:
-                landed = [r[0] for r in con.execute(
-                    "SELECT provider_id FROM works WHERE query = 'new_search' AND partition_date = ? AND provider = ?", [day, provider]
-                ).fetchall()]
-                expected = simulator.apis[provider].record_ids(dt.date.fromisoformat(day), dt.date.fromisoformat(day), NEW_SEARCH_TEXT)
-                assert len(landed) == len(set(landed)), f"{day}|{provider}: duplicated rows"
-                assert sorted(landed) == sorted(expected), f"{day}|{provider}: rows differ from the provider's records"
+                assert _landed_exactly(con, simulator, day, provider), f"{day}|{provider}: rows differ from the provider's records"
+        assert con.execute("SELECT count(*) FROM provenance WHERE partition_date <= '2024-03-08'").fetchone()[0] == 16
 
     # Every run's event log (SQLite under DAGSTER_HOME) and captured stdout/stderr (compute logs), read as stored data;
     # the scan does reach them: each run's log says how many rows it landed.
@@ -201,10 +217,56 @@ def test_backfill_of_a_new_saved_search_over_a_date_range_lands_every_partition(
         assert served and {r.status for r in served} == {200}, f"{provider} answered {sorted({r.status for r in served})}"
         # max_in_any_window: the most requests in any half-open second [t, t + 1) (the fullest such window starts at a
         # request), the window the simulator counts in too. At most the configured rate: the limit held across the
-        # runs' processes. At least one below it: the runs asked faster than that, so the limit bound.
+        # runs' threads and processes. At least one below it: the runs asked faster than that, so the limit bound.
         busiest = max_in_any_window([r.at for r in served])
         print(f"{provider}: {len(served)} requests, at most {busiest} in any second (limit {limit})")
         assert limit - 1 <= busiest <= limit
+
+
+REEXECUTE_BACKFILL = """mutation($params: ReexecutionParams!) { reexecutePartitionBackfill(reexecutionParams: $params) {
+    __typename ... on LaunchBackfillSuccess { backfillId } ... on PythonError { message } } }"""
+
+
+@pytest.mark.timeout(600)
+def test_a_backfill_partition_that_fails_is_named_the_others_land_and_the_retry_redoes_only_it(dagster_dev):
+    """One partition of a backfill's run fails (the provider refuses its day with a 400): the run's other partitions land
+    and are recorded, the failure names the key, and re-executing the backfill from failure fetches that key alone."""
+    url, simulator, home_dir, dagster_home = dagster_dev
+    days = [f"2024-03-{d:02d}" for d in range(10, 14)]
+    providers, broken = ("openalex", "crossref"), ("2024-03-12", "crossref")
+    crossref = simulator.apis["crossref"]
+    serve = crossref.routes["/works"]
+    crossref.routes["/works"] = lambda params: (
+        SimResponse.json(400, {"status": "failed", "message-type": "validation-failure", "message": ["refused"]})
+        if f"from-pub-date:{broken[0]}" in params.get("filter", [""])[0] else serve(params))
+    try:
+        params = {"assetSelection": [{"path": ["new_search", "raw"]}, {"path": ["new_search", "works"]}],
+                  "partitionNames": [f"{day}|{provider}" for day in days for provider in providers]}
+        status = _launch_and_wait(url, LAUNCH_BACKFILL, {"params": params})
+    finally:
+        crossref.routes["/works"] = serve
+    assert status["status"] == "COMPLETED_FAILED" and "FAILURE" in {r["status"] for r in status["runs"]}, status
+    with duckdb.connect(str(home_dir / "scholar.duckdb"), read_only=True) as con:
+        for day in days:
+            for provider in providers:
+                if (day, provider) != broken:
+                    assert _landed_exactly(con, simulator, day, provider), f"{day}|{provider}"
+        assert con.execute("SELECT count(*) FROM works WHERE partition_date = ? AND provider = ?", list(broken)).fetchone()[0] == 0
+    failed_key = "|".join(broken)
+    with dg.DagsterInstance.from_config(str(dagster_home)) as instance:
+        failures = [record.event_log_entry.dagster_event.step_failure_data.user_failure_data
+                    for run in status["runs"] if run["status"] == "FAILURE"
+                    for record in instance.get_records_for_run(run["runId"], of_type=dg.DagsterEventType.STEP_FAILURE).records]
+    assert [list(f.metadata["failed_partitions"].value) for f in failures] == [[failed_key]]
+    assert f"{failed_key}: crossref / saved search 'new_search' / {broken[0]}: page 1: " in failures[0].description
+
+    requests_before = {p: len(simulator.requests_for(p)) for p in providers}
+    retried = _launch_and_wait(url, REEXECUTE_BACKFILL, {"params": {"parentRunId": status["backfillId"], "strategy": "FROM_FAILURE"}})
+    assert retried["status"] == "COMPLETED_SUCCESS", retried
+    assert retried["partitionNames"] == [failed_key], retried["partitionNames"]
+    assert len(simulator.requests_for("openalex")) == requests_before["openalex"], "a partition that landed was fetched again"
+    with duckdb.connect(str(home_dir / "scholar.duckdb"), read_only=True) as con:
+        assert _landed_exactly(con, simulator, *broken)
 
 
 @pytest.mark.skipif(not ACCEPTANCE.exists(), reason="the shared acceptance script sits beside the repository")

@@ -10,7 +10,7 @@ import pytest
 
 from scholar_pipeline.defs.saved_searches import build_saved_search_assets
 from scholar_pipeline.queries import load_saved_searches
-from scholar_pipeline_tests.helpers import materialize, query_db
+from scholar_pipeline_tests.helpers import materialization, materialize, query_db
 
 DAY = "2024-03-01"
 TEXT = "\"machine learning\" Alzheimer's Müller 量子 '; DROP TABLE works; --"
@@ -39,11 +39,11 @@ def test_search_text_is_stored_and_sent_verbatim(pipeline_env, simulator, monkey
     result = materialize(DAY, provider, search=search)
 
     assert result.success
-    raw = result.asset_materializations_for_node("odd_text__raw")[0]
+    raw = materialization(result, "odd_text", "raw")
     manifest = json.loads(Path(raw.metadata["manifest"].value).read_bytes())
     assert manifest["query_text"].encode("utf-8") == TEXT.encode("utf-8")
-    (raw_asset, _) = build_saved_search_assets(search)
-    assert raw_asset.metadata_by_key[dg.AssetKey(["odd_text", "raw"])]["query_text"] == TEXT
+    (assets,) = build_saved_search_assets(search)
+    assert assets.metadata_by_key[dg.AssetKey(["odd_text", "raw"])]["query_text"] == TEXT
 
     parameter, value = SEARCH_PARAMETER[provider]
     requests = simulator.requests_for(provider)
