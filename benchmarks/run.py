@@ -1,6 +1,6 @@
 """`make benchmark`: every figure against the simulator on loopback and the recorded pages; a table, and results.json.
 
-    .venv/bin/python -m benchmarks.run [FIGURE ...]     (figures: rate_limits, normalization, warehouse_landing, warm_rerun, memory)
+    .venv/bin/python -m benchmarks.run [FIGURE ...]     (figures: rate_limits, normalization, peer, warehouse_landing, warm_rerun, memory)
 
 No test asserts on these numbers: they move with the machine. The README's performance
 section quotes them with the machine they were measured on.
@@ -15,10 +15,11 @@ import platform
 import sys
 from pathlib import Path
 
-from benchmarks import memory, normalization, rate_limits, warehouse_landing, warm_rerun
+from benchmarks import memory, normalization, peer, rate_limits, warehouse_landing, warm_rerun
 
 FIGURES = {
-    "rate_limits": rate_limits.run, "normalization": normalization.run, "warehouse_landing": warehouse_landing.run,
+    "rate_limits": rate_limits.run, "normalization": normalization.run, "peer": peer.run,
+    "warehouse_landing": warehouse_landing.run,
     "warm_rerun": warm_rerun.run, "memory": memory.run,
 }
 RESULTS = Path(__file__).resolve().parent / "results.json"
