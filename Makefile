@@ -15,6 +15,11 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 
 setup: $(VENV)/.installed
 
+# The benchmark's extra (the peer library of figure 3, benchmarks/peer.py), on top of setup.
+$(VENV)/.installed-bench: pyproject.toml $(VENV)/.installed
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
+	touch $@
+
 ## Offline demo: the real pipeline against the provider simulator, then the Dagster UI (dg dev) until Ctrl-C.
 demo: setup
 	$(BIN)/python -m scholar_pipeline.demo
@@ -44,8 +49,9 @@ test: setup
 test-fast: setup
 	$(BIN)/python -m pytest -m "not slow"
 
-## Figures against the simulator on loopback and the recorded pages: a table, and benchmarks/results.json.
-benchmark: setup
+## Figures against the simulator on loopback and the recorded pages (and the peer library scholar-flux on them):
+## a table, and benchmarks/results.json.
+benchmark: $(VENV)/.installed-bench
 	$(BIN)/python -m benchmarks.run
 
 ## The shared acceptance run on real recorded responses (needs ../shared), over every provider in its manifest.
