@@ -13,6 +13,7 @@ Three layers are re-hashed against what was recorded when they were written:
 from __future__ import annotations
 
 import datetime as dt
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,12 +58,14 @@ class AuditScope:
         return " / ".join(str(part) for part in (self.query, self.provider, self.day) if part is not None) or "everything"
 
 
-def audit(home: Path, database: Path, log=print, scope: AuditScope = AuditScope()) -> list[Finding]:
-    """What no longer matches what was recorded; `log` hears what is worth knowing but is no finding."""
+def audit(home: Path, database: Path, log=print, scope: AuditScope = AuditScope(),
+          con: duckdb.DuckDBPyConnection | None = None) -> list[Finding]:
+    """What no longer matches what was recorded; `log` hears what is worth knowing but is no finding. `con`: a
+    connection the caller holds (a run audits the partition it just landed without opening the file again)."""
     landing = LandingZone(home / "landing")
     findings = _audit_landing_zone(landing, log, scope)
-    if database.exists():
-        findings += _audit_warehouse(database, home, landing, scope, log)
+    if con is not None or database.exists():
+        findings += _audit_warehouse(database, home, landing, scope, log, con)
     return findings
 
 
@@ -101,10 +104,14 @@ def _audit_landing_zone(landing: LandingZone, log, scope: AuditScope) -> list[Fi
     return findings
 
 
-def _audit_warehouse(database: Path, home: Path, landing: LandingZone, scope: AuditScope, log) -> list[Finding]:
+def _audit_warehouse(database: Path, home: Path, landing: LandingZone, scope: AuditScope, log,
+                     held: duckdb.DuckDBPyConnection | None) -> list[Finding]:
     """Rows against provenance. DuckDB is read in the writers' queue, one partition at a time, so that runs landing
     meanwhile wait a moment, not the whole audit."""
-    with read_connection(database, home, log=_Waiting(log)) as con:
+    def reading():
+        return nullcontext(held) if held is not None else read_connection(database, home, log=_Waiting(log))
+
+    with reading() as con:
         tables = {row[0] for row in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
         if not {"works", "provenance"} <= tables:
             return []
@@ -115,7 +122,7 @@ def _audit_warehouse(database: Path, home: Path, landing: LandingZone, scope: Au
     for partition, row in sorted(recorded.items()):
         where = " / ".join(map(str, partition))
         findings += _audit_manifest_of(landing, where, row["manifest_path"], row["page_sha256"])
-        with read_connection(database, home, log=_Waiting(log)) as con:
+        with reading() as con:
             rows = _rows_of(con, partition)
         findings += _audit_rows(rows, where, row["output_hash"], row["rows_landed"])
     for query, provider, day, count in landed:

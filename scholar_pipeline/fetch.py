@@ -77,6 +77,9 @@ def chain_cache_key(first_url: str, page_number: int, previous_page_sha256: str)
 
 
 MAX_CHAIN_RESTARTS = 3
+# A long fetch says how far it got at most this often: a line per page would cost a stored event per page, and most
+# partitions are a page or two (the run says what each partition fetched when it is done).
+PROGRESS_EVERY_SECONDS = 10.0
 UNUSABLE_PAGE_ATTEMPTS = 3  # a page the provider module refuses is asked for this many times before the partition fails
 
 
@@ -109,6 +112,7 @@ class _PagingChain:
         pages: list[PageEntry] = []
         record_hashes: list[str] = []
         total, records = None, 0
+        said_at = time.monotonic()
         while request is not None:
             number = len(pages) + 1
             replaying = bool(pages) and pages[0].from_cache
@@ -127,9 +131,10 @@ class _PagingChain:
             if self.log is not None and MASKED_HEADER in page.headers:
                 self.log.warning(f"{self.where}: page {number}: the provider echoed the API key "
                                  f"{page.headers[MASKED_HEADER]} time(s) in its answer; it is masked as *** in what was landed")
-            if self.log is not None:
-                self.log.info(f"{self.where}: page {number}: {info.records} records ({records} of {total}; "
-                              f"cache {'hit' if page.from_cache else 'miss'})")
+            if self.log is not None and time.monotonic() - said_at >= PROGRESS_EVERY_SECONDS:
+                self.log.info(f"{self.where}: page {number}: {records} of {total} records so far "
+                              f"(cache {'hit' if page.from_cache else 'miss'})")
+                said_at = time.monotonic()
             request = info.next_request
         return FetchedPartition(pages=pages, total_reported=total, content_hash=hash_of_records(record_hashes))
 

@@ -56,6 +56,7 @@ class _Outcome:
     works: dict | None = None  # the metadata of its `works` materialization, once landed
     landed_from: dg.EventLogRecord | None = None  # the recorded fetch that `works` landed, when not this run's
     checks: list[dg.AssetCheckResult] = field(default_factory=list)
+    said: list[str] = field(default_factory=list)  # what it did, for the run's one log line about it
     error: str | None = None
     retryable: bool = True
 
@@ -136,10 +137,12 @@ class SavedSearchRun:
                                      "materialize it (or the whole group) for this partition first")
                 manifest_path = Path(recorded.asset_materialization.metadata["manifest"].value)
                 raw_run_id, outcome.landed_from = recorded.run_id, recorded
-            if self.land:
-                self._land(manifest_path, raw_run_id, provider_name, day, severity, outcome)
-            if LANDING_AUDIT in self.checks:
-                outcome.checks.append(self._audit(provider_name, day))
+            with write_connection(self.database, self.scholar_api.home_path, log=self.context.log) if self.land else \
+                    nullcontext() as con:
+                if self.land:
+                    self._land(con, manifest_path, raw_run_id, provider_name, day, severity, outcome)
+                if LANDING_AUDIT in self.checks:
+                    outcome.checks.append(self._audit(con, provider_name, day))
         except Exception as error:
             outcome.error = self._describe(key, error)
         return outcome
@@ -154,8 +157,8 @@ class SavedSearchRun:
             query=self.search.name, query_text=self.search.text, provider=provider_name, day=day, pages=fetched.pages,
             total_reported=fetched.total_reported, content_hash=fetched.content_hash, code_version=RAW_CODE_VERSION,
         )
-        self.context.log.info(f"{provider_name} / {self.search.name} / {day}: {manifest.records} records in "
-                              f"{len(manifest.pages)} pages landed")
+        outcome.said.append(f"{manifest.records} records in {len(manifest.pages)} pages "
+                            f"({sum(p.from_cache for p in manifest.pages)} from the HTTP cache)")
         # The data version is what the records say, not the bytes: providers send fields that change on every call.
         outcome.raw = dg.AssetMaterialization(
             asset_key=self.raw_key, partition=outcome.key, metadata=raw_metadata(manifest, path),
@@ -163,22 +166,22 @@ class SavedSearchRun:
         )
         return path
 
-    def _land(self, manifest_path: Path, raw_run_id: str, provider_name: str, day: dt.date, severity, outcome: _Outcome) -> None:
+    def _land(self, con, manifest_path: Path, raw_run_id: str, provider_name: str, day: dt.date, severity,
+              outcome: _Outcome) -> None:
         manifest = self.scholar_api.landing.read_manifest(manifest_path)
         rows = partition_rows(self.scholar_api.landing, manifest)
         provenance = ProvenanceRow.of(manifest, manifest_path, rows, run_id=self.context.run.run_id, raw_run_id=raw_run_id,
                                       code_version=WORKS_CODE_VERSION)
-        with write_connection(self.database, self.scholar_api.home_path, log=self.context.log) as con:
-            rows_in_duckdb = replace_partition(con, rows, provenance)
-        self.context.log.info(f"{provider_name} / {self.search.name} / {day}: {rows_in_duckdb} rows in `works` "
-                              f"({rows.duplicates_dropped} duplicates dropped)")
+        rows_in_duckdb = replace_partition(con, rows, provenance)
+        outcome.said.append(f"{rows_in_duckdb} rows in `works` ({rows.duplicates_dropped} duplicates dropped)")
         outcome.works = works_metadata(rows, manifest, manifest_path, code_version=WORKS_CODE_VERSION)
         outcome.checks += [result for result in landing_results(manifest, rows, rows_in_duckdb, day, provider_name, severity)
                            if result.check_name in self.checks]
 
-    def _audit(self, provider_name: str, day: dt.date) -> dg.AssetCheckResult:
+    def _audit(self, con, provider_name: str, day: dt.date) -> dg.AssetCheckResult:
+        """Right after the landing, in the same connection (a check run alone opens its own, in the writers' queue)."""
         scope = AuditScope(query=self.search.name, provider=provider_name, day=day)
-        findings = audit(self.scholar_api.home_path, self.database, log=self.context.log.info, scope=scope)
+        findings = audit(self.scholar_api.home_path, self.database, log=self.context.log.info, scope=scope, con=con)
         for finding in findings[:_SHOWN_FINDINGS]:
             self.context.log.warning(str(finding))
         return landing_audit(findings, str(scope))
@@ -197,10 +200,11 @@ class SavedSearchRun:
         for result in outcome.checks:
             yield evaluation(result, self.works_key, outcome.key, target)
         self.done += 1
+        progress = f"{self.done} of {len(self.keys)} partitions done"
         if outcome.error is not None:
-            self.context.log.error(f"{outcome.key} failed ({self.done} of {len(self.keys)} partitions done): {outcome.error}")
-        elif len(self.keys) > 1:
-            self.context.log.info(f"{outcome.key} done ({self.done} of {len(self.keys)} partitions)")
+            self.context.log.error(f"{self.search.name} {outcome.key} failed ({progress}): {outcome.error}")
+        else:  # one line a partition: every line is an event Dagster stores
+            self.context.log.info(f"{self.search.name} {outcome.key}: {'; '.join(outcome.said) or 'audited'} ({progress})")
 
     def _latest(self, asset_key: dg.AssetKey, partition: str) -> dg.EventLogRecord | None:
         records = self.context.instance.fetch_materializations(
