@@ -25,7 +25,7 @@ import duckdb
 import httpx
 
 from scholar_pipeline.providers import PROVIDERS
-from scholar_pipeline.settings import PROJECT_ROOT, partitions_per_run
+from scholar_pipeline.settings import PROJECT_ROOT
 from scholar_pipeline.simulator import Corpus, ProviderSimulator
 from scholar_pipeline.simulator.server import PLACEHOLDER_KEYS
 
@@ -97,7 +97,7 @@ def run(days: int = DAYS) -> list[dict]:
         requests = sum(len(sim.requests_for(p)) for p in PROVIDERS)
     runs = status["runs"]
     return [{"partitions": len(keys), "partitions_landed": landed, "rows": rows, "requests": requests, "runs": len(runs),
-             "runs_failed": sum(r["status"] != "SUCCESS" for r in runs), "partitions_per_run_setting": partitions_per_run(),
+             "runs_failed": sum(r["status"] != "SUCCESS" for r in runs),
              "backfill_status": status["status"], "wall_s": round(wall), "s_per_partition": round(wall / len(keys), 3),
              "target_wall_s": 600}]
 

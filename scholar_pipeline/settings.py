@@ -90,9 +90,3 @@ def provider_settings(name: str, defaults: ProviderSettings, environ: Mapping[st
         max_retry_wait=read("MAX_RETRY_WAIT", defaults.max_retry_wait, float),
     )
 
-
-def partitions_per_run(environ: Mapping[str, str] = os.environ) -> int:
-    """How many partitions a backfill puts in one run: fewer runs pay fewer process starts (seconds each), more runs
-    show progress and retry in smaller pieces. Dagster makes each run one provider's days, or one day's providers."""
-    raw = environ.get("SCHOLAR_PIPELINE_PARTITIONS_PER_RUN")
-    return 31 if raw in (None, "") else _positive("SCHOLAR_PIPELINE_PARTITIONS_PER_RUN", raw, int)

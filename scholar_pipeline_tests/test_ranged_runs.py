@@ -5,7 +5,12 @@ import datetime as dt
 
 import dagster as dg
 import pytest
+from dagster._core.definitions.assets.graph.asset_graph import AssetGraph
+from dagster._core.definitions.data_version import CachingStaleStatusResolver, StaleStatus
+from dagster._core.loader import LoadingContextForTest
 
+import scholar_pipeline.defs.partition_runs as partition_runs
+from scholar_pipeline.defs.saved_searches import build_saved_search_assets
 from scholar_pipeline.defs.works_checks import CHECK_DESCRIPTIONS
 from scholar_pipeline_tests.helpers import SEARCH, materialize, materialize_range, query_db, step_failure
 
@@ -82,7 +87,8 @@ def test_a_failing_partition_is_reported_by_key_and_the_others_of_its_run_land(p
             assert _landed(day, provider) == expected, f"{day}|{provider}"
     assert {e.partition for e in result.get_asset_check_evaluations()} == set(KEYS) - {failed_key}
 
-    # What a re-execution from failure asks for: the failed partition alone, which now lands.
+    # The failed partition alone, as a backfill's re-execution from failure asks for it (through `dagster dev`:
+    # test_scenarios), now lands.
     monkeypatch.setenv("SCHOLAR_PIPELINE_OPENALEX_MAX_RECORDS", str(sizes[too_big]))
     assert materialize(too_big, "openalex").success
     assert _landed(too_big, "openalex") == _expected(simulator, too_big, "openalex")
@@ -93,8 +99,9 @@ def test_a_provider_without_its_required_key_fails_its_partitions_at_once_and_th
     result = materialize_range(FIRST, "2024-03-02", search=search, raise_on_error=False)
     assert not result.success and simulator.requests_for("core") == []
     (failure,) = result.get_step_failure_events()
-    assert not failure.step_failure_data.user_failure_data.metadata["failed_partitions"].value.keys() - {
-        "2024-03-01|core", "2024-03-02|core"}
+    failed = failure.step_failure_data.user_failure_data.metadata["failed_partitions"].value
+    assert sorted(failed) == ["2024-03-01|core", "2024-03-02|core"]
+    assert not failure.step_failure_data.user_failure_data.metadata.get("allow_retries")
     assert "CORE_API_KEY" in step_failure(result)
     assert query_db("SELECT DISTINCT provider FROM works") == [("openalex",)]
 
@@ -119,3 +126,54 @@ def test_a_run_of_one_asset_records_only_that_asset(pipeline_env, simulator, sel
             materialize_range(FIRST, FIRST, instance=instance, selection=[dg.AssetKey([SEARCH.name, "raw"])])
         result = materialize_range(FIRST, FIRST, instance=instance, selection=[dg.AssetKey([SEARCH.name, selection])])
     assert {e.materialization.asset_key.path[-1] for e in result.get_asset_materialization_events()} == {selection}
+
+
+def test_works_turns_stale_only_in_the_partition_whose_records_changed(pipeline_env, simulator):
+    """The data versions recorded for each partition of a run of many drive staleness as a run of one's would."""
+    works = dg.AssetKey([SEARCH.name, "works"])
+    graph = AssetGraph.from_assets(build_saved_search_assets(SEARCH))
+    with dg.instance_for_test() as instance:
+        assert materialize_range(FIRST, LAST, instance=instance).success
+        fresh = CachingStaleStatusResolver(instance, graph, LoadingContextForTest(instance))
+        assert {key: fresh.get_status(works, key) for key in KEYS} == dict.fromkeys(KEYS, StaleStatus.FRESH)
+
+        api = simulator.apis["openalex"]
+        served = api.routes["/works"]
+        api.routes["/works"] = lambda params: _with_a_changed_title(served(params))
+        refetched = materialize("2024-03-02", "openalex", instance=instance, selection=[dg.AssetKey([SEARCH.name, "raw"])],
+                                tags={partition_runs.FETCH_TAG: partition_runs.FETCH_LIVE})
+        assert refetched.success
+        after = CachingStaleStatusResolver(instance, graph, LoadingContextForTest(instance))
+        stale = {key for key in KEYS if after.get_status(works, key) == StaleStatus.STALE}
+    assert stale == {"2024-03-02|openalex"}
+
+
+def _with_a_changed_title(response):
+    import json
+
+    page = json.loads(response.body)
+    if page.get("results"):
+        page["results"][0]["title"] = page["results"][0]["display_name"] = "A title changed since the last fetch"
+        response.body = json.dumps(page).encode()
+    return response
+
+
+def test_a_run_stopped_half_way_leaves_in_duckdb_only_what_it_recorded(pipeline_env, simulator, monkeypatch):
+    """Stopped (as Dagster stops a run: an interrupt in the step's thread) at its third landing: the partitions landed
+    before are in DuckDB and recorded, nothing else is, and the fetching threads end instead of holding the run."""
+    write_connection, calls = partition_runs.write_connection, []
+
+    def stopped_at_the_third(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise dg.DagsterExecutionInterruptedError()
+        return write_connection(*args, **kwargs)
+
+    monkeypatch.setattr(partition_runs, "write_connection", stopped_at_the_third)
+    with dg.instance_for_test() as instance:
+        result = materialize_range(FIRST, "2024-03-08", instance=instance, raise_on_error=False)
+        recorded = set(instance.get_materialized_partitions(dg.AssetKey([SEARCH.name, "works"])))
+    assert not result.success and len(recorded) == 2
+    landed = {f"{day}|{provider}" for day, provider in query_db("SELECT partition_date::VARCHAR, provider FROM provenance")}
+    assert landed == recorded
+    assert query_db("SELECT count(DISTINCT (provider, partition_date)) FROM works")[0][0] <= 2

@@ -1,9 +1,9 @@
-"""Runs execute their steps in the run's own process, one after another.
+"""Runs execute their steps in the run's own process.
 
-A partition's run is a chain (`<name>/raw`, then `<name>/works`, then its checks), so
-Dagster's default multiprocess executor would buy no parallelism, only a Python start and a
-code load per step: seconds per run, which a backfill of hundreds of partitions pays in
-full. Partitions run in parallel as separate runs (dagster.yaml limits how many at once).
+A saved search's run is one step (`partition_runs.py`), which fetches its providers in
+threads of its own, so Dagster's default multiprocess executor would buy no parallelism,
+only a Python start and a code load per step. Runs go in parallel as processes
+(dagster.yaml limits how many at once).
 """
 
 import dagster as dg

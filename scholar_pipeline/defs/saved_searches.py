@@ -1,8 +1,8 @@
 """One asset group per saved search in queries.yaml: `<name>/raw` -> `<name>/works`, and a daily schedule.
 
 Both assets are one step (`partition_runs.py`): a run of many partitions fetches, lands
-and checks each partition on its own, so a backfill of a year is a few runs, not one per
-partition, and a partition's failure costs only that partition.
+and checks each partition on its own, so a backfill of a year is a run per provider, not
+one per partition, and a partition's failure costs only that partition.
 """
 
 import datetime as dt
@@ -17,7 +17,7 @@ from scholar_pipeline.defs.partitions import date_provider_partitions
 from scholar_pipeline.defs.resources import ScholarApiResource
 from scholar_pipeline.defs.works_checks import check_specs
 from scholar_pipeline.queries import SavedSearch, load_saved_searches
-from scholar_pipeline.settings import monitor_days, partitions_per_run, queries_file
+from scholar_pipeline.settings import monitor_days, queries_file
 from scholar_pipeline.works import WORKS_CODE_VERSION
 
 # backfill_policy and partitioned checks are still marked beta/preview in Dagster 1.13; the warnings would fill every
@@ -52,7 +52,10 @@ def build_saved_search_assets(search: SavedSearch) -> list[dg.AssetsDefinition]:
         ],
         check_specs=check_specs(works_key, partitions),
         can_subset=True,
-        backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=partitions_per_run()),
+        # One run per contiguous range: Dagster cuts a backfill along the dimension with fewer keys, so a year on seven
+        # providers is seven runs (one a provider, in parallel as runs), and three days of seven providers three runs
+        # (one a day, its providers in parallel as threads).
+        backfill_policy=dg.BackfillPolicy.single_run(),
     )
     def fetch_and_land(context: dg.AssetExecutionContext, scholar_api: ScholarApiResource, duckdb: DuckDBResource):
         """Each partition of the run: fetch every page, land the rows, evaluate the checks, record it."""

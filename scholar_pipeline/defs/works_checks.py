@@ -37,7 +37,7 @@ CHECK_DESCRIPTIONS = {
                    "the output hash its provenance recorded (executed alone: `scholar-pipeline audit` for one partition).",
 }
 LANDING_CHECKS = [NO_RECORDS_LOST, DATES_IN_WINDOW, MATCHES_PROVIDER_TOTAL, VALUES_WELL_TYPED, SCHEMA_DRIFT]
-_SHOWN_FINDINGS = 20
+SHOWN_FINDINGS = 20
 
 
 def check_specs(works_key: dg.AssetKey, partitions: dg.PartitionsDefinition) -> list[dg.AssetCheckSpec]:
@@ -145,8 +145,8 @@ def landing_audit(findings: list[Finding], audited: str) -> dg.AssetCheckResult:
 
 
 def _findings_table(findings: list[Finding]) -> str:
-    rows = [f"| {f.what} | `{f.where}` | {markdown_cell(f.detail)} |" for f in findings[:_SHOWN_FINDINGS]]
-    more = [f"\n{len(findings) - _SHOWN_FINDINGS} more: run `scholar-pipeline audit` for all"] if len(findings) > _SHOWN_FINDINGS else []
+    rows = [f"| {f.what} | `{f.where}` | {markdown_cell(f.detail)} |" for f in findings[:SHOWN_FINDINGS]]
+    more = [f"\n{len(findings) - SHOWN_FINDINGS} more: run `scholar-pipeline audit` for all"] if len(findings) > SHOWN_FINDINGS else []
     return "\n".join(["| finding | where | detail |", "|---|---|---|", *rows, *more])
 
 
