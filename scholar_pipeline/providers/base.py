@@ -201,6 +201,21 @@ def load_json(provider: str, body: bytes) -> Any:
         raise MalformedPage(f"{provider} answered with a body that is not JSON ({error}); starts with {body[:120]!r}") from None
 
 
+def add_child(value: dict[str, Any], key: str, child: Any, repeated: frozenset[str]) -> None:
+    """Put the value of an XML element's child (a string or a dict, never a list) in the element's dict under `key`.
+
+    An element that may repeat (`repeated`) is always a list; a single-valued element given
+    twice becomes one too, which the reader reports as a value of the wrong type.
+    """
+    if key in repeated:
+        value.setdefault(key, []).append(child)
+    elif key not in value:
+        value[key] = child
+    else:
+        earlier = value[key]
+        value[key] = [*earlier, child] if isinstance(earlier, list) else [earlier, child]
+
+
 def require(provider: str, condition: bool, what: str, body: bytes) -> None:
     if not condition:
         raise MalformedPage(f"{provider} page is not in the expected format: {what}; starts with {body[:120]!r}")
