@@ -290,34 +290,27 @@ class RecordReader:
 
     def value(self, *keys: str) -> Any:
         """The raw value at a path of object keys; None when absent or when an object on the way is not one."""
-        value: Any = self._data
-        if len(keys) == 1:  # most fields: no walk
-            return value.get(keys[0])
-        for depth, key in enumerate(keys):
-            if not isinstance(value, dict):
-                return self._wrong_type(keys[:depth], value)
-            value = value.get(key)
-        return value
+        return self._at(keys)
 
     def text(self, *keys: str) -> str | None:
-        value = self._data.get(keys[0]) if len(keys) == 1 else self.value(*keys)
+        value = self._at(keys)
         if isinstance(value, str):
             return self.clean(keys, value) if _has_odd_character(value) else value
         return self._wrong_type(keys, value)
 
     def integer(self, *keys: str) -> int | None:
-        value = self._data.get(keys[0]) if len(keys) == 1 else self.value(*keys)
+        value = self._at(keys)
         if isinstance(value, int) and not isinstance(value, bool) and value in _INT64:
             return value
         return self._wrong_type(keys, value)
 
     def boolean(self, *keys: str) -> bool | None:
-        value = self._data.get(keys[0]) if len(keys) == 1 else self.value(*keys)
+        value = self._at(keys)
         return value if isinstance(value, bool) else self._wrong_type(keys, value)
 
     def texts(self, *keys: str) -> list[str]:
         """A list of strings; a lone string counts as a one-element list (Crossref's `title` is one)."""
-        value = self._data.get(keys[0]) if len(keys) == 1 else self.value(*keys)
+        value = self._at(keys)
         if isinstance(value, str):
             self.report(keys, value, "read as a one-element list")
             return [self.clean(keys, value)]
@@ -327,7 +320,7 @@ class RecordReader:
 
     def objects(self, *keys: str) -> list[RecordReader] | None:
         """A list of objects, each as a reader; [] when absent, None when the value is not a list."""
-        value = self._data.get(keys[0]) if len(keys) == 1 else self.value(*keys)
+        value = self._at(keys)
         if value is None:
             return []
         if not isinstance(value, list):
@@ -367,6 +360,16 @@ class RecordReader:
     def report(self, keys: tuple[str, ...], value: Any, action: str) -> None:
         field = self._field(keys)
         self._state.problems.setdefault((field, action), FieldProblem(self._state.record_id, field, _shown(value), action))
+
+    def _at(self, keys: tuple[str, ...]) -> Any:
+        value: Any = self._data
+        if len(keys) == 1:  # most fields: no walk
+            return value.get(keys[0])
+        for depth, key in enumerate(keys):
+            if not isinstance(value, dict):
+                return self._wrong_type(keys[:depth], value)
+            value = value.get(key)
+        return value
 
     def _wrong_type(self, keys: tuple[str, ...], value: Any) -> None:
         if value is not None:
