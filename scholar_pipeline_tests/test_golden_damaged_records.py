@@ -5,7 +5,8 @@ The recorded pages themselves hold no problem, so test_golden_normalization cann
 reports what the old one did. Here each raw record (as its provider's `raw_records` gives it, so XML providers too)
 gets a few values of the wrong type, lone surrogates, control characters, impossible dates and elements of the wrong
 type in lists, chosen by a seeded random generator; the provider ids are left alone, since a record without one fails
-the whole page.
+the whole page. The same pages check that the rows table (one struct array) is the table Arrow's row-wise conversion
+built before.
 
 Record again only on purpose (a change of normalized values or of what is reported):
     .venv/bin/python -m scholar_pipeline_tests.test_golden_damaged_records --record
@@ -22,11 +23,13 @@ import zlib
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pytest
 
-from scholar_pipeline.normalize import normalize_raw_records
+from scholar_pipeline.normalize import _table, normalize_raw_records, record_hash
 from scholar_pipeline.providers import PROVIDERS
 from scholar_pipeline.providers.base import MalformedPage, RecordError
+from scholar_pipeline.schema import RECORD_FIELDS
 from scholar_pipeline_tests.conftest import DATA
 
 GOLDEN = DATA / "golden_damaged"
@@ -116,6 +119,26 @@ def _golden_path(page: Path) -> Path:
 def test_damaged_records_normalize_and_report_as_recorded(page):
     recorded = _golden_path(page).read_text(encoding="utf-8").splitlines()
     assert golden_lines(page) == recorded
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: f"{p.parent.parent.name}/{p.parent.name}/{p.name}")
+def test_the_rows_table_is_the_table_from_pylist_builds(page):
+    """normalize.py builds the table from one struct array; Arrow's row-wise conversion gives the same table, types
+    and nulls included, on every page and on its damaged copies (nulls in every column)."""
+    provider = page.parent.name
+    try:
+        raw = PROVIDERS[provider].raw_records(page.read_bytes())
+    except MalformedPage:
+        return
+    for records in [raw] + [damaged_records(provider, raw, seed) for seed in range(VARIANTS)]:
+        try:
+            rows = PROVIDERS[provider].read_raw_records(records).records
+        except RecordError:
+            continue
+        for row in rows:
+            row["record_hash"] = record_hash(row)
+        expected = pa.Table.from_pylist(rows, schema=RECORD_FIELDS)
+        assert _table(rows).equals(expected, check_metadata=True) and _table(rows).schema == RECORD_FIELDS
 
 
 def test_the_damage_reaches_every_provider_and_every_kind_of_report():
