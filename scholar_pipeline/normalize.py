@@ -57,7 +57,17 @@ def normalize_raw_records(provider: str, raw_records: list[Any]) -> NormalizedPa
     records, problems = _parser(provider).read_raw_records(raw_records)
     for record in records:
         record["record_hash"] = record_hash(record)
-    return NormalizedPage(pa.Table.from_pylist(records, schema=RECORD_FIELDS), tuple(problems))
+    return NormalizedPage(_table(records), tuple(problems))
+
+
+# The rows as one struct array: a quarter faster than `pa.Table.from_pylist`, which converts each column apart
+# (about 20 µs of the 50 µs a page of a few records cost).
+_ROW = pa.struct(RECORD_FIELDS)
+
+
+def _table(records: list[dict[str, Any]]) -> pa.Table:
+    """Records (dicts holding every column of RECORD_FIELDS) as a table of RECORD_FIELDS."""
+    return pa.Table.from_struct_array(pa.array(records, type=_ROW))
 
 
 def _parser(provider: str):

@@ -3,6 +3,7 @@
 import collections
 import datetime as dt
 import json
+import random
 
 from scholar_pipeline.normalize import normalize_page
 from scholar_pipeline.providers.openalex import abstract_from_inverted_index
@@ -103,6 +104,24 @@ def test_recorded_abstracts_keep_their_text_and_lose_escaped_line_ends():
 def test_abstract_is_rebuilt_in_position_order():
     assert abstract_from_inverted_index({"world": [1], "hello": [0, 2]}) == "hello world hello"
     assert abstract_from_inverted_index(None) is None
+
+
+def test_abstract_of_any_index_has_its_words_sorted_by_position_then_word():
+    """Positions 0 to n-1 each once take a shortcut; gaps, repeated, negative and far positions are sorted: same words."""
+    rng = random.Random(11)
+    indexes = [{"b": [0], "a": [0]}, {"x": [5], "y": [2]}, {"x": [-1], "y": [0]}, {"x": [0, 1], "y": [3]}, {"x": []},
+               {"x": [1], "y": [1], "z": [0]}]
+    for _ in range(500):
+        words = [rng.choice("abcdef") * rng.randint(1, 2) for _ in range(rng.randint(1, 8))]
+        spread = rng.choice([len(words), len(words) + 2])
+        positions = rng.sample(range(-1, spread), len(words)) if rng.random() < 0.5 else [rng.randrange(spread) for _ in words]
+        index: dict[str, list[int]] = {}
+        for word, position in zip(words, positions):
+            index.setdefault(word, []).append(position)
+        indexes.append(index)
+    for index in indexes:
+        pairs = sorted((position, word) for word, at in index.items() for position in at)
+        assert abstract_from_inverted_index(index) == (" ".join(word for _, word in pairs) or None), index
 
 
 def test_normalizing_is_deterministic():

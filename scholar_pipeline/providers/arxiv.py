@@ -43,13 +43,15 @@ its page (RecordError).
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 from typing import Any
 
 from lxml import etree
 
 from scholar_pipeline.providers.base import (
-    MalformedPage, PageInfo, PageRequest, ParsedRecords, PartitionTooLarge, Provider, RecordReader, SearchTextError, read_records, require,
+    MalformedPage, PageInfo, PageRequest, ParsedRecords, PartitionTooLarge, Provider, RecordReader, SearchTextError, add_child, read_records,
+    require,
 )
 from scholar_pipeline.providers.boolean_query import QueryLanguage
 from scholar_pipeline.settings import ProviderSettings
@@ -168,7 +170,9 @@ def _feed(body: bytes) -> _Feed:
     return _Feed(root, body)
 
 
+@functools.lru_cache(maxsize=256)
 def _key(tag: str) -> str:
+    """`{http://arxiv.org/schemas/atom}doi` as `arxiv:doi`; remembered, since every element of a feed asks."""
     namespace, _, local = tag[1:].partition("}") if tag.startswith("{") else ("", "", tag)
     prefix = _PREFIXES.get(namespace)
     return local if namespace == "" else f"{prefix}{local}" if prefix is not None else tag
@@ -177,16 +181,17 @@ def _key(tag: str) -> str:
 def _element_value(element: etree._Element) -> Any:
     """An element as JSON-like data: its text; a dict of its attributes when it has only those (links,
     categories); a dict of its children when it has any (repeated ones as lists; see _REPEATED)."""
-    children = [child for child in element if isinstance(child.tag, str)]
-    if not children:
-        if element.attrib and not (element.text or "").strip():
-            return dict(element.attrib)
-        return element.text or ""
-    grouped: dict[str, list[Any]] = {}
-    for child in children:
-        grouped.setdefault(_key(child.tag), []).append(_element_value(child))
-    # A single-valued element given twice stays a list, which the reader reports as the wrong type.
-    return {key: values if key in _REPEATED or len(values) > 1 else values[0] for key, values in grouped.items()}
+    value: dict[str, Any] = {}
+    for child in element:
+        tag = child.tag
+        if isinstance(tag, str):  # not an entity reference left unresolved
+            add_child(value, _key(tag), _element_value(child), _REPEATED)
+    if value:
+        return value
+    attributes = element.items()
+    if attributes and not (element.text or "").strip():
+        return dict(attributes)
+    return element.text or ""
 
 
 def _arxiv_id(url: str) -> str | None:

@@ -17,6 +17,7 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from itertools import repeat
 from typing import Any, ClassVar, NamedTuple
 
 import orjson
@@ -200,6 +201,21 @@ def load_json(provider: str, body: bytes) -> Any:
         raise MalformedPage(f"{provider} answered with a body that is not JSON ({error}); starts with {body[:120]!r}") from None
 
 
+def add_child(value: dict[str, Any], key: str, child: Any, repeated: frozenset[str]) -> None:
+    """Put the value of an XML element's child (a string or a dict, never a list) in the element's dict under `key`.
+
+    An element that may repeat (`repeated`) is always a list; a single-valued element given
+    twice becomes one too, which the reader reports as a value of the wrong type.
+    """
+    if key in repeated:
+        value.setdefault(key, []).append(child)
+    elif key not in value:
+        value[key] = child
+    else:
+        earlier = value[key]
+        value[key] = [*earlier, child] if isinstance(earlier, list) else [earlier, child]
+
+
 def require(provider: str, condition: bool, what: str, body: bytes) -> None:
     if not condition:
         raise MalformedPage(f"{provider} page is not in the expected format: {what}; starts with {body[:120]!r}")
@@ -211,9 +227,10 @@ def read_records(provider: str, where: str, raw_records: list[Any], to_record: C
     for index, raw in enumerate(raw_records):
         if not isinstance(raw, dict):
             raise _record_error(provider, where, index, f"is {_shown(raw)}, not an object")
-        reader = RecordReader(_RecordState(provider, where, index, f"#{index}", {}), raw)
-        records.append(to_record(reader))
-        problems += reader.problems
+        state = _RecordState(provider, where, index)
+        records.append(to_record(RecordReader(state, raw)))
+        if state.problems:
+            problems += state.problems.values()
     return ParsedRecords(records, problems)
 
 
@@ -224,34 +241,39 @@ def _record_error(provider: str, where: str, index: int, problem: str) -> Record
 # What `clean` replaces. Searching every string costs about 0.3 ms per 200-record Crossref
 # page, less than looking for JSON escapes in the raw body did.
 _ODD_CHARACTER = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
+_has_odd_character = _ODD_CHARACTER.search
 _INT64 = range(-(2**63), 2**63)
 SET_TO_NULL, LEFT_OUT = "set to NULL", "left out of the list"
 SURROGATE_REPLACED, CONTROLS_REPLACED = "replaced lone surrogate with U+FFFD", "replaced control characters with spaces"
 DATE_KEPT_AS = "impossible date kept as its {}"  # .format(precision): "impossible date kept as its year"
 
 
-@dataclass
 class _RecordState:
-    provider: str
-    where: str  # the page's list of records, e.g. "results"
-    index: int
-    record_id: str
-    problems: dict[tuple[str, str], FieldProblem]  # one report per field and action
+    """What the readers of one record share: where it is, its id once known, and its problems."""
+
+    __slots__ = ("provider", "where", "index", "record_id", "problems")
+
+    def __init__(self, provider: str, where: str, index: int):
+        self.provider, self.where, self.index, self.record_id = provider, where, index, f"#{index}"
+        self.problems: dict[tuple[str, str], FieldProblem] = {}  # one report per field and action
 
 
 class RecordReader:
     """One raw JSON record read field by field, each value checked against the type its field needs.
 
     A value of the wrong type is read as null and reported (the rule is in normalize.py);
-    a field is named by its path, e.g. `primary_location.source.display_name`.
+    a field is named by its path, e.g. `primary_location.source.display_name`. Every
+    record field passes here, so the common case (a value of the right type, a string
+    without odd characters) takes the fewest steps, and a path is spelled out only when
+    a problem is reported.
     """
 
-    def __init__(self, state: _RecordState, data: dict[str, Any], path: str = ""):
-        self._state, self._data, self._path = state, data, path
+    __slots__ = ("_state", "_data", "_parent", "_keys", "_index")
 
-    @property
-    def problems(self) -> list[FieldProblem]:
-        return list(self._state.problems.values())
+    def __init__(self, state: _RecordState, data: dict[str, Any], parent: RecordReader | None = None, keys: tuple[str, ...] = (),
+                 index: int = 0):
+        # An element of a list of objects is element `index` of the list at `keys` of `parent`.
+        self._state, self._data, self._parent, self._keys, self._index = state, data, parent, keys, index
 
     def identify(self, field: str, to_id: Callable[[str], str | None], numeric: bool = False) -> str:
         """The record's provider id from `field`, a string (or, with `numeric`, a whole number as CORE sends it);
@@ -268,47 +290,46 @@ class RecordReader:
 
     def value(self, *keys: str) -> Any:
         """The raw value at a path of object keys; None when absent or when an object on the way is not one."""
-        if len(keys) == 1:  # most fields: no walk
-            return self._data.get(keys[0])
-        value: Any = self._data
-        for depth, key in enumerate(keys):
-            if not isinstance(value, dict):
-                return self._wrong_type(keys[:depth], value)
-            value = value.get(key)
-        return value
+        return self._at(keys)
 
     def text(self, *keys: str) -> str | None:
-        value = self.value(*keys)
+        value = self._at(keys)
         if isinstance(value, str):
-            return self.clean(keys, value)
+            return self.clean(keys, value) if _has_odd_character(value) else value
         return self._wrong_type(keys, value)
 
     def integer(self, *keys: str) -> int | None:
-        value = self.value(*keys)
+        value = self._at(keys)
         if isinstance(value, int) and not isinstance(value, bool) and value in _INT64:
             return value
         return self._wrong_type(keys, value)
 
     def boolean(self, *keys: str) -> bool | None:
-        value = self.value(*keys)
+        value = self._at(keys)
         return value if isinstance(value, bool) else self._wrong_type(keys, value)
 
     def texts(self, *keys: str) -> list[str]:
         """A list of strings; a lone string counts as a one-element list (Crossref's `title` is one)."""
-        value = self.value(*keys)
+        value = self._at(keys)
         if isinstance(value, str):
             self.report(keys, value, "read as a one-element list")
             return [self.clean(keys, value)]
+        if isinstance(value, list) and _all_of(str, value) and not _has_odd_character("".join(value)):
+            return list(value)  # the common case: nothing to leave out or repair
         return [self.clean((*keys[:-1], f"{keys[-1]}[{i}]"), v) for i, v in self._elements(keys, value, str)]
 
     def objects(self, *keys: str) -> list[RecordReader] | None:
         """A list of objects, each as a reader; [] when absent, None when the value is not a list."""
-        value = self.value(*keys)
-        if value is not None and not isinstance(value, list):
+        value = self._at(keys)
+        if value is None:
+            return []
+        if not isinstance(value, list):
             self.report(keys, value, SET_TO_NULL)
             return None
-        prefix = self._field(keys)
-        return [RecordReader(self._state, v, f"{prefix}[{i}]") for i, v in self._elements(keys, value, dict)]
+        state = self._state
+        if _all_of(dict, value):  # the common case: nothing to leave out
+            return [RecordReader(state, v, self, keys, i) for i, v in enumerate(value)]
+        return [RecordReader(state, v, self, keys, i) for i, v in self._elements(keys, value, dict)]
 
     def clean(self, keys: tuple[str, ...], text: str) -> str:
         """`text` as every string of a record passes: with what no UTF-8 or XML writer accepts replaced and reported.
@@ -319,7 +340,7 @@ class RecordReader:
         whitespace around it; left in, lxml would refuse the whole page's markup ("All strings
         must be XML compatible").
         """
-        if not _ODD_CHARACTER.search(text):
+        if not _has_odd_character(text):
             return text
         cleaned = text
         if LONE_SURROGATES.search(cleaned):
@@ -340,12 +361,23 @@ class RecordReader:
         field = self._field(keys)
         self._state.problems.setdefault((field, action), FieldProblem(self._state.record_id, field, _shown(value), action))
 
+    def _at(self, keys: tuple[str, ...]) -> Any:
+        value: Any = self._data
+        if len(keys) == 1:  # most fields: no walk
+            return value.get(keys[0])
+        for depth, key in enumerate(keys):
+            if not isinstance(value, dict):
+                return self._wrong_type(keys[:depth], value)
+            value = value.get(key)
+        return value
+
     def _wrong_type(self, keys: tuple[str, ...], value: Any) -> None:
         if value is not None:
             self.report(keys, value, SET_TO_NULL)
         return None
 
     def _elements(self, keys: tuple[str, ...], value: Any, kind: type) -> list[tuple[int, Any]]:
+        """The (index, element) pairs of a list whose elements are of `kind`; the others are left out and reported."""
         if value is None:
             return []
         if not isinstance(value, list):
@@ -359,7 +391,14 @@ class RecordReader:
         return elements
 
     def _field(self, keys: tuple[str, ...]) -> str:
-        return ".".join((self._path, *keys) if self._path else keys)
+        parent = self._parent
+        path = f"{parent._field(self._keys)}[{self._index}]" if parent is not None else ""
+        return ".".join((path, *keys) if path else keys)
+
+
+def _all_of(kind: type, values: list[Any]) -> bool:
+    """Whether every element is of `kind`, checked at C speed (no Python frame per element)."""
+    return all(map(isinstance, values, repeat(kind)))
 
 
 def _shown(value: Any) -> str:

@@ -71,7 +71,7 @@ from lxml import etree
 
 from scholar_pipeline.providers.base import (
     Credential, MalformedPage, PageInfo, PageRequest, ParsedRecords, PartitionTooLarge, Provider, RecordReader, SearchTextError,
-    read_records, require,
+    add_child, read_records, require,
 )
 from scholar_pipeline.providers.boolean_query import QueryLanguage
 from scholar_pipeline.settings import ProviderSettings
@@ -94,6 +94,7 @@ _REPEATED = frozenset({
 _ATTRIBUTED = frozenset({"ArticleId", "ELocationID", "Identifier", "AbstractText", "PublicationType", "ArticleTitle", "VernacularTitle"})
 # Elements holding inline markup (<i>, <sup>, MathML): their content is kept as a markup string.
 _MARKUP = frozenset({"ArticleTitle", "VernacularTitle", "AbstractText", "BookTitle"})
+_WITH_ATTRIBUTES = _ATTRIBUTED | _MARKUP
 
 _MONTHS = {name: number for number, name in enumerate(("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"), 1)}
 _MEDLINE_DATE = re.compile(r"^\s*(\d{4})(?:\s+([A-Za-z]{3})[a-z]*(?:\s+(\d{1,2}))?)?(.*)$")
@@ -208,7 +209,7 @@ class PubMed(Provider):
         return PageInfo(records=0, total=count, next_request=EfetchRequest("/efetch.fcgi", params, count=count))
 
     def raw_records(self, body: bytes) -> list[Any]:
-        return [_with_pmid(_element_value(a)) for a in _article_set(body)]
+        return [_with_pmid(_element_value(a, a.tag)) for a in _article_set(body)]
 
     def read_raw_records(self, raw_records: list[Any]) -> ParsedRecords:
         return read_records(self.name, "PubmedArticleSet", raw_records, _article)
@@ -251,22 +252,31 @@ def _inner_markup(element: etree._Element) -> str:
     return escape(element.text or "") + "".join(etree.tostring(child, encoding=str, with_tail=True) for child in element)
 
 
-def _element_value(element: etree._Element) -> Any:
-    """An element as JSON-like data (see the module docstring)."""
-    tag = element.tag
-    if tag in _MARKUP or tag in _ATTRIBUTED:
-        text = _inner_markup(element) if tag in _MARKUP else element.text or ""
-        return {**{f"@{k}": v for k, v in element.attrib.items()}, "#text": text}
-    children = [child for child in element if isinstance(child.tag, str)]
-    if not children:
+def _element_value(element: etree._Element, tag: str) -> Any:
+    """An element (whose tag is `tag`) as JSON-like data (see the module docstring).
+
+    Every element of a page passes here (about 270 an article), so each is visited once
+    and its tag read once: lxml makes a new string at every `.tag`.
+    """
+    if tag in _WITH_ATTRIBUTES:
+        value = {f"@{k}": v for k, v in element.items()}
+        value["#text"] = _inner_markup(element) if tag in _MARKUP else element.text or ""
+        return value
+    if not len(element):  # no child at all, the common case
         return element.text or ""
-    grouped: dict[str, list[Any]] = {}
-    for child in children:
-        grouped.setdefault(child.tag, []).append(_element_value(child))
-    value: dict[str, Any] = {f"@{k}": v for k, v in element.attrib.items()}
-    value.update({key: values if key in _REPEATED or len(values) > 1 else values[0] for key, values in grouped.items()})
-    if element.tag in _ARTICLES:
-        value["@kind"] = element.tag
+    attributes = element.items()
+    value: dict[str, Any] = {f"@{k}": v for k, v in attributes} if attributes else {}
+    has_children = False
+    for child in element:
+        child_tag = child.tag
+        if not isinstance(child_tag, str):  # an entity reference left unresolved
+            continue
+        has_children = True
+        add_child(value, child_tag, _element_value(child, child_tag), _REPEATED)
+    if not has_children:
+        return element.text or ""
+    if tag in _ARTICLES:
+        value["@kind"] = tag
     return value
 
 
