@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import os
 import platform
 import sys
@@ -33,6 +34,8 @@ def _table(name: str, rows: list[dict]) -> str:
 
 
 def main(argv: list[str]) -> int:
+    for chatty in ("httpx", "alembic"):  # a line per request or migration would bury the tables
+        logging.getLogger(chatty).setLevel(logging.WARNING)
     chosen = argv or list(FIGURES)
     unknown = sorted(set(chosen) - set(FIGURES))
     if unknown:

@@ -120,7 +120,7 @@ class SavedSearchRun:
             )
         try:
             if self.land:
-                raw_record = self._latest(self.raw_key, key)  # the fetch just recorded, or the newest one on record
+                raw_record = self._latest(self.raw_key, key)
                 if raw_record is None:
                     raise dg.Failure(f"{self.raw_key.to_user_string()} has no materialization for partition {key}; "
                                      "materialize it (or the whole group) for this partition first")
@@ -177,9 +177,11 @@ class SavedSearchRun:
         return dict(get_tags_from_multi_partition_key(key))
 
     def _latest(self, asset_key: dg.AssetKey, partition: dg.MultiPartitionKey) -> dg.EventLogRecord | None:
+        """This run's materialization of the partition, else the newest on record (another run may have recorded one
+        since: what this run fetched is what it lands)."""
         records = self.context.instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=asset_key, asset_partitions=[str(partition)]), limit=1).records
-        return records[0] if records else None
+            dg.AssetRecordsFilter(asset_key=asset_key, asset_partitions=[str(partition)]), limit=10).records
+        return next((r for r in records if r.run_id == self.context.run.run_id), records[0] if records else None)
 
     def _failure(self, failed: dict[str, _Failure]) -> dg.Failure:
         recorded = len(self.keys) - len(failed)
