@@ -1,4 +1,4 @@
-"""The cross-process limiter, tested like a library: strict spacing, fair shares, dead processes forgotten.
+"""The cross-process limiter, tested like a library: strict spacing, no window over the limit wherever between send and answer requests arrive, fair shares, dead processes forgotten.
 
 The workers below live in this module and run under the spawn start method, so this module
 imports nothing heavy at the top (helpers.py pulls in Dagster): each child imports it again.
@@ -6,6 +6,7 @@ imports nothing heavy at the top (helpers.py pulls in Dagster): each child impor
 
 import multiprocessing
 import os
+import random
 import re
 import signal
 import sqlite3
@@ -13,7 +14,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from pathlib import Path
 from queue import Empty
 
@@ -28,6 +29,19 @@ def _worker(path: str, rate: float, count: int, name: str, queue, barrier) -> No
     for _ in range(count):
         limiter.acquire("provider", rate)
         queue.put((name, time.time()))
+
+
+def _jittery_worker(path: str, rate: float, count: int, seed: int, queue, barrier) -> None:
+    """Send through `sending` like the client does; each request "arrives" at a random moment between its send and its
+    answer (up to 80 ms later), which is all the limiter may assume about the provider."""
+    rng = random.Random(seed)
+    limiter = SqliteRateLimiter(path, margin=0.0)
+    barrier.wait(timeout=120)
+    for _ in range(count):
+        with limiter.sending("provider", rate):
+            time.sleep(rng.uniform(0, 0.08) if rng.random() < 0.5 else 0)
+            queue.put(time.time())
+            time.sleep(rng.uniform(0, 0.02))
 
 
 def _reserve_and_hang(path: str, key: str, rate: float, count: int, queue) -> None:
@@ -235,3 +249,79 @@ def test_an_interrupted_acquire_gives_its_slot_back(tmp_path):
         limiter.acquire("pubmed", rate=1, log=terminate)
     # The next slot follows the last one still held, not the abandoned one after it.
     assert limiter.reserve("pubmed", rate=1) == pytest.approx(held[-1] + limiter.period(1), abs=1e-6)
+
+
+def _send_log(path: Path, key: str) -> list[tuple[float, float]]:
+    with closing(sqlite3.connect(path)) as con:
+        return con.execute("SELECT sent, arrived_by FROM rate_send_log WHERE key = ? ORDER BY id", (key,)).fetchall()
+
+
+def test_the_window_is_the_rate_in_whole_requests_and_at_least_a_second():
+    assert SqliteRateLimiter.window(20.0) == (20, 1.0)
+    assert SqliteRateLimiter.window(100 / 60) == (2, pytest.approx(1.2))  # the simulator's Springer: 2 in any second
+    assert SqliteRateLimiter.window(1 / 3) == (1, pytest.approx(3.0))  # arXiv: one every three seconds
+    assert SqliteRateLimiter.window(10 / 60) == (1, pytest.approx(6.0))
+
+
+def test_a_request_that_arrives_late_cannot_put_one_too_many_in_a_window(tmp_path):
+    """Sends exactly a period apart (no margin), but every other request reaches the provider only just before its
+    answer comes back, 0.15 s after its send, and the others at once: spacing alone would put six arrivals within a
+    second at 5/s (the late one, then the five sent in the second after it). The limiter counts a send as arriving any
+    time until its answer, so the sixth waits a second after that answer."""
+    from scholar_pipeline_tests.helpers import max_in_any_window
+
+    limiter = SqliteRateLimiter(tmp_path / "rl.sqlite", margin=0.0, transit=1.0)
+    arrivals = []
+    for i in range(16):
+        with limiter.sending("pubmed", rate=5):
+            if i % 2 == 0:
+                time.sleep(0.15)
+            arrivals.append(time.time())
+    assert max_in_any_window(arrivals) <= 5
+    # What the limiter recorded: when each request went out, at most four earlier ones were answered less than a second before.
+    log = _send_log(tmp_path / "rl.sqlite", "pubmed")
+    assert len(log) == 16
+    assert all(sum(arrived_by > sent - 1.0 for _, arrived_by in log[:k]) <= 4 for k, (sent, _) in enumerate(log))
+
+
+def test_a_send_counts_until_its_answer_or_for_transit_seconds_without_one(tmp_path):
+    """An answer proves the request has arrived; without one (still in flight, failed, or only `acquire`d) the send is
+    taken to arrive up to `transit` seconds after it went out."""
+
+    class Cut(Exception):
+        pass
+
+    limiter = SqliteRateLimiter(tmp_path / "rl.sqlite", transit=60.0)
+    with limiter.sending("core", rate=1000):
+        body_done = time.time()
+    after = time.time()
+    with pytest.raises(Cut), limiter.sending("core", rate=1000):
+        raise Cut
+    limiter.acquire("core", rate=1000)
+    answered, cut, acquired = _send_log(tmp_path / "rl.sqlite", "core")
+    assert body_done <= answered[1] <= after
+    assert cut[1] == pytest.approx(cut[0] + 60.0, abs=1e-6) and acquired[1] == pytest.approx(acquired[0] + 60.0, abs=1e-6)
+
+    # Four sends at 4/s with no answer: the fifth waits until the first's transit is over, plus a window.
+    limiter = SqliteRateLimiter(tmp_path / "rl.sqlite", margin=0.0, transit=0.3)
+    for _ in range(5):
+        limiter.acquire("plos", rate=4)
+    sent = [s for s, _ in _send_log(tmp_path / "rl.sqlite", "plos")]
+    assert sent[4] >= sent[0] + 0.3 + 1.0
+
+
+def test_four_processes_with_late_arrivals_never_exceed_the_limit(tmp_path):
+    """The guarantee across processes, with no margin: arrivals anywhere between send and answer."""
+    from scholar_pipeline_tests.helpers import max_in_any_window
+
+    context = multiprocessing.get_context("spawn")
+    queue, barrier = context.Queue(), context.Barrier(4)
+    rate, per_process = 7.0, 12
+    workers = [context.Process(target=_jittery_worker, args=(str(tmp_path / "rl.sqlite"), rate, per_process, i, queue, barrier))
+               for i in range(4)]
+    for w in workers:
+        w.start()
+    arrivals = [_get(queue, workers) for _ in range(4 * per_process)]
+    for w in workers:
+        w.join(timeout=30)
+    assert max_in_any_window(arrivals) <= rate

@@ -88,8 +88,8 @@ class RateLimitedTransport(httpx.BaseTransport):
         self.inner, self.limiter, self.key, self.rate = inner, limiter, key, rate
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
-        self.limiter.acquire(self.key, self.rate)
-        return self.inner.handle_request(request)
+        with self.limiter.sending(self.key, self.rate):  # the answer back: the request has arrived, the limiter may count on it
+            return self.inner.handle_request(request)
 
     def close(self) -> None:
         self.inner.close()
