@@ -91,7 +91,7 @@ class ProvenanceRow:
             run_id=run_id, manifest_path=str(manifest_path), request_urls=[p.url for p in pages],
             page_sha256=[p.sha256 for p in pages], pages=len(pages), bytes=sum(p.bytes for p in pages),
             cache_hits=sum(p.from_cache for p in pages), total_reported=manifest.total_reported,
-            records_fetched=manifest.records, rows_landed=rows.table.num_rows, duplicates_dropped=rows.duplicates_dropped,
+            records_fetched=manifest.records, rows_landed=rows.row_count, duplicates_dropped=rows.duplicates_dropped,
             input_hash=manifest.input_hash, content_hash=manifest.content_hash, output_hash=rows.output_hash,
             schema_version=SCHEMA_VERSION, code_version=code_version,
             retrieved_at=dt.datetime.fromisoformat(manifest.retrieved_at), landed_at=dt.datetime.now(dt.timezone.utc),
@@ -161,21 +161,22 @@ def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def replace_partition(con: duckdb.DuckDBPyConnection, rows: PartitionRows, provenance: ProvenanceRow) -> int:
-    """Swap one (query, provider, date) slice of `works` and log it, in one transaction.
+    """Swap one (query, provider, date) slice of `works` for the staged rows and log it, in one transaction.
 
-    Returns how many rows the slice holds after the commit, counted in DuckDB, for checks
-    that must look at what landed rather than at what was meant to."""
+    DuckDB streams the staging file (`works.staged_rows`) into the table, so no table of the
+    partition's rows is ever in Python's memory. Returns how many rows the slice holds
+    after the commit, counted in DuckDB, for checks that must look at what landed rather
+    than at what was meant to."""
     ensure_tables(con)
     columns = ", ".join(f'"{name}"' for name in WORKS_SCHEMA.names)
     record = asdict(provenance)
-    con.register("incoming_works", rows.table)
+    con.execute("BEGIN TRANSACTION")
     try:
-        con.execute("BEGIN TRANSACTION")
         con.execute(
             "DELETE FROM works WHERE query = ? AND provider = ? AND partition_date = ?",
             [provenance.query, provenance.provider, provenance.partition_date],
         )
-        con.execute(f"INSERT INTO works ({columns}) SELECT {columns} FROM incoming_works")
+        con.execute(f"INSERT INTO works ({columns}) SELECT {columns} FROM read_parquet(?)", [str(rows.path)])
         con.execute(
             f"INSERT INTO provenance ({', '.join(record)}) VALUES ({', '.join('?' for _ in record)})", list(record.values())
         )
@@ -183,8 +184,6 @@ def replace_partition(con: duckdb.DuckDBPyConnection, rows: PartitionRows, prove
     except BaseException:
         con.execute("ROLLBACK")
         raise
-    finally:
-        con.unregister("incoming_works")
     return con.execute(
         "SELECT count(*) FROM works WHERE query = ? AND provider = ? AND partition_date = ?",
         [provenance.query, provenance.provider, provenance.partition_date],

@@ -39,7 +39,7 @@ from scholar_pipeline.providers.base import MissingCredential
 from scholar_pipeline.queries import SavedSearch
 from scholar_pipeline.settings import drift_severity
 from scholar_pipeline.warehouse import ProvenanceRow, replace_partition, write_connection
-from scholar_pipeline.works import WORKS_CODE_VERSION, partition_rows
+from scholar_pipeline.works import WORKS_CODE_VERSION, staged_rows
 
 RAW_CODE_VERSION = "raw-v2"
 # Run tag that makes `<name>/raw` skip the HTTP cache: monitoring re-fetches must see today's answer.
@@ -164,16 +164,18 @@ class SavedSearchRun:
         return path
 
     def _land(self, manifest_path: Path, raw_run_id: str, provider_name: str, day: dt.date, severity, outcome: _Outcome) -> None:
+        """Normalize the pages into a staging file first, then take the writer lock for the swap alone: the lock blocks
+        every other run's landing on the machine."""
         manifest = self.scholar_api.landing.read_manifest(manifest_path)
-        rows = partition_rows(self.scholar_api.landing, manifest)
-        provenance = ProvenanceRow.of(manifest, manifest_path, rows, run_id=self.context.run.run_id, raw_run_id=raw_run_id,
-                                      code_version=WORKS_CODE_VERSION)
-        with write_connection(self.database, self.scholar_api.home_path, log=self.context.log) as con:
-            rows_in_duckdb = replace_partition(con, rows, provenance)
+        with staged_rows(self.scholar_api.landing, manifest) as rows:
+            provenance = ProvenanceRow.of(manifest, manifest_path, rows, run_id=self.context.run.run_id, raw_run_id=raw_run_id,
+                                          code_version=WORKS_CODE_VERSION)
+            with write_connection(self.database, self.scholar_api.home_path, log=self.context.log) as con:
+                rows_in_duckdb = replace_partition(con, rows, provenance)
         self.context.log.info(f"{provider_name} / {self.search.name} / {day}: {rows_in_duckdb} rows in `works` "
                               f"({rows.duplicates_dropped} duplicates dropped)")
         outcome.works = works_metadata(rows, manifest, manifest_path, code_version=WORKS_CODE_VERSION)
-        outcome.checks += [result for result in landing_results(manifest, rows, rows_in_duckdb, day, provider_name, severity)
+        outcome.checks += [result for result in landing_results(manifest, rows, rows_in_duckdb, provider_name, severity)
                            if result.check_name in self.checks]
 
     def _audit(self, provider_name: str, day: dt.date) -> dg.AssetCheckResult:
