@@ -2,8 +2,9 @@
 flat in page count).
 
 Each size runs in a fresh process (its peak is its own): the pipeline's fetch of one
-OpenAlex day from the simulator in pages of 100, then `partition_rows` and the DuckDB swap,
-as the two assets do.
+OpenAlex day from the simulator in pages of 100, then `staged_rows` (pages normalized one by
+one into a staging Parquet file) and the DuckDB swap from that file through the pipeline's
+`write_connection`, as the two assets do.
 """
 
 from __future__ import annotations
@@ -17,14 +18,12 @@ import time
 from pathlib import Path
 from unittest import mock
 
-import duckdb
-
 from scholar_pipeline.defs.resources import ScholarApiResource
 from scholar_pipeline.fetch import fetch_partition
 from scholar_pipeline.providers import PROVIDERS
 from scholar_pipeline.simulator import Corpus, ProviderSimulator
-from scholar_pipeline.warehouse import ProvenanceRow, replace_partition
-from scholar_pipeline.works import partition_rows
+from scholar_pipeline.warehouse import ProvenanceRow, replace_partition, write_connection
+from scholar_pipeline.works import staged_rows
 
 SIZES = (10_000, 30_000, 100_000)
 DAY = dt.date(2024, 3, 1)
@@ -43,8 +42,7 @@ def _fetch_and_land(home: str, base_url: str) -> dict:
                                                     total_reported=fetched.total_reported, content_hash=fetched.content_hash,
                                                     code_version="bench")
         fetched_s = time.perf_counter() - started
-        rows = partition_rows(api.landing, manifest)
-        with duckdb.connect(str(Path(home) / "scholar.duckdb")) as con:
+        with staged_rows(api.landing, manifest) as rows, write_connection(Path(home) / "scholar.duckdb", Path(home)) as con:
             landed = replace_partition(con, rows, ProvenanceRow.of(manifest, path, rows, run_id=None, raw_run_id=None, code_version="bench"))
     return {"records": landed, "pages": len(manifest.pages), "fetch_s": round(fetched_s, 1),
             "land_s": round(time.perf_counter() - started - fetched_s, 1),

@@ -34,9 +34,8 @@ def raw_metadata(manifest: Manifest, manifest_path: Path) -> dict:
 
 
 def works_metadata(rows: PartitionRows, manifest: Manifest, manifest_path: Path, *, code_version: str) -> dict:
-    table = rows.table
     return {
-        "dagster/row_count": dg.MetadataValue.int(table.num_rows),
+        "dagster/row_count": dg.MetadataValue.int(rows.row_count),
         "dagster/table_name": dg.MetadataValue.text("works"),
         "dagster/column_schema": WORKS_COLUMN_SCHEMA,
         "records_fetched": dg.MetadataValue.int(manifest.records),
@@ -47,7 +46,7 @@ def works_metadata(rows: PartitionRows, manifest: Manifest, manifest_path: Path,
         "code_version": dg.MetadataValue.text(code_version),
         "manifest": dg.MetadataValue.path(str(manifest_path)),
         "retrieved_at": dg.MetadataValue.timestamp(dt.datetime.fromisoformat(manifest.retrieved_at)),
-        "preview": dg.MetadataValue.md(markdown_preview(table)),
+        "preview": dg.MetadataValue.md(markdown_preview(rows.preview)),
     }
 
 

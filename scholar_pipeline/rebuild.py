@@ -20,7 +20,7 @@ from scholar_pipeline.landing import LandingZone
 from scholar_pipeline.warehouse import (
     ProvenanceRow, ensure_tables, latest_provenance, read_connection, replace_partition, write_connection,
 )
-from scholar_pipeline.works import WORKS_CODE_VERSION, partition_rows
+from scholar_pipeline.works import WORKS_CODE_VERSION, staged_rows
 
 
 @dataclass(frozen=True)
@@ -77,18 +77,19 @@ def rebuild(home: Path, database: Path, selection: PartitionSelection = Partitio
         previous = recorded.get(key)
         manifest_path = landing.recorded_manifest(previous["manifest_path"]) if previous else newest_manifest[key]
         manifest = landing.read_manifest(manifest_path)
-        rows = partition_rows(landing, manifest)
-        must_write = (previous is None or previous["code_version"] != WORKS_CODE_VERSION
-                      or (force and previous["output_hash"] != rows.output_hash))
-        landed_meanwhile = False
-        if must_write:  # the writer lock per partition: runs landing other partitions wait seconds, not the whole rebuild
-            with write_connection(database, home) as con:
-                ensure_tables(con)
-                landed_meanwhile = latest_provenance(con, key).get(key, {}).get("landed_at") != (previous or {}).get("landed_at")
-                if not landed_meanwhile:
-                    provenance = ProvenanceRow.of(manifest, manifest_path, rows, run_id=None,
-                                                  raw_run_id=previous["raw_run_id"] if previous else None, code_version=WORKS_CODE_VERSION)
-                    replace_partition(con, rows, provenance)
+        with staged_rows(landing, manifest) as rows:  # normalized before the writer lock is taken
+            must_write = (previous is None or previous["code_version"] != WORKS_CODE_VERSION
+                          or (force and previous["output_hash"] != rows.output_hash))
+            landed_meanwhile = False
+            if must_write:  # the writer lock per partition: runs landing other partitions wait seconds, not the whole rebuild
+                with write_connection(database, home) as con:
+                    ensure_tables(con)
+                    landed_meanwhile = latest_provenance(con, key).get(key, {}).get("landed_at") != (previous or {}).get("landed_at")
+                    if not landed_meanwhile:
+                        provenance = ProvenanceRow.of(manifest, manifest_path, rows, run_id=None,
+                                                      raw_run_id=previous["raw_run_id"] if previous else None,
+                                                      code_version=WORKS_CODE_VERSION)
+                        replace_partition(con, rows, provenance)
         result = Rebuilt(
             query=key[0], provider=key[1], partition_date=key[2],
             recorded_hash=previous["output_hash"] if previous else manifest.content_hash,

@@ -1,5 +1,6 @@
 """`scholar-pipeline rebuild` and `audit`: every landed row provable from the bytes it came from, offline."""
 
+import contextlib
 import datetime as dt
 import gzip
 import os
@@ -178,14 +179,15 @@ def test_rebuild_leaves_a_partition_that_a_run_landed_again_while_it_read_the_pa
     """The writer lock is taken per partition, so a run may land a partition between the rebuild's read and its write."""
     assert materialize(DAY, "openalex").success
     _execute("UPDATE provenance SET code_version = 'works-v0'")  # so the rebuild must write it
-    read_pages = rebuild_module.partition_rows
+    read_pages = rebuild_module.staged_rows
 
+    @contextlib.contextmanager
     def a_run_lands_it_meanwhile(landing, manifest):
-        rows = read_pages(landing, manifest)
-        assert materialize(DAY, "openalex").success
-        return rows
+        with read_pages(landing, manifest) as rows:
+            assert materialize(DAY, "openalex").success
+            yield rows
 
-    monkeypatch.setattr(rebuild_module, "partition_rows", a_run_lands_it_meanwhile)
+    monkeypatch.setattr(rebuild_module, "staged_rows", a_run_lands_it_meanwhile)
     (result,) = rebuild_module.rebuild(home(), home() / "scholar.duckdb", log=lambda line: None)
     assert result.landed_meanwhile and not result.written
     assert "landed again by a run meanwhile" in describe(result)

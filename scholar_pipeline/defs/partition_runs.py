@@ -35,11 +35,12 @@ from scholar_pipeline.defs.works_checks import (
     LANDING_AUDIT, LANDING_CHECKS, SHOWN_FINDINGS, evaluation, landing_audit, landing_results,
 )
 from scholar_pipeline.fetch import PartitionFetchError
+from scholar_pipeline.landing import Manifest
 from scholar_pipeline.metadata import raw_metadata, works_metadata
 from scholar_pipeline.queries import SavedSearch
 from scholar_pipeline.settings import drift_severity
 from scholar_pipeline.warehouse import ProvenanceRow, replace_partition, write_connection
-from scholar_pipeline.works import WORKS_CODE_VERSION, PartitionRowsError, partition_rows
+from scholar_pipeline.works import WORKS_CODE_VERSION, PartitionRows, PartitionRowsError, staged_rows
 
 RAW_CODE_VERSION = "raw-v2"
 # Run tag that makes `<name>/raw` skip the HTTP cache: monitoring re-fetches must see today's answer.
@@ -124,9 +125,14 @@ class SavedSearchRun:
                 if raw_record is None:
                     raise dg.Failure(f"{self.raw_key.to_user_string()} has no materialization for partition {key}; "
                                      "materialize it (or the whole group) for this partition first")
-            with write_connection(self.database, self.scholar_api.home_path, log=self.context.log) if self.land else \
+                manifest_path = Path(raw_record.asset_materialization.metadata["manifest"].value)
+                manifest = self.scholar_api.landing.read_manifest(manifest_path)
+            # The pages are normalized into a staging file first; the writer lock, which blocks every other run's landing
+            # on the machine, is taken for the swap (and the audit of what it wrote) alone.
+            with staged_rows(self.scholar_api.landing, manifest) if self.land else nullcontext() as rows, \
+                    write_connection(self.database, self.scholar_api.home_path, log=self.context.log) if self.land else \
                     nullcontext() as con:
-                landed = self._land(con, key, raw_record, severity, said) if self.land else None
+                landed = self._land(con, rows, manifest, manifest_path, raw_record, severity, said) if self.land else None
                 audited = self._audit(con, key) if LANDING_AUDIT in self.checks else None
         except Exception as error:
             raise _PartitionFailed(_Failure(self._describe(key, error))) from None
@@ -141,17 +147,14 @@ class SavedSearchRun:
         for result in results:
             yield evaluation(result, self.works_key, str(key), target)
 
-    def _land(self, con, key: dg.MultiPartitionKey, raw_record: dg.EventLogRecord, severity,
+    def _land(self, con, rows: PartitionRows, manifest: Manifest, manifest_path: Path, raw_record: dg.EventLogRecord, severity,
               said: _Said) -> tuple[dict, list[dg.AssetCheckResult]]:
-        """Replace the partition's rows with what its recorded fetch holds; its works metadata and check results."""
-        manifest_path = Path(raw_record.asset_materialization.metadata["manifest"].value)
-        manifest = self.scholar_api.landing.read_manifest(manifest_path)
-        rows = partition_rows(self.scholar_api.landing, manifest)
+        """Replace the partition's rows with the staged rows of its recorded fetch; its works metadata and check results."""
         provenance = ProvenanceRow.of(manifest, manifest_path, rows, run_id=self.context.run.run_id,
                                       raw_run_id=raw_record.run_id, code_version=WORKS_CODE_VERSION)
         rows_in_duckdb = replace_partition(con, rows, provenance)
         said.parts.append(f"{rows_in_duckdb} rows in `works` ({rows.duplicates_dropped} duplicates dropped)")
-        results = landing_results(manifest, rows, rows_in_duckdb, provenance.partition_date, provenance.provider, severity)
+        results = landing_results(manifest, rows, rows_in_duckdb, provenance.provider, severity)
         return (works_metadata(rows, manifest, manifest_path, code_version=WORKS_CODE_VERSION),
                 [result for result in results if result.check_name in self.checks])
 

@@ -6,10 +6,7 @@ findings) into one `dg.AssetCheckResult`; `partition_runs.py` records it for its
 
 from __future__ import annotations
 
-import datetime as dt
-
 import dagster as dg
-import pyarrow.compute as pc
 from dagster._core.definitions.asset_checks.asset_check_evaluation import AssetCheckEvaluationTargetMaterializationData
 
 from scholar_pipeline.audit import Finding
@@ -46,10 +43,10 @@ def check_specs(works_key: dg.AssetKey, partitions: dg.PartitionsDefinition) -> 
             for name, description in CHECK_DESCRIPTIONS.items()]
 
 
-def landing_results(manifest: Manifest, rows: PartitionRows, rows_in_duckdb: int, day: dt.date, provider: str,
+def landing_results(manifest: Manifest, rows: PartitionRows, rows_in_duckdb: int, provider: str,
                     drift_severity: dg.AssetCheckSeverity) -> list[dg.AssetCheckResult]:
     return [
-        no_records_lost(manifest.records, rows, rows_in_duckdb), dates_in_window(rows.table, day),
+        no_records_lost(manifest.records, rows, rows_in_duckdb), dates_in_window(rows),
         matches_provider_total(manifest, rows.duplicates_dropped), values_well_typed(rows),
         schema_drift(provider, rows, drift_severity),
     ]
@@ -117,20 +114,13 @@ def schema_drift(provider: str, rows: PartitionRows, severity: dg.AssetCheckSeve
     )
 
 
-def dates_in_window(table, day: dt.date) -> dg.AssetCheckResult:
-    """A partial date (year or month) is in the window when its period contains the day."""
-    dates, precision = table.column("publication_date"), table.column("publication_date_precision")
-    same_day = pc.equal(dates, day)
-    same_month = pc.and_(pc.equal(precision, "month"), pc.equal(dates, day.replace(day=1)))
-    same_year = pc.and_(pc.equal(precision, "year"), pc.equal(dates, day.replace(month=1, day=1)))
-    inside = pc.or_kleene(pc.or_kleene(same_day, same_month), same_year)
-    outside = int(pc.sum(pc.invert(pc.fill_null(inside, False))).as_py() or 0)
-    undated = int(dates.null_count)
+def dates_in_window(rows: PartitionRows) -> dg.AssetCheckResult:
+    """A partial date (year or month) is in the window when its period contains the day (`works.dates_outside_window`)."""
     return dg.AssetCheckResult(
         check_name=DATES_IN_WINDOW,
-        passed=outside == undated,  # undated records cannot be placed, so they are reported but do not fail it
+        passed=rows.dated_outside_window == 0,  # undated records cannot be placed, so they are reported but do not fail it
         severity=dg.AssetCheckSeverity.WARN,
-        metadata={"outside_window": outside - undated, "undated": undated, "rows": table.num_rows},
+        metadata={"outside_window": rows.dated_outside_window, "undated": rows.undated, "rows": rows.row_count},
     )
 
 
