@@ -31,6 +31,7 @@ from scholar_pipeline.providers import PROVIDERS
 from scholar_pipeline.providers.base import MalformedPage, RecordError
 from scholar_pipeline.schema import RECORD_FIELDS
 from scholar_pipeline_tests.conftest import DATA
+from scholar_pipeline_tests.test_golden_normalization import record_golden
 
 GOLDEN = DATA / "golden_damaged"
 PAGES = sorted(p for folder in ("real_responses", "documented_shapes") for p in (DATA / folder).glob("*/*")
@@ -152,14 +153,5 @@ def test_the_damage_reaches_every_provider_and_every_kind_of_report():
     assert reported == set(PROVIDERS)
 
 
-def _record() -> None:
-    for page in PAGES:
-        path = _golden_path(page)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        lines = golden_lines(page)
-        path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
-        print(f"{path.relative_to(DATA)}: {len(lines)} lines")
-
-
 if __name__ == "__main__" and "--record" in sys.argv:
-    _record()
+    record_golden(PAGES, _golden_path, golden_lines)

@@ -86,14 +86,15 @@ def test_record_hashes_are_over_the_bytes_the_standard_library_writes():
         assert record_hash(record) == hashlib.sha256(canonical.encode()).hexdigest(), repr(text)
 
 
-def _record() -> None:
-    for page in PAGES:
-        path = _golden_path(page)
+def record_golden(pages, golden_path, lines_of) -> None:
+    """Write each page's golden file anew (only by hand, with --record, after checking that a change is meant)."""
+    for page in pages:
+        path = golden_path(page)
         path.parent.mkdir(parents=True, exist_ok=True)
-        lines = golden_lines(page)
+        lines = lines_of(page)
         path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
         print(f"{path.relative_to(DATA)}: {len(lines)} lines")
 
 
 if __name__ == "__main__" and "--record" in sys.argv:
-    _record()
+    record_golden(PAGES, _golden_path, golden_lines)
