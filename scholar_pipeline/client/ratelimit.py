@@ -21,17 +21,19 @@ IMMEDIATE` transaction on the provider's rows:
    reservation; so does an acquire that ends in an exception.
 
 Why a send log and not a margin: the provider counts arrivals, and a send arrives late
-by whatever the sender's process, the network and the server's own scheduling add. On
-the project's loaded 2-core machine, 4 processes at 20/s (`benchmarks/rate_limits.py`)
-measured from the confirm to the simulator's log: median 0.7 ms, p99 5-40 ms, max 12-80
-ms (490 ms once, while the simulator built a day at start-up). Spacing alone needs a
-margin above the worst of that: 10 % held (90-91 % of the limit), none put L+1 in about
-half the windows (library notes). The log makes the limit hold by construction for every
-request answered within `transit`, and for slower ones whenever they reach the provider
-within `transit` of being sent, so `margin` (headroom widening the period) defaults to 0:
-95-99 % of the limit at the server, 0 windows over. The cost falls on providers slower
-to answer than `transit`: n sends per window plus `transit` (91 % of 20/s, what the old
-10 % margin cost everywhere).
+by whatever the sender's process, the network and the server's own scheduling add. With
+4 processes at 20/s (`benchmarks/rate_limits.py`), confirm to the simulator's log took
+p50 0.5-0.8 ms, p99 3-8 ms, max 5-20 ms on the project's 2-core machine, and p99 18-41
+ms, max 25-116 ms with three busy loops on its cores. Spacing alone needs a margin above
+the worst of that: 10 % held (90-91 % of the limit), none put L+1 in about half the
+windows (library notes). The log holds the limit by construction for every request
+answered within `transit`; a slower one is assumed to have arrived within `transit` of
+its send (what matters is its delay less that of the sends a window later: jitter, as
+the margin assumed). So `margin` (headroom widening the period) defaults to 0: 96-99 %
+of the limit at the server, 0 windows over, 0 refusals (83-92 % with the busy loops,
+which starve the fetching processes themselves). The cost falls on providers
+slower to answer than `transit`: n sends per window plus `transit` (91 % of 20/s, what
+the 10 % margin cost everywhere).
 
 Dead processes: a reservation is a promise to send later, and a process killed with
 `kill -9` (or by the OOM killer) while queued never keeps it. Kept, its slots would delay
