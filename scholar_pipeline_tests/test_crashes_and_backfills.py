@@ -34,7 +34,7 @@ from scholar_pipeline_tests.helpers import SEARCH, home, materialize, max_in_any
 pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
 DAY, PROVIDER = dt.date(2024, 3, 5), "crossref"  # 71 records: five pages of 15
-RATE = 1.0  # requests per second: a slot is 1.1 s away, time enough to catch the run waiting for one
+RATE = 1.0  # requests per second: a slot is 1 s away, time enough to catch the run waiting for one
 SLOW_PAGES = "crossref:slow@3x2"  # the 3rd and 4th Crossref answers trickle in over a second or more
 
 
