@@ -1,13 +1,15 @@
 """A partition's landed pages as `works` rows: normalized, deduplicated, hashed, staged on disk page by page.
 
-Why staged: a 100k-record partition is about a gigabyte of Python and Arrow objects when
-all its pages are normalized into one table before it lands. So pages are normalized one
+Why staged: normalizing all of a partition's pages into one table before landing it took
+a 100k-record partition to 850 MB at the peak (the pages' tables, their concatenation, and
+DuckDB inserting it from Arrow), growing with every page. So pages are normalized one
 at a time and their rows appended to a Parquet file beside the landing zone, a duplicate of
 an earlier page's record left out as the page is read (the provider ids seen so far are a
 set). What stays in memory is the partition's summary: its counts, the record hashes its
 output hash is made of, the values that had to be repaired, the shape of its raw records,
-its dates against the day, and its first rows for the preview. DuckDB then streams the
-file into `works` (`warehouse.replace_partition`), so the machine-wide writer lock is held
+its dates against the day, and its first rows for the preview. DuckDB then reads the file
+into `works` a row group at a time (`warehouse.replace_partition`; what it holds is the
+rows it has not committed yet: 85 MB for 100k), so the machine-wide writer lock is held
 for the swap alone, not while pages are normalized. Pages are written in row groups of
 about `ROW_GROUP_ROWS` rows, not one per page: DuckDB inserts a Parquet file a row group
 per batch, and a thousand 100-row batches took it four times longer and 400 MB more than
