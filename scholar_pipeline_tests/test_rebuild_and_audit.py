@@ -16,7 +16,7 @@ from scholar_pipeline.defs.works_checks import LANDING_AUDIT
 from scholar_pipeline.landing import LandingZone
 from scholar_pipeline import rebuild as rebuild_module
 from scholar_pipeline.rebuild import Rebuilt, describe
-from scholar_pipeline_tests.helpers import SEARCH, home, materialize, query_db, recorded_manifest, step_failure
+from scholar_pipeline_tests.helpers import home, materialize, query_db, recorded_manifest, step_failure
 
 BIN = Path(sys.executable).parent
 DAY = "2024-03-01"
