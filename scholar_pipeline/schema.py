@@ -49,3 +49,16 @@ WORKS_SCHEMA = pa.schema(
     + [f for f in RECORD_FIELDS if f.name != "provider"]
     + [RUN_FIELDS.field("raw_page_sha256"), RUN_FIELDS.field("retrieved_at")]
 )
+
+# `unique_works`: one row per real-world work across providers and saved searches (dataset/unique_works.py).
+SOURCE = pa.struct([("query", pa.string()), ("provider", pa.string()), ("provider_id", pa.string()),
+                    ("partition_date", pa.date32()), ("record_hash", pa.string())])
+IDENTIFIERS = ["doi", "pmid", "pmcid", "arxiv_id"]  # bare: 10.x/..., 12345678, PMC1234567, 2401.01234 (no version)
+DESCRIPTIVE = ["title", "abstract", "authors", "publication_date", "publication_date_precision", "venue", "publisher",
+               "work_type", "language", "is_oa", "oa_url", "license", "cited_by_count", "url"]
+UNIQUE_WORKS_SCHEMA = pa.schema(
+    [("work_id", pa.string())]
+    + [(name, pa.string()) for name in IDENTIFIERS]
+    + [RECORD_FIELDS.field(name) for name in DESCRIPTIVE]
+    + [("queries", pa.list_(pa.string())), ("match_rule", pa.string()), ("sources", pa.list_(SOURCE))]
+)
