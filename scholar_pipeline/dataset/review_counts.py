@@ -77,15 +77,17 @@ def build_review_counts(con: duckdb.DuckDBPyConnection) -> int:
 def review_counts_markdown(con: duckdb.DuckDBPyConnection) -> str:
     """The 'all' period of every saved search as one markdown table per search, for the materialization's metadata."""
     rows = con.execute(
-        "SELECT query, first_date, last_date, provider, records_identified, duplicates_within_provider, "
-        "duplicates_across_providers, unique_records FROM review_counts WHERE period = 'all'"
+        "SELECT query, provider, records_identified, duplicates_within_provider, duplicates_across_providers, "
+        "unique_records, first(first_date) OVER whole, first(last_date) OVER whole FROM review_counts "
+        f"WHERE period = 'all' WINDOW whole AS (PARTITION BY query ORDER BY provider = '{ALL_PROVIDERS}' DESC) "
+        f"ORDER BY query, provider = '{ALL_PROVIDERS}', provider"
     ).fetchall()
-    sections, current = [], None
-    for query, first, last, provider, identified, within, across, unique in rows:
+    lines, current = [], None
+    for query, provider, identified, within, across, unique, first, last in rows:
         if query != current:
             current = query
-            sections.append(f"\n**{query}** ({first} to {last})\n\n| provider | identified | duplicates within provider "
-                            "| duplicates across providers | unique |\n|---|---:|---:|---:|---:|")
+            lines.append(f"\n**{query}** ({first} to {last})\n\n| provider | identified | duplicates within provider "
+                         "| duplicates across providers | unique |\n|---|---:|---:|---:|---:|")
         across_text = "" if across is None else f"{across:,}"
-        sections.append(f"| {provider} | {identified:,} | {within:,} | {across_text} | {unique:,} |")
-    return "\n".join(sections).strip() or "No partition has landed yet."
+        lines.append(f"| {provider} | {identified:,} | {within:,} | {across_text} | {unique:,} |")
+    return "\n".join(lines).strip() or "No partition has landed yet."
