@@ -90,3 +90,13 @@ def provider_settings(name: str, defaults: ProviderSettings, environ: Mapping[st
         max_retry_wait=read("MAX_RETRY_WAIT", defaults.max_retry_wait, float),
     )
 
+
+
+def max_null_title_share(environ: Mapping[str, str] = os.environ) -> float:
+    """The share of a partition's rows that may lack a title before `titles_present` warns (some Crossref records, such
+    as components and peer reviews, have none)."""
+    raw = environ.get("SCHOLAR_PIPELINE_MAX_NULL_TITLE_SHARE")
+    share = 0.1 if raw in (None, "") else _positive("SCHOLAR_PIPELINE_MAX_NULL_TITLE_SHARE", raw, float)
+    if share > 1:
+        raise ValueError(f"SCHOLAR_PIPELINE_MAX_NULL_TITLE_SHARE={raw!r} is a share: a number above 0 and at most 1")
+    return share

@@ -34,12 +34,13 @@ from scholar_pipeline.defs.resources import ScholarApiResource
 from scholar_pipeline.defs.works_checks import (
     LANDING_AUDIT, LANDING_CHECKS, SHOWN_FINDINGS, evaluation, landing_audit, landing_results,
 )
+from scholar_pipeline.defs.works_table_checks import TABLE_CHECK_DESCRIPTIONS, table_results
 from scholar_pipeline.fetch import PartitionFetchError
 from scholar_pipeline.landing import Manifest
 from scholar_pipeline.metadata import raw_metadata, works_metadata
 from scholar_pipeline.queries import SavedSearch
-from scholar_pipeline.settings import drift_severity
-from scholar_pipeline.warehouse import ProvenanceRow, replace_partition, write_connection
+from scholar_pipeline.settings import drift_severity, max_null_title_share
+from scholar_pipeline.warehouse import ProvenanceRow, read_connection, replace_partition, write_connection
 from scholar_pipeline.works import WORKS_CODE_VERSION, PartitionRows, PartitionRowsError, staged_rows
 
 RAW_CODE_VERSION = "raw-v2"
@@ -81,6 +82,7 @@ class SavedSearchRun:
                              "partition: materialize it for these partitions to check them again", allow_retries=False)
         # A bad setting fails the run before anything is fetched or written.
         severity = dg.AssetCheckSeverity[drift_severity().upper()] if self.land else None
+        self.max_null_title_share = max_null_title_share()
         if self.fetch:
             fetches = ProviderFetches(self.search, self.scholar_api, self.keys, code_version=RAW_CODE_VERSION,
                                       live=self.context.run.tags.get(FETCH_TAG) == FETCH_LIVE, log=self.context.log,
@@ -134,6 +136,7 @@ class SavedSearchRun:
                     nullcontext() as con:
                 landed = self._land(con, rows, manifest, manifest_path, raw_record, severity, said) if self.land else None
                 audited = self._audit(con, key) if LANDING_AUDIT in self.checks else None
+                tabled = self._table_checks(con, key)
         except Exception as error:
             raise _PartitionFailed(_Failure(self._describe(key, error))) from None
         if landed is not None:
@@ -142,7 +145,7 @@ class SavedSearchRun:
                 asset_key=self.works_key, partition=str(key), metadata=metadata,
                 tags={**derived_version_tags(WORKS_CODE_VERSION, {self.raw_key: raw_record}), **self._partition_tags(key)},
             )
-        results = [*(landed[1] if landed else []), *([audited] if audited else [])]
+        results = [*(landed[1] if landed else []), *([audited] if audited else []), *tabled]
         target = self._latest(self.works_key, key) if results else None
         for result in results:
             yield evaluation(result, self.works_key, str(key), target)
@@ -166,6 +169,17 @@ class SavedSearchRun:
         for finding in findings[:SHOWN_FINDINGS]:
             self.context.log.warning(str(finding))
         return landing_audit(findings, str(scope))
+
+    def _table_checks(self, con, key: dg.MultiPartitionKey) -> list[dg.AssetCheckResult]:
+        """The partition's rows as DuckDB holds them: in the landing's connection, or (checks run alone) a reader's."""
+        if not self.checks & set(TABLE_CHECK_DESCRIPTIONS):
+            return []
+        keys = key.keys_by_dimension
+        with nullcontext(con) if con is not None else read_connection(self.database, self.scholar_api.home_path,
+                                                                        log=self.context.log) as reader:
+            results = table_results(reader, self.search.name, keys["provider"], dt.date.fromisoformat(keys["date"]),
+                                    self.max_null_title_share)
+        return [result for result in results if result.check_name in self.checks]
 
     def _say(self, key: dg.MultiPartitionKey, said: _Said, failure: _Failure | None, progress: str) -> None:
         if failure is not None:

@@ -10,6 +10,7 @@ import dagster as dg
 from dagster._core.definitions.asset_checks.asset_check_evaluation import AssetCheckEvaluationTargetMaterializationData
 
 from scholar_pipeline.audit import Finding
+from scholar_pipeline.defs.works_table_checks import TABLE_CHECK_DESCRIPTIONS
 from scholar_pipeline.drift import MISSING, NEW, RETYPED, baseline, compare
 from scholar_pipeline.landing import Manifest
 from scholar_pipeline.metadata import drift_table, markdown_cell, problems_table
@@ -40,7 +41,7 @@ SHOWN_FINDINGS = 20
 def check_specs(works_key: dg.AssetKey, partitions: dg.PartitionsDefinition) -> list[dg.AssetCheckSpec]:
     """Partitioned checks: Dagster keeps a result per partition, so a run of many partitions records each one's."""
     return [dg.AssetCheckSpec(name, asset=works_key, description=description, partitions_def=partitions)
-            for name, description in CHECK_DESCRIPTIONS.items()]
+            for name, description in {**CHECK_DESCRIPTIONS, **TABLE_CHECK_DESCRIPTIONS}.items()]
 
 
 def landing_results(manifest: Manifest, rows: PartitionRows, rows_in_duckdb: int, provider: str,

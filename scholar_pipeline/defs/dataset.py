@@ -1,0 +1,148 @@
+"""Group `dataset`: what every saved search's `works` add up to (unique works, review counts, monitoring, exports).
+
+The assets are not partitioned: each is a function of the whole of `works`. They keep
+themselves fresh: `dataset_automation`, a sensor that runs by default, requests an asset
+when the data version of something it reads has changed (a landed partition whose
+records changed, not one landed again with the same records), and each asset's own data
+version is a hash of its content, so a rebuild that changes nothing stops there.
+"""
+
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+from dagster_duckdb import DuckDBResource
+
+from scholar_pipeline.dataset.review_counts import build_review_counts, review_counts_markdown
+from scholar_pipeline.dataset.unique_works import RULES, SAME_RECORD, SINGLE, build_unique_works
+from scholar_pipeline.defs.resources import ScholarApiResource
+from scholar_pipeline.defs.saved_searches import SAVED_SEARCHES
+from scholar_pipeline.queries import SavedSearch
+from scholar_pipeline.metadata import markdown_cell
+from scholar_pipeline.schema import UNIQUE_WORKS_SCHEMA
+from scholar_pipeline.warehouse import ensure_tables, read_connection, write_connection
+
+GROUP = "dataset"
+UNIQUE_WORKS = dg.AssetKey([GROUP, "unique_works"])
+REVIEW_COUNTS = dg.AssetKey([GROUP, "review_counts"])
+DATASET_CODE_VERSION = "dataset-v1"
+
+# `eager()` without its "every dependency present" clause, which a table of all days would never meet, and triggered by
+# a new data version upstream rather than by any materialization (dagster_notes.md, automation downstream).
+CONTENT_CHANGED = (
+    (dg.AutomationCondition.newly_missing()
+     | dg.AutomationCondition.any_deps_match(dg.AutomationCondition.data_version_changed())).since_last_handled()
+    & ~dg.AutomationCondition.any_deps_in_progress()
+    & ~dg.AutomationCondition.in_progress()
+).with_label("content of a dependency changed")
+
+
+def table_version(con: duckdb.DuckDBPyConnection, table: str) -> dg.DataVersion:
+    """sha256 over the table's rows, whatever their order: equal content, equal version."""
+    digest = con.execute(
+        f"SELECT sha256(coalesce(string_agg(h, '' ORDER BY h), '')) FROM (SELECT md5(CAST(t AS VARCHAR)) AS h FROM {table} t)"
+    ).fetchone()[0]
+    return dg.DataVersion(digest)
+
+
+def _database(duckdb_resource: DuckDBResource) -> Path:
+    return Path(duckdb_resource.database)
+
+
+def build_unique_works_asset(searches: list[SavedSearch]) -> dg.AssetsDefinition:
+    """`dataset/unique_works`, downstream of every saved search's `works`."""
+
+    @dg.asset(
+        key=UNIQUE_WORKS, deps=[dg.AssetKey([search.name, "works"]) for search in searches], group_name=GROUP,
+        kinds={"duckdb"}, code_version=DATASET_CODE_VERSION, automation_condition=CONTENT_CHANGED,
+        description="One row per real-world work across providers and saved searches (DuckDB table `unique_works`): matched "
+                    "on DOI, PMID, PMCID, arXiv id, then title + year + first author; `sources` names every `works` row.",
+    )
+    def unique_works(context: dg.AssetExecutionContext, scholar_api: ScholarApiResource, duckdb: DuckDBResource) -> dg.MaterializeResult:
+        with write_connection(_database(duckdb), scholar_api.home_path, log=context.log) as con:
+            ensure_tables(con)
+            rows = build_unique_works(con)
+            version = table_version(con, "unique_works")
+            sources, by_rule, by_query = con.execute(
+                "SELECT (SELECT count(*) FROM works), "
+                "(SELECT map(list(match_rule), list(n)) FROM (SELECT match_rule, count(*) n FROM unique_works GROUP BY 1 ORDER BY 1)), "
+                "(SELECT map(list(q), list(n)) FROM (SELECT q, count(*) n FROM unique_works, unnest(queries) AS t(q) GROUP BY 1 ORDER BY 1))"
+            ).fetchone()
+            preview = con.execute(
+                "SELECT title, doi, len(sources), match_rule FROM unique_works ORDER BY len(sources) DESC, work_id LIMIT 5"
+            ).fetchall()
+        context.log.info(f"unique_works: {rows:,} works from {sources:,} rows of works")
+        return dg.MaterializeResult(
+            data_version=version,
+            metadata={
+                "dagster/row_count": rows,
+                "dagster/table_name": "unique_works",
+                "dagster/column_schema": dg.TableSchema(columns=[dg.TableColumn(f.name, str(f.type)) for f in UNIQUE_WORKS_SCHEMA]),
+                "works_rows": sources,
+                "works_by_match_rule": dg.MetadataValue.json({rule: (by_rule or {}).get(rule, 0) for rule in [*RULES, SAME_RECORD, SINGLE]}),
+                "works_by_saved_search": dg.MetadataValue.json(dict(by_query or {})),
+                "most_sources": dg.MetadataValue.md(_preview(preview)),
+                "content_hash": version.value,
+            },
+        )
+
+    return unique_works
+
+
+def _preview(rows: list[tuple]) -> str:
+    lines = ["| title | doi | sources | matched by |", "|---|---|---:|---|"]
+    lines += [f"| {markdown_cell((title or '')[:100])} | {markdown_cell(doi or '')} | {n} | {rule} |" for title, doi, n, rule in rows]
+    return "\n".join(lines) if rows else "_no works yet_"
+
+
+@dg.asset_check(asset=UNIQUE_WORKS, name="every_works_row_once", blocking=True,
+                description="Every row of `works` is a source of exactly one unique work, and no unique work has none.")
+def every_works_row_once(context: dg.AssetCheckExecutionContext, scholar_api: ScholarApiResource,
+                         duckdb: DuckDBResource) -> dg.AssetCheckResult:
+    with read_connection(_database(duckdb), scholar_api.home_path, log=context.log) as con:
+        return sources_account_for_works(con)
+
+
+def sources_account_for_works(con: duckdb.DuckDBPyConnection) -> dg.AssetCheckResult:
+    key = "query, provider, provider_id, partition_date"
+    works_rows, sources, works, unaccounted, twice, empty = con.execute(f"""
+        WITH s AS (SELECT u.work_id, t.s.* FROM unique_works u, unnest(u.sources) AS t(s))
+        SELECT (SELECT count(*) FROM works), (SELECT count(*) FROM s), (SELECT count(*) FROM unique_works),
+               (SELECT count(*) FROM (SELECT {key} FROM works EXCEPT SELECT {key} FROM s)),
+               (SELECT count(*) FROM (SELECT {key} FROM s GROUP BY ALL HAVING count(*) > 1)),
+               (SELECT count(*) FROM unique_works WHERE len(sources) = 0)
+    """).fetchone()
+    return dg.AssetCheckResult(
+        passed=works <= sources == works_rows and unaccounted == 0 and twice == 0 and empty == 0,
+        metadata={"works_rows": works_rows, "source_rows": sources, "unique_works": works,
+                  "works_rows_in_no_unique_work": unaccounted, "source_rows_in_more_than_one_place": twice,
+                  "unique_works_without_sources": empty},
+    )
+
+
+@dg.asset(
+    key=REVIEW_COUNTS, deps=[UNIQUE_WORKS], group_name=GROUP, kinds={"duckdb"}, code_version=DATASET_CODE_VERSION,
+    automation_condition=CONTENT_CHANGED,
+    description="The PRISMA 2020 identification counts per saved search, over all its days and per year (DuckDB table "
+                "`review_counts`): records identified per provider, duplicates within and across providers, unique records.",
+)
+def review_counts(context: dg.AssetExecutionContext, scholar_api: ScholarApiResource, duckdb: DuckDBResource) -> dg.MaterializeResult:
+    with write_connection(_database(duckdb), scholar_api.home_path, log=context.log) as con:
+        ensure_tables(con)
+        rows = build_review_counts(con)
+        version = table_version(con, "review_counts")
+        markdown = review_counts_markdown(con)
+    return dg.MaterializeResult(
+        data_version=version,
+        metadata={"dagster/row_count": rows, "dagster/table_name": "review_counts", "counts": dg.MetadataValue.md(markdown),
+                  "content_hash": version.value},
+    )
+
+
+dataset_automation = dg.AutomationConditionSensorDefinition(
+    "dataset_automation", target=dg.AssetSelection.groups(GROUP), default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Keeps group `dataset` fresh: requests an asset when the content of what it reads changed.",
+)
+
+
+dataset_assets = [build_unique_works_asset(SAVED_SEARCHES), review_counts]

@@ -1,0 +1,85 @@
+"""Group `dataset` in Dagster: built from landed partitions, checked, and refreshed only when what it reads changed."""
+
+from __future__ import annotations
+
+import dagster as dg
+from dagster_duckdb import DuckDBResource
+
+from scholar_pipeline.dataset.unique_works import build_unique_works
+from scholar_pipeline.defs.dataset import (
+    REVIEW_COUNTS, UNIQUE_WORKS, build_unique_works_asset, every_works_row_once, review_counts, sources_account_for_works,
+)
+from scholar_pipeline.defs.resources import scholar_api_from_env
+from scholar_pipeline.defs.saved_searches import build_saved_search_assets
+from scholar_pipeline_tests.helpers import SEARCH, home, materialize_range, query_db
+
+DATASET = [build_unique_works_asset([SEARCH]), every_works_row_once, review_counts]
+
+
+def resources() -> dict:
+    return {"scholar_api": scholar_api_from_env(), "duckdb": DuckDBResource(database=str(home() / "scholar.duckdb"))}
+
+
+def build_dataset(instance, selection=None):
+    return dg.materialize(DATASET, instance=instance, resources=resources(), selection=selection)
+
+
+def test_the_dataset_is_built_from_every_landed_row_and_checked(pipeline_env):
+    with dg.instance_for_test() as instance:
+        materialize_range("2024-03-01", "2024-03-02", instance=instance)
+        result = build_dataset(instance)
+        assert result.success
+        works_rows = query_db("SELECT count(*) FROM works")[0][0]
+        assert works_rows > 100
+        sources = query_db("SELECT sum(len(sources)), count(*) FROM unique_works")[0]
+        assert sources[0] == works_rows and sources[1] < works_rows  # OpenAlex and Crossref share most works by DOI
+        [check] = result.get_asset_check_evaluations()
+        assert check.check_name == "every_works_row_once" and check.passed
+        metadata = {e.materialization.asset_key: e.materialization.metadata for e in result.get_asset_materialization_events()}
+        assert metadata[UNIQUE_WORKS]["dagster/row_count"].value == sources[1]
+        assert metadata[UNIQUE_WORKS]["works_by_match_rule"].value["doi"] > 0
+        assert "| (all) |" in metadata[REVIEW_COUNTS]["counts"].value
+
+
+def test_every_works_row_once_fails_when_a_row_is_in_no_work_or_in_two(pipeline_env):
+    import duckdb
+    with dg.instance_for_test() as instance:
+        materialize_range("2024-03-01", "2024-03-01", instance=instance)
+    con = duckdb.connect(str(home() / "scholar.duckdb"))
+    build_unique_works(con)
+    assert sources_account_for_works(con).passed
+    # A work loses a source row: that row of works is in no work.
+    con.execute("UPDATE unique_works SET sources = sources[2:] WHERE work_id = (SELECT min(work_id) FROM unique_works)")
+    lost = sources_account_for_works(con)
+    assert not lost.passed and lost.metadata["works_rows_in_no_unique_work"].value == 1
+    build_unique_works(con)
+    # A source row named by two works.
+    con.execute("UPDATE unique_works SET sources = list_concat(sources, (SELECT sources FROM unique_works ORDER BY work_id "
+                "LIMIT 1)) WHERE work_id = (SELECT max(work_id) FROM unique_works)")
+    twice = sources_account_for_works(con)
+    assert not twice.passed and twice.metadata["source_rows_in_more_than_one_place"].value >= 1
+    con.close()
+
+
+def test_automation_builds_the_dataset_once_and_not_again_for_a_partition_landed_again_unchanged(pipeline_env):
+    defs = dg.Definitions(assets=[*build_saved_search_assets(SEARCH), *DATASET], resources=resources())
+    with dg.instance_for_test() as instance:
+        def requested(cursor):
+            result = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=cursor)
+            return {key for key in result.get_requested_partitions()}, result.cursor
+
+        materialize_range("2024-03-01", "2024-03-01", instance=instance)
+        first, cursor = requested(None)
+        assert UNIQUE_WORKS in first
+        build_dataset(instance, selection=[UNIQUE_WORKS])
+        second, cursor = requested(cursor)
+        assert second == {REVIEW_COUNTS}
+        build_dataset(instance, selection=[REVIEW_COUNTS])
+        assert requested(cursor)[0] == set()
+        # The same day landed again (from the HTTP cache): the same records, the same data version, nothing to do.
+        materialize_range("2024-03-01", "2024-03-01", instance=instance)
+        third, cursor = requested(cursor)
+        assert third == set()
+        # unique_works built again from the same works: its version is the same, so review_counts is not requested.
+        build_dataset(instance, selection=[UNIQUE_WORKS])
+        assert requested(cursor)[0] == set()
