@@ -152,8 +152,8 @@ def chart_png(table: pa.Table) -> bytes:
 
 
 def _png(figure) -> bytes:
-    """The figure drawn on an Agg canvas and stored with a palette of PALETTE_COLOURS: lines on white need few colours,
-    and the palette makes a year of seven providers about a quarter of its size in full colour (50 KB, not 230 KB)."""
+    """The figure drawn on an Agg canvas and stored with a palette of PALETTE_COLOURS: lines and bars on white need
+    few colours, and the palette makes a year of seven providers about a quarter of its size in full colour (50 KB, not 230 KB)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from PIL import Image
 
@@ -180,7 +180,7 @@ def _provider_order(provider: str) -> tuple[int, str]:
     return (names.index(provider), provider) if provider in names else (len(names), provider)
 
 
-def _colour(provider: str) -> str:
+def _colour(provider: str) -> str | tuple[float, float, float, float]:
     from matplotlib import colormaps
 
     names = list(PROVIDERS)
