@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import dagster as dg
+import duckdb
 from dagster_duckdb import DuckDBResource
 
 from scholar_pipeline.dataset.unique_works import build_unique_works
 from scholar_pipeline.defs.dataset import (
-    REVIEW_COUNTS, UNIQUE_WORKS, build_unique_works_asset, every_works_row_once, review_counts, sources_account_for_works,
+    MONITORING, REVIEW_COUNTS, UNIQUE_WORKS, build_dataset_assets, sources_account_for_works,
 )
 from scholar_pipeline.defs.resources import scholar_api_from_env
 from scholar_pipeline.defs.saved_searches import build_saved_search_assets
 from scholar_pipeline_tests.helpers import SEARCH, home, materialize_range, query_db
 
-DATASET = [build_unique_works_asset([SEARCH]), every_works_row_once, review_counts]
+DATASET = build_dataset_assets([SEARCH])
 
 
 def resources() -> dict:
@@ -33,16 +36,29 @@ def test_the_dataset_is_built_from_every_landed_row_and_checked(pipeline_env):
         assert works_rows > 100
         sources = query_db("SELECT sum(len(sources)), count(*) FROM unique_works")[0]
         assert sources[0] == works_rows and sources[1] < works_rows  # OpenAlex and Crossref share most works by DOI
-        [check] = result.get_asset_check_evaluations()
-        assert check.check_name == "every_works_row_once" and check.passed
+        checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
+        assert checks["every_works_row_once"].passed
         metadata = {e.materialization.asset_key: e.materialization.metadata for e in result.get_asset_materialization_events()}
         assert metadata[UNIQUE_WORKS]["dagster/row_count"].value == sources[1]
         assert metadata[UNIQUE_WORKS]["works_by_match_rule"].value["doi"] > 0
         assert "| (all) |" in metadata[REVIEW_COUNTS]["counts"].value
+        assert metadata[MONITORING]["new_works_per_day"].value.startswith("![")
+        assert metadata[MONITORING]["days"].value == 2
+
+
+def test_yesterday_landed_fails_until_every_provider_landed_yesterday(pipeline_env):
+    yesterday = (dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=1)).isoformat()
+    with dg.instance_for_test() as instance:
+        materialize_range("2024-03-01", "2024-03-01", instance=instance)
+        late = {c.check_name: c for c in build_dataset(instance).get_asset_check_evaluations()}["yesterday_landed"]
+        assert not late.passed and late.metadata["partitions_late"].value == 2
+        assert f"`{yesterday}|crossref`" in late.metadata["late_partitions"].value
+        materialize_range(yesterday, yesterday, instance=instance)
+        on_time = {c.check_name: c for c in build_dataset(instance).get_asset_check_evaluations()}["yesterday_landed"]
+        assert on_time.passed and on_time.metadata["partitions_expected"].value == 2
 
 
 def test_every_works_row_once_fails_when_a_row_is_in_no_work_or_in_two(pipeline_env):
-    import duckdb
     with dg.instance_for_test() as instance:
         materialize_range("2024-03-01", "2024-03-01", instance=instance)
     con = duckdb.connect(str(home() / "scholar.duckdb"))
@@ -73,8 +89,8 @@ def test_automation_builds_the_dataset_once_and_not_again_for_a_partition_landed
         assert UNIQUE_WORKS in first
         build_dataset(instance, selection=[UNIQUE_WORKS])
         second, cursor = requested(cursor)
-        assert second == {REVIEW_COUNTS}
-        build_dataset(instance, selection=[REVIEW_COUNTS])
+        assert second == {REVIEW_COUNTS, MONITORING}
+        build_dataset(instance, selection=[REVIEW_COUNTS, MONITORING])
         assert requested(cursor)[0] == set()
         # The same day landed again (from the HTTP cache): the same records, the same data version, nothing to do.
         materialize_range("2024-03-01", "2024-03-01", instance=instance)

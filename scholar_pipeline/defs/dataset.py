@@ -7,12 +7,18 @@ records changed, not one landed again with the same records), and each asset's o
 version is a hash of its content, so a rebuild that changes nothing stops there.
 """
 
+import datetime as dt
+import hashlib
+import json
 from pathlib import Path
 
 import dagster as dg
 import duckdb
 from dagster_duckdb import DuckDBResource
 
+from scholar_pipeline.dataset.monitoring import (
+    chart_markdown, daily_new_works, freshness_metadata, late_partitions, summary_markdown,
+)
 from scholar_pipeline.dataset.review_counts import build_review_counts, review_counts_markdown
 from scholar_pipeline.dataset.unique_works import RULES, SAME_RECORD, SINGLE, build_unique_works
 from scholar_pipeline.defs.resources import ScholarApiResource
@@ -25,6 +31,8 @@ from scholar_pipeline.warehouse import ensure_tables, read_connection, write_con
 GROUP = "dataset"
 UNIQUE_WORKS = dg.AssetKey([GROUP, "unique_works"])
 REVIEW_COUNTS = dg.AssetKey([GROUP, "review_counts"])
+MONITORING = dg.AssetKey([GROUP, "monitoring"])
+CHART_DAYS = 90  # the window the monitoring chart and its summary show
 DATASET_CODE_VERSION = "dataset-v1"
 
 # `eager()` without its "every dependency present" clause, which a table of all days would never meet, and triggered by
@@ -145,4 +153,46 @@ dataset_automation = dg.AutomationConditionSensorDefinition(
 )
 
 
-dataset_assets = [build_unique_works_asset(SAVED_SEARCHES), review_counts]
+@dg.asset(
+    key=MONITORING, deps=[UNIQUE_WORKS], group_name=GROUP, kinds={"duckdb"}, code_version=DATASET_CODE_VERSION,
+    automation_condition=CONTENT_CHANGED,
+    description=f"New unique works per day, saved search and provider: a chart of the last {CHART_DAYS} days and a table of "
+                "the last week. A work is new for a search on the first day any provider found it for that search.",
+)
+def monitoring(context: dg.AssetExecutionContext, scholar_api: ScholarApiResource, duckdb: DuckDBResource) -> dg.MaterializeResult:
+    with read_connection(_database(duckdb), scholar_api.home_path, log=context.log) as con:
+        everything = daily_new_works(con)
+        last = max(everything.column("partition_date").to_pylist(), default=None)
+        window = daily_new_works(con, first=last - dt.timedelta(days=CHART_DAYS - 1)) if last else everything
+    version = hashlib.sha256(json.dumps(everything.to_pylist(), default=str).encode()).hexdigest()
+    return dg.MaterializeResult(
+        data_version=dg.DataVersion(version),
+        metadata={"new_works_per_day": dg.MetadataValue.md(chart_markdown(window)),
+                  "last_week": dg.MetadataValue.md(summary_markdown(everything)),
+                  "days": len(set(everything.column("partition_date").to_pylist())), "content_hash": version},
+    )
+
+
+def build_freshness_check(searches: list[SavedSearch]) -> dg.AssetChecksDefinition:
+    @dg.asset_check(asset=MONITORING, name="yesterday_landed",
+                    description="Every provider of every saved search landed yesterday's partition (the daily schedule's "
+                                "tick at 04:00 UTC fetches it); fails naming each late partition and what to do.")
+    def yesterday_landed(context: dg.AssetCheckExecutionContext, scholar_api: ScholarApiResource,
+                         duckdb: DuckDBResource) -> dg.AssetCheckResult:
+        today = dt.datetime.now(dt.timezone.utc).date()
+        with read_connection(_database(duckdb), scholar_api.home_path, log=context.log) as con:
+            late = late_partitions(con, searches, today)
+        for partition in late:
+            context.log.warning(f"{partition.query} {partition.partition_key} has not landed: {partition.action}")
+        return dg.AssetCheckResult(passed=not late, metadata=freshness_metadata(late, searches, today))
+
+    return yesterday_landed
+
+
+def build_dataset_assets(searches: list[SavedSearch]) -> list:
+    """Every asset and check of group `dataset`, downstream of these saved searches."""
+    return [build_unique_works_asset(searches), every_works_row_once, review_counts, monitoring,
+            build_freshness_check(searches)]
+
+
+dataset_assets = build_dataset_assets(SAVED_SEARCHES)
