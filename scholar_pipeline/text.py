@@ -22,7 +22,7 @@ _ORCID = re.compile(r"(\d{4}-\d{4}-\d{4}-\d{3}[\dX])", re.I)
 # Only terminated references: html.unescape alone would also read "&not" in "a&notation" as ¬.
 # A given name or an initial: letters with inner hyphens or apostrophes, an optional full stop (`J.-P.`).
 _GIVEN_NAME = re.compile(r"[^\W\d_][^\W\d_]*(?:[-'][^\W\d_]+)*\.?(?:-[^\W\d_]\.?)?")
-_NOT_A_PERSONS_NAME = frozenset(
+NOT_A_PERSONS_NAME = frozenset(
     "jr sr ii iii iv phd md msc dr prof university universität université universidad institute institut department "
     "consortium collaboration group center centre laboratory college school hospital society association team "
     "committee network foundation inc ltd llc".split()
@@ -184,7 +184,7 @@ def name_in_reading_order(name: str | None) -> str | None:
     person = (
         0 < len(family_words) <= 4 and 0 < len(given_words) <= 4
         and all(_GIVEN_NAME.fullmatch(word) for word in given_words)
-        and not {w.strip(".").lower() for w in family_words + given_words} & _NOT_A_PERSONS_NAME
+        and not {w.strip(".").lower() for w in family_words + given_words} & NOT_A_PERSONS_NAME
     )
     return f"{given} {family}" if person else text
 

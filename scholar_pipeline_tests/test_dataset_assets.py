@@ -10,7 +10,7 @@ from dagster_duckdb import DuckDBResource
 
 from scholar_pipeline.dataset.unique_works import build_unique_works
 from scholar_pipeline.defs.dataset import (
-    MONITORING, REVIEW_COUNTS, UNIQUE_WORKS, build_dataset_assets, sources_account_for_works,
+    EXPORTS, MONITORING, REVIEW_COUNTS, UNIQUE_WORKS, build_dataset_assets, sources_account_for_works,
 )
 from scholar_pipeline.defs.resources import scholar_api_from_env
 from scholar_pipeline.defs.saved_searches import build_saved_search_assets
@@ -44,6 +44,17 @@ def test_the_dataset_is_built_from_every_landed_row_and_checked(pipeline_env):
         assert "| (all) |" in metadata[REVIEW_COUNTS]["counts"].value
         assert metadata[MONITORING]["new_works_per_day"].value.startswith("![")
         assert metadata[MONITORING]["days"].value == 2
+        assert checks["manifest_verifies"].passed
+        assert metadata[EXPORTS]["tables"].value == {"unique_works": sources[1], "works": works_rows}
+        exported = duckdb.connect().execute(
+            f"SELECT count(*) FROM read_parquet('{home() / 'exports/parquet/works'}/**/*.parquet', hive_partitioning=false)"
+        ).fetchone()[0]
+        assert exported == works_rows
+        # A file changed after the export: the check, run alone, fails naming it.
+        ris = home() / "exports" / "unique_works.ris"
+        ris.write_bytes(ris.read_bytes().replace(b"TY  - ", b"TY  -  ", 1))
+        [tampered] = build_dataset(instance, selection=dg.AssetSelection.checks_for_assets(EXPORTS)).get_asset_check_evaluations()
+        assert not tampered.passed and "unique_works.ris" in " ".join(tampered.metadata["problems"].value)
 
 
 def test_yesterday_landed_fails_until_every_provider_landed_yesterday(pipeline_env):
@@ -89,8 +100,8 @@ def test_automation_builds_the_dataset_once_and_not_again_for_a_partition_landed
         assert UNIQUE_WORKS in first
         build_dataset(instance, selection=[UNIQUE_WORKS])
         second, cursor = requested(cursor)
-        assert second == {REVIEW_COUNTS, MONITORING}
-        build_dataset(instance, selection=[REVIEW_COUNTS, MONITORING])
+        assert second == {REVIEW_COUNTS, MONITORING, EXPORTS}
+        build_dataset(instance, selection=[REVIEW_COUNTS, MONITORING, EXPORTS])
         assert requested(cursor)[0] == set()
         # The same day landed again (from the HTTP cache): the same records, the same data version, nothing to do.
         materialize_range("2024-03-01", "2024-03-01", instance=instance)

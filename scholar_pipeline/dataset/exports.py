@@ -54,7 +54,7 @@ import duckdb
 import filelock
 import pyarrow.parquet as pq
 
-from scholar_pipeline.text import _NOT_A_PERSONS_NAME
+from scholar_pipeline.text import NOT_A_PERSONS_NAME
 
 EXPORT_LAYOUT = "exports-v1"  # bump when the layout or a file's flat form changes; recorded in the manifest
 MANIFEST = "manifest.json"
@@ -385,7 +385,7 @@ _VENUE_FIELD = {"article": "journal", "incollection": "booktitle", "inproceeding
 _PUBLISHER_FIELD = {"phdthesis": "school", "techreport": "institution"}
 _LINE_BREAKS = re.compile(r"\s*[\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029]+\s*")  # what str.splitlines splits on
 _SUFFIXES = frozenset({"jr", "sr", "ii", "iii", "iv"})
-_ORGANISATION_WORDS = (_NOT_A_PERSONS_NAME - _SUFFIXES - {"phd", "md", "msc", "dr", "prof"}) | {
+_ORGANISATION_WORDS = (NOT_A_PERSONS_NAME - _SUFFIXES - {"phd", "md", "msc", "dr", "prof"}) | {
     "organization", "organisation", "council", "agency", "ministry", "investigators", "initiative", "registry"}
 _LATEX = str.maketrans({
     "\\": r"\textbackslash{}", "{": r"\textbraceleft{}", "}": r"\textbraceright{}", "%": r"\%", "&": r"\&",

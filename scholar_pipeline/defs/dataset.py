@@ -16,6 +16,7 @@ import dagster as dg
 import duckdb
 from dagster_duckdb import DuckDBResource
 
+from scholar_pipeline.dataset.exports import verify_exports, write_exports
 from scholar_pipeline.dataset.monitoring import (
     chart_markdown, daily_new_works, freshness_metadata, late_partitions, summary_markdown,
 )
@@ -25,13 +26,14 @@ from scholar_pipeline.defs.resources import ScholarApiResource
 from scholar_pipeline.defs.saved_searches import SAVED_SEARCHES
 from scholar_pipeline.queries import SavedSearch
 from scholar_pipeline.metadata import markdown_cell
-from scholar_pipeline.schema import UNIQUE_WORKS_SCHEMA
+from scholar_pipeline.schema import SCHEMA_VERSION, UNIQUE_WORKS_SCHEMA
 from scholar_pipeline.warehouse import ensure_tables, read_connection, write_connection
 
 GROUP = "dataset"
 UNIQUE_WORKS = dg.AssetKey([GROUP, "unique_works"])
 REVIEW_COUNTS = dg.AssetKey([GROUP, "review_counts"])
 MONITORING = dg.AssetKey([GROUP, "monitoring"])
+EXPORTS = dg.AssetKey([GROUP, "exports"])
 CHART_DAYS = 90  # the window the monitoring chart and its summary show
 DATASET_CODE_VERSION = "dataset-v1"
 
@@ -189,10 +191,43 @@ def build_freshness_check(searches: list[SavedSearch]) -> dg.AssetChecksDefiniti
     return yesterday_landed
 
 
+@dg.asset(
+    key=EXPORTS, deps=[UNIQUE_WORKS], group_name=GROUP, kinds={"parquet", "csv"}, code_version=DATASET_CODE_VERSION,
+    automation_condition=CONTENT_CHANGED,
+    description="`unique_works` and `works` as Parquet (by saved search and publication year) and CSV, `unique_works` "
+                "as RIS and BibTeX, under $SCHOLAR_PIPELINE_HOME/exports/ with a manifest.json of every file's sha256.",
+)
+def exports(context: dg.AssetExecutionContext, scholar_api: ScholarApiResource, duckdb: DuckDBResource) -> dg.MaterializeResult:
+    folder = scholar_api.home_path / "exports"
+    with read_connection(_database(duckdb), scholar_api.home_path, log=context.log) as con:
+        manifest = write_exports(con, folder, code_version=DATASET_CODE_VERSION, schema_version=SCHEMA_VERSION)
+    # Everything the manifest says but when: equal tables, equal version.
+    version = hashlib.sha256(json.dumps([[f.path, f.sha256] for f in manifest.files]).encode()).hexdigest()
+    files = ["| file | rows | bytes | sha256 |", "|---|---:|---:|---|"]
+    files += [f"| `{f.path}` | {f.rows:,} | {f.bytes:,} | `{f.sha256[:16]}…` |" for f in manifest.files if "/query=" not in f.path]
+    parquet = [f for f in manifest.files if "/query=" in f.path]
+    files.append(f"| `parquet/` ({len(parquet)} files) | {sum(f.rows for f in parquet):,} | {sum(f.bytes for f in parquet):,} | |")
+    return dg.MaterializeResult(
+        data_version=dg.DataVersion(version),
+        metadata={"folder": dg.MetadataValue.path(str(folder)), "manifest": dg.MetadataValue.path(str(folder / "manifest.json")),
+                  "files": dg.MetadataValue.md("\n".join(files)), "tables": dg.MetadataValue.json(manifest.tables),
+                  "content_hash": version},
+    )
+
+
+@dg.asset_check(asset=EXPORTS, name="manifest_verifies",
+                description="Every file under exports/ has the size, sha256 and row count its manifest.json records, "
+                            "and no file is missing or extra.")
+def manifest_verifies(scholar_api: ScholarApiResource) -> dg.AssetCheckResult:
+    problems = verify_exports(scholar_api.home_path / "exports")
+    return dg.AssetCheckResult(passed=not problems, metadata={"problems": dg.MetadataValue.json(problems[:20]),
+                                                              "problem_count": len(problems)})
+
+
 def build_dataset_assets(searches: list[SavedSearch]) -> list:
     """Every asset and check of group `dataset`, downstream of these saved searches."""
     return [build_unique_works_asset(searches), every_works_row_once, review_counts, monitoring,
-            build_freshness_check(searches)]
+            build_freshness_check(searches), exports, manifest_verifies]
 
 
 dataset_assets = build_dataset_assets(SAVED_SEARCHES)
