@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import unicodedata
 
 import httpx
 import pytest
@@ -18,7 +19,7 @@ from scholar_pipeline.providers import PROVIDERS
 from scholar_pipeline.simulator import Corpus, ProviderSimulator
 from scholar_pipeline.simulator.planted import (
     ARXIV_ID, DOI_AT_THREE, JOURNAL_VERSION, PART_ONE, PART_TWO, PLANTED, PLANTED_CASES, PLANTED_DAY, PMID_WITHOUT_DOI,
-    TITLE_AS_CORE, TITLE_AS_OPENALEX,
+    TITLE_AS_CORE, TITLE_AS_OPENALEX, planted_record_ids,
 )
 from scholar_pipeline.simulator.server import PLACEHOLDER_KEYS
 
@@ -155,10 +156,6 @@ def _served(sim, provider, day=PLANTED_DAY, text=TEXT, size=None):
     return totals, {_record_id(provider, r): r for r in records}, [_record_id(provider, r) for r in records]
 
 
-def _planted_ids(provider: str) -> set[str]:
-    return {record_id for case in PLANTED_CASES for unique in case.unique for name, record_id in unique if name == provider}
-
-
 # The ids of generated works
 
 
@@ -222,7 +219,7 @@ def test_each_api_renders_the_pmids_pmc_ids_and_arxiv_ids_it_carries_in_its_own_
 def test_the_planted_day_serves_exactly_the_planted_records_of_each_provider(sim, provider):
     generated = set(ProviderSimulator(corpus=Corpus(**CORPUS, planted=())).apis[provider].record_ids(PLANTED_DAY, PLANTED_DAY, TEXT))
     totals, served, order = _served(sim, provider)
-    assert set(served) - generated == _planted_ids(provider)
+    assert set(served) - generated == planted_record_ids(provider)
     assert set(served) >= generated  # the generated works of the day are all still there
     assert totals == {len(order)} and len(order) == len(served)
 
@@ -284,7 +281,7 @@ def test_near_identical_titles_and_one_title_written_two_ways_at_openalex_and_co
 
 
 def _folded(title: str) -> str:
-    import unicodedata
+    """A title as a rule that ignores case, punctuation and accents compares it."""
     plain = unicodedata.normalize("NFKD", title).encode("ascii", "ignore").decode().lower()
     return " ".join(re.findall(r"[a-z0-9]+", plain))
 
@@ -292,7 +289,7 @@ def _folded(title: str) -> str:
 @pytest.mark.parametrize("provider", PROVIDERS)
 def test_every_search_text_finds_the_planted_works_and_the_generated_ones_as_before(sim, provider):
     found = [set(_served(sim, provider, text=text)[1]) for text in TEXTS]
-    planted = _planted_ids(provider)
+    planted = planted_record_ids(provider)
     assert all(planted <= ids for ids in found)
     # The generated works keep their matching: each text finds its own part of the day, the same one as before.
     before = ProviderSimulator(corpus=Corpus(**CORPUS, planted=())).apis[provider]
@@ -309,13 +306,13 @@ def test_the_planted_day_pages_to_its_total_without_gaps_or_repeats(sim, provide
     whole = _served(sim, provider, size=100 if provider != "springer" else 25)[2]
     assert len(totals) == 1 and totals == {len(order)} and len(set(order)) == len(order)
     assert sorted(order) == sorted(whole) == sorted(sim.apis[provider].record_ids(PLANTED_DAY, PLANTED_DAY, TEXT))
-    assert _planted_ids(provider) <= set(order)
+    assert planted_record_ids(provider) <= set(order)
 
 
 def test_core_scrolls_through_the_planted_day_too(sim):
     totals, records = _core(sim, PLANTED_DAY, TEXT, 8, scroll=True)
     ids = [str(r["id"]) for r in records]
-    assert totals == {len(ids)} and len(set(ids)) == len(ids) and _planted_ids("core") <= set(ids)
+    assert totals == {len(ids)} and len(set(ids)) == len(ids) and planted_record_ids("core") <= set(ids)
 
 
 def test_planted_ids_never_collide_with_generated_ones_whatever_the_seed():

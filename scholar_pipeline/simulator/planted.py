@@ -104,3 +104,8 @@ PLANTED_CASES = (
 )
 PLANTED_WORKS = tuple(work for case in PLANTED_CASES for work in case.works)
 PLANTED = {case.name: case for case in PLANTED_CASES}
+
+
+def planted_record_ids(provider: str) -> set[str]:
+    """The ids of the planted records `provider` serves on PLANTED_DAY, as `record_ids` and the parsers' `provider_id` give them."""
+    return {record_id for case in PLANTED_CASES for unique in case.unique for name, record_id in unique if name == provider}
