@@ -20,11 +20,14 @@
 - `empty_page_at`: starts answered once with an empty page and totalResults 0, the anomaly
   the live API shows now and then.
 
-Each work gets an arXiv id `YYMM.NNNNN` from its submission month, day and place among
-all of the day's works (so the same id whatever the search), a version (v1-v3), a
+Every generated work is an e-print here (a preprint, or an article its authors posted too).
+Each gets an arXiv id `YYMM.NNNNN` from its submission month, day and place among
+all of the day's works (so the same id whatever the search; a preprint's is the `arxiv_id`
+other providers name it by), a version (v1-v3: the feed lists the latest only), a
 submission time within its day (GMT), and, for some, a DOI and journal reference (a
 published e-print), affiliations, a comment and a hard-wrapped title or abstract, as in
-real feeds.
+real feeds. A planted work (planted.py) keeps its own id and may list several versions as
+entries of their own (`…v1`, `…v2`), as two fetches before and after a revision hold it.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from lxml import etree
 
 from scholar_pipeline.simulator.common import BadRequest, SimResponse, single
 from scholar_pipeline.simulator.corpus import Corpus, SimWork, search_words
+from scholar_pipeline.simulator.identifiers import arxiv_id_for
 from scholar_pipeline.simulator.record_faults import XmlRecords
 
 MAX_PER_CALL = 2000
@@ -104,7 +108,8 @@ class ArxivApi:
         out = []
         for offset in range(max((last - first).days + 1, 0)):
             day = first + dt.timedelta(days=offset)
-            out += [_entry_for(w, day, n) for n, w in enumerate(self.corpus.works_on(day)) if self.corpus.matches(words, w)]
+            out += [entry for n, w in enumerate(self.corpus.works_on(day)) if w.held_by(self.name) and self.corpus.matches(words, w)
+                    for entry in _entries_for(w, day, n)]
         return out
 
     def query(self, params: dict[str, list[str]]) -> SimResponse:
@@ -185,11 +190,12 @@ def _ordered(entries: list[ArxivEntry], sort_by: str, sort_order: str) -> list[A
     return entries[::-1] if sort_order == "descending" and sort_by != "relevance" else entries
 
 
-def _entry_for(work: SimWork, day: dt.date, n: int) -> ArxivEntry:
+def _entries_for(work: SimWork, day: dt.date, n: int) -> list[ArxivEntry]:
+    """The work's entry, in its latest version; or one entry for each of the versions it lists (a planted work)."""
     submitted = dt.datetime.combine(day, dt.time()) + dt.timedelta(seconds=work.serial % 86_400)
-    version = 1 + work.serial % 3
-    return ArxivEntry(work, f"{day:%y%m}.{(day.day - 1) * 1000 + n + 1:05d}", version, submitted,
-                      submitted + dt.timedelta(days=7 * (version - 1), minutes=work.serial % 600))
+    arxiv_id = work.arxiv_id or arxiv_id_for(day, n)
+    return [ArxivEntry(work, arxiv_id, version, submitted, submitted + dt.timedelta(days=7 * (version - 1), minutes=work.serial % 600))
+            for version in work.arxiv_versions or (1 + work.serial % 3,)]
 
 
 def _text(parent: etree._Element, tag: str, text: str, namespace: str = ATOM) -> etree._Element:

@@ -3,8 +3,9 @@
 Only what CORE aggregates is served: the corpus' open works (a license, or a preprint),
 with CORE's quirks: numeric ids, authors as "Family, Given", a DOI now and then as a
 doi.org link, `publishedDate` with `T00:00:00`, `language` as {code, name}, `journals` as
-a list, repository `downloadUrl`s (empty for a record of metadata only), and titles and abstracts as repositories deliver
-them (`<i>` in some titles, `<p>` around some abstracts). `q` must hold `publishedDate>=D AND
+a list, repository `downloadUrl`s (empty for a record of metadata only), titles and abstracts as repositories deliver
+them (`<i>` in some titles, `<p>` around some abstracts), `arxivId` for an e-print (and for the journal version of
+one) and `pubmedId` for what it harvests from PubMed Central, null otherwise. `q` must hold `publishedDate>=D AND
 publishedDate<E` (or `<=E`); its other words select the works (`Corpus.works_matching`).
 
 Paging: `limit` ≤ 100 (more is a 504, as observed), `offset` + `limit` ≤ 10,000;
@@ -56,7 +57,7 @@ class CoreApi:
         return [str(core_id(w)) for w in self._matching(search_words(text), first, last)]
 
     def _matching(self, words: frozenset[str], first: dt.date, last: dt.date) -> list[SimWork]:
-        return [w for w in self.corpus.works_matching(words, first, last) if w.license or w.work_type == "preprint"]
+        return [w for w in self.corpus.works_matching(words, first, last, self.name) if w.license or w.work_type == "preprint"]
 
     def authenticate(self, headers: dict[str, str]) -> SimResponse | None:
         authorization = next((v for k, v in headers.items() if k.lower() == "authorization"), "")
@@ -122,7 +123,8 @@ def _count(params: dict[str, list[str]], name: str, default: str) -> int:
 
 
 def core_id(w: SimWork) -> int:
-    return 100_000_000 + w.serial % 900_000_000
+    """A generated work's id is 9 digits from its serial; a planted work's is its serial (10 digits, above them all)."""
+    return w.serial if w.planted else 100_000_000 + w.serial % 900_000_000
 
 
 def render(w: SimWork) -> dict:
@@ -145,6 +147,6 @@ def render(w: SimWork) -> dict:
         "language": {"code": w.language, "name": {"en": "English", "de": "German", "es": "Spanish"}.get(w.language, w.language)},
         "downloadUrl": "" if w.serial % 6 == 0 else f"https://core.ac.uk/download/{identifier}.pdf",  # metadata only
         "citationCount": w.cited_by,
-        "arxivId": None,
-        "pubmedId": None,
+        "arxivId": w.arxiv_id,  # of the e-print, also on a journal version's record
+        "pubmedId": w.pmid if w.pmcid else None,  # known for what CORE harvests from PubMed Central
     }

@@ -9,6 +9,11 @@ deterministic choice of about `MATCH_SHARE` of the day per set of words, so the 
 finds the same works at every provider and two different texts find different but
 overlapping sets (about MATCH_SHARE² of the day in common), as at the real APIs. Each
 simulated API reads the words out of its own query syntax with `search_words`.
+
+Every generated work has a PMID (the simulated PubMed indexes them all), an open one with a
+DOI a PMC id too, and a preprint the arXiv id of its e-print (identifiers.py). The
+hand-written works of planted.py join their day's generated ones, after them, with the
+providers they are planted at; every search finds them.
 """
 
 from __future__ import annotations
@@ -18,7 +23,11 @@ import functools
 import hashlib
 import random
 import re
-from dataclasses import dataclass
+from collections.abc import Iterable
+
+from scholar_pipeline.simulator.identifiers import arxiv_id_for, pmcid_for, pmid_for
+from scholar_pipeline.simulator.planted import PLANTED_WORKS
+from scholar_pipeline.simulator.work import SimAuthor, SimWork
 
 TOPICS = ["language model", "soil microbiome", "graph neural network", "climate adaptation", "protein folding",
           "systematic review", "federated learning", "coral reef", "gene expression", "urban heat island"]
@@ -51,54 +60,30 @@ def search_words(query: str | None) -> frozenset[str]:
     return frozenset(word.lower() for word in _WORD.findall(_OPERATOR.sub(" ", query)))
 
 
-@dataclass(frozen=True)
-class SimAuthor:
-    given: str
-    family: str
-    orcid: str | None
-    affiliation: str | None
-
-    @property
-    def name(self) -> str:
-        return f"{self.given} {self.family}"
-
-
-@dataclass(frozen=True)
-class SimWork:
-    serial: int  # stable across providers: W<serial> in OpenAlex
-    doi: str | None
-    title: str
-    abstract: str | None
-    authors: tuple[SimAuthor, ...]
-    published: dt.date
-    venue: str
-    publisher: str
-    work_type: str
-    language: str
-    license: str | None
-    cited_by: int
-
-
 class Corpus:
-    def __init__(self, seed: int = 7, max_per_day: int = 240, min_per_day: int = 0):
+    def __init__(self, seed: int = 7, max_per_day: int = 240, min_per_day: int = 0, planted: Iterable[SimWork] = PLANTED_WORKS):
         self.seed, self.min_per_day, self.max_per_day = seed, min_per_day, max_per_day
+        self.planted: dict[dt.date, tuple[SimWork, ...]] = {}
+        for work in planted:
+            self.planted[work.published] = (*self.planted.get(work.published, ()), work)
 
     @functools.lru_cache(maxsize=4096)
     def works_on(self, day: dt.date) -> tuple[SimWork, ...]:
+        """The day's generated works, then the works planted on it (the generated ones keep their places either way)."""
         rng = random.Random(f"{self.seed}:{day.isoformat()}")
         count = rng.randint(self.min_per_day, self.max_per_day)
-        return tuple(self._work(rng, day, n) for n in range(count))
+        return tuple(self._work(rng, day, n) for n in range(count)) + self.planted.get(day, ())
 
     def works_between(self, first: dt.date, last: dt.date) -> list[SimWork]:
         days = (last - first).days + 1
         return [w for offset in range(max(days, 0)) for w in self.works_on(first + dt.timedelta(days=offset))]
 
-    def works_matching(self, words: frozenset[str], first: dt.date, last: dt.date) -> list[SimWork]:
-        """The works of the window that a search with these words finds (every work when there are none)."""
-        return [w for w in self.works_between(first, last) if self.matches(words, w)]
+    def works_matching(self, words: frozenset[str], first: dt.date, last: dt.date, provider: str) -> list[SimWork]:
+        """The works of the window at `provider` that a search with these words finds (every work when there are none)."""
+        return [w for w in self.works_between(first, last) if w.held_by(provider) and self.matches(words, w)]
 
     def matches(self, words: frozenset[str], work: SimWork) -> bool:
-        if not words:
+        if not words or work.planted:
             return True
         digest = hashlib.sha256(f"{self.seed}:{' '.join(sorted(words))}:{work.serial}".encode()).digest()
         return int.from_bytes(digest[:4], "big") < MATCH_SHARE * 2**32
@@ -122,17 +107,23 @@ class Corpus:
                 for _ in range(rng.randint(1, 4))
             )
         venue, publisher = rng.choice(VENUES)
+        doi = f"10.{rng.randint(1000, 9999)}/sim.{serial}" if rng.random() < 0.9 else None
+        work_type = rng.choice(["article", "article", "article", "preprint", "book-chapter"])
+        language, license_ = rng.choice(["en", "en", "en", "de", "es"]), rng.choice(LICENSES)
         return SimWork(
             serial=serial,
-            doi=f"10.{rng.randint(1000, 9999)}/sim.{serial}" if rng.random() < 0.9 else None,
+            doi=doi,
             title=title,
             abstract=abstract,
             authors=authors,
             published=day,
             venue=venue,
             publisher=publisher,
-            work_type=rng.choice(["article", "article", "article", "preprint", "book-chapter"]),
-            language=rng.choice(["en", "en", "en", "de", "es"]),
-            license=rng.choice(LICENSES),
+            work_type=work_type,
+            language=language,
+            license=license_,
             cited_by=rng.randint(0, 400),
+            pmid=pmid_for(day, n),
+            pmcid=pmcid_for(serial) if license_ and doi else None,  # open and deposited in PMC
+            arxiv_id=arxiv_id_for(day, n) if work_type == "preprint" else None,
         )

@@ -2,6 +2,7 @@
 
 Only works with a DOI are served (Crossref holds no others), and of those the ones the
 words of `query` find (`Corpus.works_matching`): all of the window when there is no `query`.
+The journal version of an arXiv e-print names it under `relation.has-preprint` by its arXiv DOI.
 
 Like the real API, a cursor is a server-side scroll: the same cursor string comes back on
 every page and each use moves it on; it expires five minutes after its last use. The body
@@ -19,6 +20,7 @@ import time
 
 from scholar_pipeline.simulator.common import BadRequest, SimResponse, single
 from scholar_pipeline.simulator.corpus import Corpus, SimWork, search_words
+from scholar_pipeline.simulator.identifiers import arxiv_doi
 from scholar_pipeline.simulator.record_faults import JsonRecords
 
 MAX_ROWS = 1000
@@ -50,7 +52,7 @@ class CrossrefApi:
         return [w.doi for w in self._matching(search_words(text), first, last)]
 
     def _matching(self, words: frozenset[str], first: dt.date, last: dt.date) -> list[SimWork]:
-        return [w for w in self.corpus.works_matching(words, first, last) if w.doi]
+        return [w for w in self.corpus.works_matching(words, first, last, self.name) if w.doi]
 
     def works(self, params: dict[str, list[str]]) -> SimResponse:
         first, last = _window(single(params, "filter", ""))
@@ -166,4 +168,6 @@ def render(w: SimWork) -> dict:
     if w.license:
         item["license"] = [{"URL": f"https://creativecommons.org/licenses/{w.license.removeprefix('cc-')}/4.0/",
                             "content-version": "vor", "delay-in-days": 0, "start": _date_parts(w.published)}]
+    if w.arxiv_id and w.work_type != "preprint":  # a journal version names its arXiv e-print, as publishers deposit it
+        item["relation"] = {"has-preprint": [{"id-type": "doi", "id": arxiv_doi(w.arxiv_id), "asserted-by": "subject"}]}
     return item

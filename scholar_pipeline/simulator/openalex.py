@@ -1,7 +1,8 @@
 """Simulated OpenAlex `/works`: filters, per_page ≤ 100, cursor and page paging, its error bodies.
 
 The words of the `*.search` filters (`title_and_abstract.search:...`) select the works, as
-`Corpus.works_matching` decides; without one, every work of the window is served.
+`Corpus.works_matching` decides; without one, every work of the window is served. `ids` holds
+the DOI and PMID as OpenAlex's URLs (`_ids`).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ class OpenAlexApi:
         self.routes = {"/works": self.works}
 
     def record_ids(self, first: dt.date, last: dt.date, text: str | None = None) -> list[str]:
-        return [f"W{w.serial}" for w in self.corpus.works_matching(search_words(text), first, last)]
+        return [f"W{w.serial}" for w in self.corpus.works_matching(search_words(text), first, last, self.name)]
 
     def works(self, params: dict[str, list[str]]) -> SimResponse:
         filters = _filters(single(params, "filter", ""))
@@ -48,7 +49,7 @@ class OpenAlexApi:
         if not 1 <= per_page <= MAX_PER_PAGE:
             raise _error(f"per-page parameter must be between 1 and {MAX_PER_PAGE}")
         words = search_words(" ".join(value for key, value in filters.items() if key.endswith(".search")))
-        works = self.corpus.works_matching(words, first, last)
+        works = self.corpus.works_matching(words, first, last, self.name)
         # Timing and cost vary from call to call, as the real API's do; nothing else in an unchanged answer does.
         meta = {"count": len(works), "db_response_time_ms": random.randint(4, 60), "page": None, "per_page": per_page,
                 "next_cursor": None, "groups_count": None, "cost_usd": random.choice([0.0001, 0.0001, 0.0002])}
@@ -124,7 +125,7 @@ def render(w: SimWork) -> dict:
         "display_name": w.title,
         "publication_year": w.published.year,
         "publication_date": w.published.isoformat(),
-        "ids": {"openalex": f"https://openalex.org/W{w.serial}", **({"doi": doi_url} if doi_url else {})},
+        "ids": _ids(w, doi_url),
         "language": w.language,
         "primary_location": location,
         "type": w.work_type,
@@ -146,6 +147,17 @@ def render(w: SimWork) -> dict:
         "created_date": w.published.isoformat(),
         **_described(w, location),
     }
+
+
+def _ids(w: SimWork, doi_url: str | None) -> dict:
+    """`ids` as OpenAlex writes them: URLs, only the ones it has (a recorded page shows `pmid` on 18 of 200 records).
+
+    OpenAlex also sends `pmcid` (`https://www.ncbi.nlm.nih.gov/pmc/articles/5113961`, digits without `PMC`, as
+    live answers and its docs show it); it is left out here because no recorded page holds it, so the schema-drift
+    baseline (providers/baselines/openalex.json) does not know it and a clean run would report it as a new field.
+    """
+    return {"openalex": f"https://openalex.org/W{w.serial}", **({"doi": doi_url} if doi_url else {}),
+            **({"pmid": f"https://pubmed.ncbi.nlm.nih.gov/{w.pmid}"} if w.pmid else {})}
 
 
 _LICENSE_IDS = {"cc-by": "https://openalex.org/licenses/cc-by", "cc-by-nc": "https://openalex.org/licenses/cc-by-nc"}
@@ -179,7 +191,8 @@ def _described(w: SimWork, location: dict) -> dict:
         "counts_by_year": [{"year": 2026, "cited_by_count": w.cited_by}] if w.cited_by else [],
         "corresponding_author_ids": [f"https://openalex.org/A{w.serial}0"] if w.authors else [], "corresponding_institution_ids": [],
         "institutions": [], "institutions_distinct_count": sum(1 for a in w.authors if a.affiliation), "countries_distinct_count": 0,
-        "has_content": {"pdf": False, "grobid_xml": False}, "indexed_in": ["crossref"] if w.doi else [],
+        "has_content": {"pdf": False, "grobid_xml": False},
+        "indexed_in": [*(["crossref"] if w.doi else []), *(["pubmed"] if w.pmid else [])],
         "is_paratext": False, "is_retracted": False, "is_xpac": False,
         "locations": [location], "locations_count": 1,
         "referenced_works": [f"https://openalex.org/W{w.serial // 3}"], "referenced_works_count": 1,

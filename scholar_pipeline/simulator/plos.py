@@ -72,7 +72,7 @@ class PlosApi:
         return [w.doi for w in self._matching(search_words(text), first, last)]
 
     def _matching(self, words: frozenset[str], first: dt.date, last: dt.date) -> list[SimWork]:
-        return [w for w in self.corpus.works_matching(words, first, last) if w.doi and w.publisher == PUBLISHER]
+        return [w for w in self.corpus.works_matching(words, first, last, self.name) if w.doi and w.publisher == PUBLISHER]
 
     def search(self, params: dict[str, list[str]]) -> SimResponse:
         q = single(params, "q")

@@ -28,8 +28,9 @@
 - Rate limit: over it, HTTP 429 with NCBI's JSON body; `json_error_with_200` answers the
   next N requests with the same JSON body and status 200, as NCBI sometimes does.
 - `record_ids(first, last, text)`: the PMIDs of the works published in the window that a
-  search for `text` finds. A PMID numbers a work by its place among all of its day's works,
-  so it is the same whatever the search.
+  search for `text` finds. A PMID numbers a work by its place among all of its day's works
+  (identifiers.py), so it is the same whatever the search, and it tells EFetch the work's day.
+  A work without a PMID (a planted one) is not in PubMed.
 """
 
 from __future__ import annotations
@@ -44,13 +45,13 @@ from lxml import etree
 
 from scholar_pipeline.simulator.common import BadRequest, SimResponse, single
 from scholar_pipeline.simulator.corpus import Corpus, SimWork, search_words
+from scholar_pipeline.simulator.identifiers import pmid_day, pmid_for
 from scholar_pipeline.simulator.record_faults import XmlRecords
 
 MAX_SERVED = 10_000  # ESearch (and here the history server) serves only the first 10,000 ids
 MAX_RETSTART = 9_998
 MAX_RETMAX = 10_000
 MAX_WINDOW_DAYS = 400
-EPOCH = dt.date(2000, 1, 1)
 XML_TYPE = "text/xml; charset=UTF-8"
 ESEARCH_HEAD = ('<?xml version="1.0" encoding="UTF-8" ?>\n<!DOCTYPE eSearchResult PUBLIC "-//NLM//DTD esearch 20060628//EN" '
                 '"https://eutils.ncbi.nlm.nih.gov/eutils/dtd/20060628/esearch.dtd">\n')
@@ -60,11 +61,6 @@ MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", 
 LANGUAGES = {"en": "eng", "de": "ger", "es": "spa", "fr": "fre"}
 LABELS = ("BACKGROUND", "METHODS", "RESULTS", "CONCLUSIONS")
 _DATE = re.compile(r"^(\d{4})(?:/(\d{1,2})(?:/(\d{1,2}))?)?$")
-
-
-def pmid_for(day: dt.date, n: int) -> str:
-    """A work's PMID from its day and place in the day: unique, stable, ascending with the day."""
-    return str(10_000_000 + (day - EPOCH).days * 100_000 + n)
 
 
 def _error(step: str, message: str, status: int = 200) -> BadRequest:
@@ -98,7 +94,7 @@ class PubMedApi:
         out = []
         for offset in range(max((last - first).days + 1, 0)):
             day = first + dt.timedelta(days=offset)
-            out += [pmid_for(day, n) for n, w in enumerate(self.corpus.works_on(day)) if self.corpus.matches(words, w)]
+            out += [w.pmid for w in self.corpus.works_on(day) if w.pmid and w.held_by(self.name) and self.corpus.matches(words, w)]
         return out
 
     def _json_error_instead(self) -> SimResponse | None:
@@ -160,17 +156,19 @@ class PubMedApi:
         for pmid in pmids:
             found = self._work_for(pmid)
             if found is not None:
-                set_element.append(_article(pmid, *found))
+                set_element.append(_article(found))
         articles = "".join(etree.tostring(a, encoding=str) + "\n" for a in set_element)
         return SimResponse(200, f"{EFETCH_HEAD}<PubmedArticleSet>\n{articles}</PubmedArticleSet>\n".encode(), XML_TYPE)
 
-    def _work_for(self, pmid: str) -> tuple[SimWork, dt.date] | None:
-        if not pmid.isdigit() or int(pmid) < 10_000_000:
+    def _work_for(self, pmid: str) -> SimWork | None:
+        """The work PubMed holds under this PMID: a generated one sits at the place its PMID numbers; others are looked up."""
+        day = pmid_day(pmid)
+        if day is None:
             return None
-        days, n = divmod(int(pmid) - 10_000_000, 100_000)
-        day = EPOCH + dt.timedelta(days=days)
-        works = self.corpus.works_on(day)
-        return (works[n], day) if n < len(works) else None
+        works, n = self.corpus.works_on(day), int(pmid) - int(pmid_for(day, 0))
+        if n < len(works) and works[n].pmid == pmid and works[n].held_by(self.name):
+            return works[n]
+        return next((w for w in works if w.pmid == pmid and w.held_by(self.name)), None)
 
     @staticmethod
     def rate_limited() -> SimResponse:
@@ -234,8 +232,8 @@ def _ymd(parent: etree._Element, tag: str, day: dt.date, month_name: bool = Fals
     _text(element, "Day", f"{day.day:02d}")
 
 
-def _article(pmid: str, w: SimWork, day: dt.date) -> etree._Element:
-    s = w.serial
+def _article(w: SimWork) -> etree._Element:
+    s, pmid, day = w.serial, w.pmid, w.published
     electronic = s % 5 != 0  # most articles appear online first, with an ArticleDate
     article = etree.Element("PubmedArticle")
     citation = _text(article, "MedlineCitation", Status=("MEDLINE", "Publisher", "PubMed-not-MEDLINE")[s % 3], Owner="NLM")
@@ -316,6 +314,6 @@ def _article(pmid: str, w: SimWork, day: dt.date) -> etree._Element:
     _text(ids, "ArticleId", pmid, IdType="pubmed")
     if w.doi:
         _text(ids, "ArticleId", w.doi, IdType="doi")
-    if w.license and w.doi:
-        _text(ids, "ArticleId", f"PMC{10_000_000 + s % 9_000_000}", IdType="pmc")
+    if w.pmcid:
+        _text(ids, "ArticleId", w.pmcid, IdType="pmc")
     return article

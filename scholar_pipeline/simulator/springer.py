@@ -51,7 +51,7 @@ class SpringerApi:
         return [w.doi for w in self._matching(search_words(text), first, last)]
 
     def _matching(self, words: frozenset[str], first: dt.date, last: dt.date) -> list[SimWork]:
-        return [w for w in self.corpus.works_matching(words, first, last) if w.doi and w.publisher.startswith("Springer")]
+        return [w for w in self.corpus.works_matching(words, first, last, self.name) if w.doi and w.publisher.startswith("Springer")]
 
     def meta(self, params: dict[str, list[str]]) -> SimResponse:
         if not single(params, "api_key"):
