@@ -216,7 +216,7 @@ def _entry(r: RecordReader) -> dict[str, Any]:
         "doi": bare_doi(doi.split()[0]) if doi and doi.split() else None,
         "pmid": None,
         "pmcid": None,
-        "arxiv_id": r.bare_identifier("arxiv_id", ("id",), provider_id),
+        "arxiv_id": r.identifier("arxiv_id", "id"),  # the abs-page URL, as the report shows it
         "title": plain_text(r.text("title")),
         "abstract": plain_text(r.text("summary")),
         "authors": None if authors is None else [_author(a) for a in authors],
