@@ -5,7 +5,7 @@ from __future__ import annotations
 import pyarrow as pa
 
 # Bump when the meaning or set of normalized columns changes; recorded in provenance.
-SCHEMA_VERSION = "works-v1"
+SCHEMA_VERSION = "works-v2"  # v2: pmid, pmcid, arxiv_id
 
 AUTHOR = pa.struct([("name", pa.string()), ("orcid", pa.string()), ("affiliations", pa.list_(pa.string()))])
 
@@ -15,6 +15,10 @@ RECORD_FIELDS = pa.schema(
         ("provider", pa.string()),
         ("provider_id", pa.string()),
         ("doi", pa.string()),
+        # Bare and checked (identifiers.py): 12345678, PMC1234567, 2401.01234 or hep-th/9901001 (no version); or NULL.
+        ("pmid", pa.string()),
+        ("pmcid", pa.string()),
+        ("arxiv_id", pa.string()),
         ("title", pa.string()),
         ("abstract", pa.string()),
         ("authors", pa.list_(AUTHOR)),

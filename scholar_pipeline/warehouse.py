@@ -158,10 +158,19 @@ def _connect_when_free(database: Path, deadline: float, log, read_only: bool, po
 
 
 def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
-    empty_works = WORKS_SCHEMA.empty_table()
-    con.register("empty_works", empty_works)
-    con.execute("CREATE TABLE IF NOT EXISTS works AS SELECT * FROM empty_works")
-    con.unregister("empty_works")
+    """The tables as this version writes them: a `works` table made by an older version gains the columns added since
+    (`pmid`, `pmcid`, `arxiv_id` in works-v2), NULL until `scholar-pipeline rebuild` rewrites its partitions (their
+    code version moved with SCHEMA_VERSION), so that an existing DuckDB file keeps working. Rows are inserted by
+    column name, so the added columns coming last in such a table does not matter."""
+    con.register("empty_works", WORKS_SCHEMA.empty_table())
+    try:
+        con.execute("CREATE TABLE IF NOT EXISTS works AS SELECT * FROM empty_works")
+        present = {name for name, *_ in con.execute("DESCRIBE works").fetchall()}
+        for name, sql_type, *_ in con.execute("DESCRIBE empty_works").fetchall():  # each Arrow type as DuckDB reads it
+            if name not in present:
+                con.execute(f'ALTER TABLE works ADD COLUMN IF NOT EXISTS "{name}" {sql_type}')
+    finally:
+        con.unregister("empty_works")
     con.execute(PROVENANCE_DDL)
     for column, sql_type in PROVENANCE_ADDED_COLUMNS.items():
         con.execute(f"ALTER TABLE provenance ADD COLUMN IF NOT EXISTS {column} {sql_type}")

@@ -24,7 +24,8 @@ the partition with the message):
   taken as the end they would drop the rest of the day silently;
 - a total below the records this page reaches, or a `startIndex` that is not the start asked for.
 
-Records: `provider_id` is the id with its version (`2202.12139v1`), the DOI comes from
+Records: `provider_id` is the id with its version (`2202.12139v1`), `arxiv_id` the id without
+it (`2202.12139`, `hep-th/9901001`: what the other providers name), the DOI comes from
 `arxiv:doi` (the first when several are listed), title and abstract are plain text (arXiv
 does not mark them up; LaTeX such as `$\\alpha$` stays as written) unwrapped to one line,
 `publication_date` is `published` (the v1 submission, day precision, GMT), `url` the
@@ -213,6 +214,9 @@ def _entry(r: RecordReader) -> dict[str, Any]:
         "provider": "arxiv",
         "provider_id": provider_id,
         "doi": bare_doi(doi.split()[0]) if doi and doi.split() else None,
+        "pmid": None,
+        "pmcid": None,
+        "arxiv_id": r.identifier("arxiv_id", "id"),  # the abs-page URL, as the report shows it
         "title": plain_text(r.text("title")),
         "abstract": plain_text(r.text("summary")),
         "authors": None if authors is None else [_author(a) for a in authors],

@@ -22,6 +22,7 @@ from typing import Any, ClassVar, NamedTuple
 
 import orjson
 
+from scholar_pipeline.identifiers import BARE, arxiv_id_from_doi, is_arxiv_doi
 from scholar_pipeline.settings import ProviderSettings
 from scholar_pipeline.text import CONTROL_CHARACTERS, LONE_SURROGATES, PartialDate
 
@@ -246,6 +247,7 @@ _INT64 = range(-(2**63), 2**63)
 SET_TO_NULL, LEFT_OUT = "set to NULL", "left out of the list"
 SURROGATE_REPLACED, CONTROLS_REPLACED = "replaced lone surrogate with U+FFFD", "replaced control characters with spaces"
 DATE_KEPT_AS = "impossible date kept as its {}"  # .format(precision): "impossible date kept as its year"
+NO_VALID_ID = "no valid {0} in it: {0} set to NULL"  # .format(column): "no valid pmid in it: pmid set to NULL"
 
 
 class _RecordState:
@@ -350,6 +352,27 @@ class RecordReader:
             self.report(keys, text, CONTROLS_REPLACED)
             cleaned = CONTROL_CHARACTERS.sub(" ", cleaned)
         return cleaned
+
+    def identifier(self, column: str, *keys: str) -> str | None:
+        """The string at `keys` as the bare id of the identifier column `column` (`pmid`, `pmcid`, `arxiv_id`)."""
+        return self.bare_identifier(column, keys, self.text(*keys))
+
+    def bare_identifier(self, column: str, keys: tuple[str, ...], value: str | None,
+                        to_id: Callable[[str], str | None] | None = None) -> str | None:
+        """`value`, read at `keys`, as the bare id of `column` by `to_id` (by default `identifiers.BARE[column]`).
+
+        A value that is no such id is read as NULL and reported (see identifiers.py for why
+        nothing close is kept); an empty one is no value, as an absent one."""
+        if value is None or not value.strip():
+            return None
+        identifier = (to_id or BARE[column])(value)
+        if identifier is None:
+            self.report(keys, value, NO_VALID_ID.format(column))
+        return identifier
+
+    def arxiv_id_of_doi(self, keys: tuple[str, ...], doi: str | None) -> str | None:
+        """The arXiv id an arXiv DOI (`10.48550/arXiv.2401.01234`) read at `keys` names; None for any other DOI."""
+        return self.bare_identifier("arxiv_id", keys, doi, arxiv_id_from_doi) if is_arxiv_doi(doi) else None
 
     def date(self, keys: tuple[str, ...], value: Any, read: PartialDate) -> tuple[dt.date | None, str | None]:
         """A date as read from `value`, reporting a part it could not keep: kept as its year (or month), or set to NULL."""

@@ -31,6 +31,10 @@ are written from the documented fields (`scholar_pipeline_tests/data/documented_
 - `authors[].name` is mostly "Family, Given" (turned to reading order); no ORCID or
   affiliation in CORE.
 - `publishedDate` (ISO, often with `T00:00:00`), else `yearPublished` as a year.
+- Identifiers: `pubmedId` the PMID; `arxivId` the arXiv id, else the one an arXiv DOI
+  (`10.48550/arXiv.2403.10101`) or an arXiv OAI identifier in `oaiIds`
+  (`oai:arXiv.org:2403.10101`) names; a PMC OAI identifier (`oai:pubmedcentral.nih.gov:
+  1234567`) gives the PMCID. Each is checked (identifiers.py).
 - CORE aggregates open repositories, but many of its records carry metadata only: `is_oa`
   is True, and `oa_url` the `downloadUrl`, when it has a `downloadUrl`, else NULL (not
   known). No license field. `citationCount` is the citation count.
@@ -42,9 +46,11 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
+from scholar_pipeline.identifiers import arxiv_id_from_oai, oai_repository, pmcid_from_oai
 from scholar_pipeline.providers.base import (
     Credential, MalformedPage, PageInfo, PageRequest, ParsedRecords, Provider, RecordReader, load_json, read_records, require,
 )
@@ -138,10 +144,16 @@ def _work(r: RecordReader) -> dict[str, Any]:
     published, precision = _published(r)
     journals = r.objects("journals") or []
     download = r.text("downloadUrl") or None
+    doi = r.text("doi")
+    oai_ids = r.texts("oaiIds")
     return {
         "provider": "core",
         "provider_id": core_id,
-        "doi": bare_doi(r.text("doi")),
+        "doi": bare_doi(doi),
+        "pmid": r.identifier("pmid", "pubmedId"),
+        "pmcid": _from_oai_ids(r, oai_ids, "pmcid", "pubmedcentral.nih.gov", pmcid_from_oai),
+        "arxiv_id": (r.identifier("arxiv_id", "arxivId") or r.arxiv_id_of_doi(("doi",), doi)
+                     or _from_oai_ids(r, oai_ids, "arxiv_id", "arxiv.org", arxiv_id_from_oai)),
         "title": markup_to_text(r.text("title")),
         "abstract": markup_to_text(r.text("abstract")),
         "authors": [{"name": name_in_reading_order(a.text("name")), "orcid": None, "affiliations": []} for a in r.objects("authors") or ()],
@@ -157,6 +169,14 @@ def _work(r: RecordReader) -> dict[str, Any]:
         "cited_by_count": r.integer("citationCount"),
         "url": f"https://core.ac.uk/works/{core_id}",
     }
+
+
+def _from_oai_ids(r: RecordReader, oai_ids: list[str], column: str, repository: str, to_id: Callable[[str], str | None]) -> str | None:
+    """The id of the first of the record's OAI identifiers that `repository` gave (`oai:arXiv.org:2403.10101`)."""
+    for oai_id in oai_ids:
+        if oai_repository(oai_id) == repository:
+            return r.bare_identifier(column, ("oaiIds",), oai_id, to_id)
+    return None
 
 
 def _published(r: RecordReader) -> tuple[dt.date | None, str | None]:

@@ -7,6 +7,11 @@ page, so paging ends when a page holds fewer items than `rows` (or none).
 Markup: `abstract` is JATS, and `title` and `container-title` carry inline tags and
 entities as deposited ("Learning Analytics &amp; Knowledge" in the recorded pages); the
 rest (names, publisher, URLs) is plain text.
+
+Identifiers: Crossref holds no PMID or PMCID. `arxiv_id` is the one an arXiv DOI names
+(`10.48550/arXiv...`: arXiv registers those with DataCite, so Crossref should never send
+one, but the rule is general), else the arXiv e-print a journal article names as its
+preprint (see `_preprint_arxiv_id`).
 """
 
 from __future__ import annotations
@@ -86,6 +91,9 @@ def _item(r: RecordReader) -> dict[str, Any]:
         "provider": "crossref",
         "provider_id": doi,
         "doi": doi,
+        "pmid": None,
+        "pmcid": None,
+        "arxiv_id": r.arxiv_id_of_doi(("DOI",), doi) or _preprint_arxiv_id(r),
         "title": markup_to_text(_first(r.texts("title"))),
         "abstract": markup_to_text(r.text("abstract")),
         "authors": None if authors is None else [_author(a) for a in authors],
@@ -102,6 +110,28 @@ def _item(r: RecordReader) -> dict[str, Any]:
         "cited_by_count": r.integer("is-referenced-by-count"),
         "url": r.text("URL"),
     }
+
+
+def _preprint_arxiv_id(r: RecordReader) -> str | None:
+    """The arXiv id of the e-print a journal article names as its preprint (`relation.has-preprint`), if any.
+
+    Stored as the work's own arXiv id on purpose: the preprint and the article it became
+    are one work to a review, so this makes the journal version merge with the arXiv
+    record (`unique_works` matches on arxiv_id). An entry is `{"id-type", "id",
+    "asserted-by"}`; `id-type` `arxiv` holds an arXiv id (`arXiv:2401.01234v2` too), `doi`
+    one of arXiv's DOIs; other preprint servers' DOIs (bioRxiv's 10.1101/...) name none.
+    """
+    for preprint in r.objects("relation", "has-preprint") or ():
+        id_type = (preprint.text("id-type") or "").lower()
+        if id_type == "arxiv":
+            arxiv_id = preprint.identifier("arxiv_id", "id")
+        elif id_type == "doi":
+            arxiv_id = preprint.arxiv_id_of_doi(("id",), preprint.text("id"))
+        else:
+            continue
+        if arxiv_id:
+            return arxiv_id
+    return None
 
 
 def _first(values: list[str]) -> str | None:

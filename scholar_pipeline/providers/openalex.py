@@ -14,6 +14,11 @@ Text fields:
   that opens no known tag stays text (`Optional<T> types`, `The <canvas> element`), so a
   plain title comes through unchanged.
 
+Identifiers: `ids.pmid` (`https://pubmed.ncbi.nlm.nih.gov/12345678`) and `ids.pmcid` (a PMC article
+URL, with or without `PMC` before the digits) give `pmid` and `pmcid`; `ids` holds no arXiv id,
+but an arXiv e-print's DOI is arXiv's (`10.48550/arxiv.2007.14454` in the recorded pages),
+which names it.
+
 Dates: OpenAlex stores a year-only date as YYYY-01-01 and a month-only one as YYYY-MM-01,
 with nothing in the record saying so. In the recorded 200-work page 73 dates fall on
 1 January and 60 on the 1st of another month (by chance: about 1 and 6). So a date on
@@ -132,10 +137,14 @@ def _work(r: RecordReader) -> dict[str, Any]:
     provider_id = r.identify("id", _work_id)
     published, precision = _publication_date(r)
     authorships = r.objects("authorships")
+    doi = r.text("doi")
     return {
         "provider": "openalex",
         "provider_id": provider_id,
-        "doi": bare_doi(r.text("doi")),
+        "doi": bare_doi(doi),
+        "pmid": r.identifier("pmid", "ids", "pmid"),
+        "pmcid": r.identifier("pmcid", "ids", "pmcid"),
+        "arxiv_id": r.arxiv_id_of_doi(("doi",), doi),
         "title": markup_to_text(r.text("title") or r.text("display_name")),
         "abstract": _abstract(r),
         "authors": None if authorships is None else [_author(a) for a in authorships],

@@ -31,7 +31,8 @@ publishes open access only, so `is_oa` is True, `publisher` is "Public Library o
 and the DOI link serves the free full text. `license` stays NULL: no field carries it, and
 PLOS publishes most articles under CC BY but works of US government employees under CC0,
 which the record does not tell apart. There is no ORCID, affiliation, language or citation
-count in the API.
+count in the API, and no PMID, PMCID or arXiv id (`pmid`, `pmcid`, `arxiv_id` are NULL; the
+DOI is PLOS's own 10.1371 one).
 """
 
 from __future__ import annotations
@@ -142,6 +143,9 @@ def _doc(r: RecordReader) -> dict[str, Any]:
         "provider": "plos",
         "provider_id": doi,
         "doi": doi,
+        "pmid": None,
+        "pmcid": None,
+        "arxiv_id": None,
         "title": markup_to_text(r.text("title_display")),
         "abstract": plain_text(" ".join(r.texts("abstract"))),
         "authors": [{"name": plain_text(name), "orcid": None, "affiliations": []} for name in r.texts("author_display")],

@@ -29,6 +29,8 @@ Records (`PubmedArticleSet/PubmedArticle`, parsed with lxml; `PubmedBookArticle`
 - `provider_id` the PMID; `url` `https://pubmed.ncbi.nlm.nih.gov/<pmid>/`;
 - `doi` from `PubmedData/ArticleIdList/ArticleId[@IdType=doi]`, else from
   `Article/ELocationID[@EIdType=doi]` (unless ValidYN="N");
+- `pmid` the PMID (else `ArticleId[@IdType=pubmed]`), `pmcid` `ArticleId[@IdType=pmc]`
+  (`PMC1234567`), each checked (identifiers.py); PubMed names no arXiv id;
 - `title` from `ArticleTitle` (else `VernacularTitle`), which holds inline markup
   (`<i>`, `<sup>`, `<sub>`, MathML): converted with `markup_to_text`;
 - `abstract` from `Abstract/AbstractText`, markup too; a structured abstract keeps its
@@ -46,7 +48,7 @@ Records (`PubmedArticleSet/PubmedArticle`, parsed with lxml; `PubmedBookArticle`
   `Year`/`Month`(`Mar` or `03`)/`Day` at the precision given, or `MedlineDate` free text
   read honestly: "2019 Mar-Apr" is March 2019 to the month, "2018 Winter" and "2019-2020"
   the year 2018/2019, "2019 Mar 15-21" March 2019 to the month;
-- `is_oa`: True with `oa_url` the PMC article when a PMC id is listed and no
+- `is_oa`: True with `oa_url` the PMC article when a valid PMC id is listed and no
   `pmc-release` date (an embargo, which a pure normalization cannot compare with today)
   is; otherwise unknown (NULL). PubMed has no publisher, license or citation count.
 
@@ -61,14 +63,16 @@ an article without a usable PMID fails its page (RecordError).
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import re
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, NamedTuple
 from xml.sax.saxutils import escape
 
 from lxml import etree
 
+from scholar_pipeline.identifiers import bare_pmcid
 from scholar_pipeline.providers.base import (
     Credential, MalformedPage, PageInfo, PageRequest, ParsedRecords, PartitionTooLarge, Provider, RecordReader, SearchTextError,
     add_child, read_records, require,
@@ -296,16 +300,16 @@ def _article(r: RecordReader) -> dict[str, Any]:
     citation_key = "BookDocument" if book else "MedlineCitation"
     pmid = r.identify("PMID", _pmid)
     article_keys = (citation_key,) if book else (citation_key, "Article")
-    ids = {(i.text("@IdType") or ""): i.text("#text") for i in r.objects("PubmedData", "ArticleIdList", "ArticleId") or ()}
+    ids = _article_ids(r.objects("PubmedData", "ArticleIdList", "ArticleId"))
     if book:
-        ids = {(i.text("@IdType") or ""): i.text("#text") for i in r.objects("PubmedBookData", "ArticleIdList", "ArticleId") or ()} | ids
-    doi = bare_doi(ids.get("doi"))
+        ids = _article_ids(r.objects("PubmedBookData", "ArticleIdList", "ArticleId")) | ids
+    doi = bare_doi(ids["doi"].text if "doi" in ids else None)
     if doi is None:
         for location in r.objects(*article_keys, "ELocationID") or ():
             if location.text("@EIdType") == "doi" and location.text("@ValidYN") != "N":
                 doi = bare_doi(location.text("#text"))
                 break
-    pmc = plain_text(ids.get("pmc"))
+    pmc = ids["pmc"].bare("pmcid") if "pmc" in ids else None
     release = [d for d in r.objects("PubmedData", "History", "PubMedPubDate") or () if d.text("@PubStatus") == "pmc-release"]
     title = markup_to_text(r.text(*article_keys, "ArticleTitle", "#text")) or markup_to_text(r.text(*article_keys, "VernacularTitle", "#text"))
     if book and not title:
@@ -319,6 +323,9 @@ def _article(r: RecordReader) -> dict[str, Any]:
         "provider": "pubmed",
         "provider_id": pmid,
         "doi": doi,
+        "pmid": r.bare_identifier("pmid", ("PMID",), pmid) or (ids["pubmed"].bare("pmid") if "pubmed" in ids else None),
+        "pmcid": pmc,
+        "arxiv_id": None,
         "title": title,
         "abstract": _abstract(r.objects(*article_keys, "Abstract", "AbstractText")),
         "authors": _authors(r.objects(*article_keys, "AuthorList")),
@@ -334,6 +341,21 @@ def _article(r: RecordReader) -> dict[str, Any]:
         "cited_by_count": None,
         "url": f"https://pubmed.ncbi.nlm.nih.gov/{pmid}/",
     }
+
+
+class _ArticleId(NamedTuple):
+    text: str | None
+    reader: RecordReader  # the ArticleId element, for reports
+
+    def bare(self, column: str) -> str | None:
+        # IdType says what the id is, so a PMCID's digits alone are one (PubMed writes them so in reference lists).
+        to_id = functools.partial(bare_pmcid, digits_alone=True) if column == "pmcid" else None
+        return self.reader.bare_identifier(column, ("#text",), self.text, to_id)
+
+
+def _article_ids(elements: list[RecordReader] | None) -> dict[str, _ArticleId]:
+    """An ArticleIdList's ids by IdType (`doi`, `pubmed`, `pmc`...; the last of a type wins)."""
+    return {(i.text("@IdType") or ""): _ArticleId(i.text("#text"), i) for i in elements or ()}
 
 
 def _abstract(texts: list[RecordReader] | None) -> str | None:

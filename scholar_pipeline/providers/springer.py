@@ -34,7 +34,8 @@ Records (fixtures written from the documented shape: sprynger's record of a live
   `publicationDate` is often months later); `publicationDate` only when it is missing.
 - `openaccess` is the string "true" or "false"; an open-access record's `oa_url` is its
   pdf link. `copyright` ("©2024 The Author(s)") names no license, so `license` stays NULL.
-  There are no citation counts or affiliations in the JSON.
+  There are no citation counts or affiliations in the JSON, and no PMID, PMCID or arXiv
+  id (`pmid`, `pmcid`, `arxiv_id` are NULL; the DOI is the publisher's own).
 """
 
 from __future__ import annotations
@@ -142,6 +143,9 @@ def _record(r: RecordReader) -> dict[str, Any]:
         "provider": "springer",
         "provider_id": doi,
         "doi": doi,
+        "pmid": None,
+        "pmcid": None,
+        "arxiv_id": None,
         "title": markup_to_text(r.text("title")),
         "abstract": plain_text(r.text("abstract")),
         "authors": [
