@@ -63,7 +63,7 @@ def test_yesterday_landed_fails_until_every_provider_landed_yesterday(pipeline_e
         materialize_range("2024-03-01", "2024-03-01", instance=instance)
         late = {c.check_name: c for c in build_dataset(instance).get_asset_check_evaluations()}["yesterday_landed"]
         assert not late.passed and late.metadata["partitions_late"].value == 2
-        assert f"`{yesterday}|crossref`" in late.metadata["late_partitions"].value
+        assert f"--partition '{yesterday}\\|crossref'" in late.metadata["late_partitions"].value
         materialize_range(yesterday, yesterday, instance=instance)
         on_time = {c.check_name: c for c in build_dataset(instance).get_asset_check_evaluations()}["yesterday_landed"]
         assert on_time.passed and on_time.metadata["partitions_expected"].value == 2
@@ -93,11 +93,12 @@ def test_automation_builds_the_dataset_once_and_not_again_for_a_partition_landed
     with dg.instance_for_test() as instance:
         def requested(cursor):
             result = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=cursor)
-            return {key for key in result.get_requested_partitions()}, result.cursor
+            return {key for key in (UNIQUE_WORKS, REVIEW_COUNTS, MONITORING, EXPORTS) if result.get_num_requested(key)}, result.cursor
 
+        initial, cursor = requested(None)  # the sensor's first tick, before anything landed
         materialize_range("2024-03-01", "2024-03-01", instance=instance)
-        first, cursor = requested(None)
-        assert UNIQUE_WORKS in first
+        first, cursor = requested(cursor)
+        assert (initial, first) == (set(), {UNIQUE_WORKS}), (initial, first)
         build_dataset(instance, selection=[UNIQUE_WORKS])
         second, cursor = requested(cursor)
         assert second == {REVIEW_COUNTS, MONITORING, EXPORTS}

@@ -14,7 +14,6 @@ from scholar_pipeline.dataset.unique_works import build_unique_works, family_nam
 from scholar_pipeline.schema import UNIQUE_WORKS_SCHEMA, WORKS_SCHEMA
 
 DAY = dt.date(2024, 5, 14)
-WORKS_SCHEMA = WORKS_SCHEMA if "pmid" in WORKS_SCHEMA.names else pa.schema(list(WORKS_SCHEMA) + [pa.field(n, pa.string()) for n in ("pmid", "pmcid", "arxiv_id")])  # MERGE-TEMP
 
 
 def row(provider: str, provider_id: str, query: str = "q1", day: dt.date = DAY, **values) -> dict:
@@ -87,14 +86,15 @@ def test_an_arxiv_preprint_in_two_versions_and_its_journal_version_are_one_work(
     assert len(work["sources"]) == 4
 
 
-def test_a_pubmed_record_without_doi_joins_openalex_by_pmid_and_pmcid_alone_joins_too():
+def test_a_pubmed_record_without_doi_joins_openalex_by_pmid_and_the_rule_names_the_weakest_link():
     works = unique_works([
         row("pubmed", "38000001", pmid="38000001", title="Anxiety in adolescents"),
         row("openalex", "W5", pmid="38000001", pmcid="PMC9000001", title="Anxiety in adolescents."),
         row("core", "77", pmcid="PMC9000001", title="Anxiety in adolescents"),
     ])
     assert len(works) == 1
-    assert works[0]["match_rule"] == "pmid" and works[0]["pmid"] == "38000001" and works[0]["pmcid"] == "PMC9000001"
+    # PubMed joined OpenAlex by PMID, CORE joined them by PMCID: the weakest link needed is the PMCID.
+    assert works[0]["match_rule"] == "pmcid" and works[0]["pmid"] == "38000001" and works[0]["pmcid"] == "PMC9000001"
 
 
 def test_near_identical_titles_stay_apart_and_the_same_title_written_otherwise_merges():

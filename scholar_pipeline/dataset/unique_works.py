@@ -11,9 +11,11 @@ was found. Records are then joined, in this order, by a shared:
    arXiv ids) and only for titles of `MIN_TITLE_WORDS` words or more ("Editorial" by the
    same author in the same year is not one work). The title must be equal after
    normalization, not similar: "Part I" and "Part II" stay apart.
-`match_rule` names the first of these rules that joined two different provider records of
-the work; `provider_id` when its rows are one provider record found by several searches or on
-several days; `none` for a single row.
+`match_rule` names the weakest link of the work: the last of these rules, in the order above,
+that was needed to join its provider records (a preprint joined to its journal version by
+the arXiv id, whose journal records share a DOI, says `arxiv_id`; a work that needed the title
+rule says so); `provider_id` when its rows are one provider record found by several searches
+or on several days; `none` for a single row.
 
 Which values a work shows (documented in the README):
 - identifiers: the journal DOI before an arXiv one (10.48550/...), then the smallest; the
@@ -174,7 +176,7 @@ class _Groups:
         for root, records in members.items():
             work_id = _work_id(self._ids[root], records)
             rules = self._rules[root]
-            rule_of[work_id] = (min(rules, key=RULES.index) if rules
+            rule_of[work_id] = (max(rules, key=RULES.index) if rules
                                 else SAME_RECORD if self._rows[root] > 1 else SINGLE)
             for record in records:
                 work_of[record] = work_id

@@ -116,7 +116,7 @@ def every_works_row_once(context: dg.AssetCheckExecutionContext, scholar_api: Sc
 def sources_account_for_works(con: duckdb.DuckDBPyConnection) -> dg.AssetCheckResult:
     key = "query, provider, provider_id, partition_date"
     works_rows, sources, works, unaccounted, twice, empty = con.execute(f"""
-        WITH s AS (SELECT u.work_id, t.s.* FROM unique_works u, unnest(u.sources) AS t(s))
+        WITH s AS (SELECT u.work_id, unnest(u.sources, recursive := true) FROM unique_works u)
         SELECT (SELECT count(*) FROM works), (SELECT count(*) FROM s), (SELECT count(*) FROM unique_works),
                (SELECT count(*) FROM (SELECT {key} FROM works EXCEPT SELECT {key} FROM s)),
                (SELECT count(*) FROM (SELECT {key} FROM s GROUP BY ALL HAVING count(*) > 1)),
