@@ -67,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["DAGSTER_HOME"] = str(dagster_home)
         print(f"Provider simulator on 127.0.0.1:{simulator.port}; Dagster instance {dagster_home}")
         failed = run_partitions(days=[FIRST_DAY + dt.timedelta(days=n) for n in range(args.days)])
+        build_dataset()
         print_summary()
         if failed:
             print(f"{failed} partition(s) failed; their errors are above and in the Dagster UI.")
@@ -155,6 +156,19 @@ def run_partitions(days: list[dt.date]) -> int:
     return failed
 
 
+def build_dataset() -> None:
+    """Build group `dataset` once from what landed, as the `dataset_automation` sensor would after these runs."""
+    from scholar_pipeline.definitions import defs
+
+    started = time.monotonic()
+    with dg.DagsterInstance.get() as instance:
+        result = defs().resolve_job_def("dataset").execute_in_process(instance=instance, run_config=QUIET_RUN_CONFIG,
+                                                                      raise_on_error=False)
+    failed = [check.check_name for check in result.get_asset_check_evaluations() if not check.passed]
+    print(f"  dataset: {'built' if result.success else 'FAILED (see the Dagster UI)'} in {time.monotonic() - started:.1f} s"
+          + (f"; checks failed: {', '.join(failed)}" if failed else ""), flush=True)
+
+
 def _rows_landed(result: dg.ExecuteInProcessResult, works_key: dg.AssetKey) -> dict[str, int]:
     return {event.partition: event.materialization.metadata["dagster/row_count"].value
             for event in result.get_asset_materialization_events() if event.materialization.asset_key == works_key}
@@ -194,6 +208,12 @@ def print_summary() -> None:
             print(f"  {query:<20} {provider:<10} {works:>6} {with_doi:>9} {with_abstract:>14}")
         landed = con.execute("SELECT count(*) FROM provenance").fetchone()[0]
         print(f"  provenance rows: {landed}")
+        tables = {row[0] for row in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+        if "unique_works" in tables:
+            unique, by_rule = con.execute(
+                "SELECT count(*), string_agg(match_rule || ' ' || n, ', ' ORDER BY n DESC) FROM "
+                "(SELECT match_rule, count(*) n FROM unique_works GROUP BY ALL)").fetchone()
+            print(f"  unique_works: {unique} works (matched by {by_rule}); exports in {pipeline_home() / 'exports'}")
 
 
 def serve(dagster_home: Path, ui_port: int, simulator: ProviderSimulator) -> int:

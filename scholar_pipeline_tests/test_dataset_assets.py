@@ -6,6 +6,11 @@ import datetime as dt
 
 import dagster as dg
 import duckdb
+from dagster._core.definitions.run_request import InstigatorType
+from dagster._core.remote_origin import (
+    InProcessCodeLocationOrigin, LoadableTargetOrigin, RemoteInstigatorOrigin, RemoteRepositoryOrigin,
+)
+from dagster._core.scheduler.instigation import InstigatorState, InstigatorStatus, ScheduleInstigatorData
 from dagster_duckdb import DuckDBResource
 
 from scholar_pipeline.dataset.unique_works import build_unique_works
@@ -13,7 +18,7 @@ from scholar_pipeline.defs.dataset import (
     EXPORTS, MONITORING, REVIEW_COUNTS, UNIQUE_WORKS, build_dataset_assets, sources_account_for_works,
 )
 from scholar_pipeline.defs.resources import scholar_api_from_env
-from scholar_pipeline.defs.saved_searches import build_saved_search_assets
+from scholar_pipeline.defs.saved_searches import build_saved_search_assets, daily_schedule_name
 from scholar_pipeline_tests.helpers import SEARCH, home, materialize_range, query_db
 
 DATASET = build_dataset_assets([SEARCH])
@@ -57,18 +62,6 @@ def test_the_dataset_is_built_from_every_landed_row_and_checked(pipeline_env):
         assert not tampered.passed and "unique_works.ris" in " ".join(tampered.metadata["problems"].value)
 
 
-def test_yesterday_landed_fails_until_every_provider_landed_yesterday(pipeline_env):
-    yesterday = (dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=1)).isoformat()
-    with dg.instance_for_test() as instance:
-        materialize_range("2024-03-01", "2024-03-01", instance=instance)
-        late = {c.check_name: c for c in build_dataset(instance).get_asset_check_evaluations()}["yesterday_landed"]
-        assert not late.passed and late.metadata["partitions_late"].value == 2
-        assert f"--partition '{yesterday}\\|crossref'" in late.metadata["late_partitions"].value
-        materialize_range(yesterday, yesterday, instance=instance)
-        on_time = {c.check_name: c for c in build_dataset(instance).get_asset_check_evaluations()}["yesterday_landed"]
-        assert on_time.passed and on_time.metadata["partitions_expected"].value == 2
-
-
 def test_every_works_row_once_fails_when_a_row_is_in_no_work_or_in_two(pipeline_env):
     with dg.instance_for_test() as instance:
         materialize_range("2024-03-01", "2024-03-01", instance=instance)
@@ -86,6 +79,33 @@ def test_every_works_row_once_fails_when_a_row_is_in_no_work_or_in_two(pipeline_
     twice = sources_account_for_works(con)
     assert not twice.passed and twice.metadata["source_rows_in_more_than_one_place"].value >= 1
     con.close()
+
+
+def turn_on_daily_schedule(instance: dg.DagsterInstance, search) -> None:
+    """What the UI's toggle stores for a schedule that is on."""
+    location = InProcessCodeLocationOrigin(LoadableTargetOrigin(module_name="scholar_pipeline.definitions"))
+    origin = RemoteInstigatorOrigin(RemoteRepositoryOrigin(location, "__repository__"), daily_schedule_name(search))
+    instance.add_instigator_state(InstigatorState(origin, InstigatorType.SCHEDULE, InstigatorStatus.RUNNING,
+                                                  ScheduleInstigatorData("0 4 * * *")))
+
+
+def test_yesterday_landed_checks_the_scheduled_searches_and_fails_until_yesterday_landed(pipeline_env):
+    yesterday = (dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=1)).isoformat()
+
+    def freshness(instance):
+        return {c.check_name: c for c in build_dataset(instance).get_asset_check_evaluations()}["yesterday_landed"]
+
+    with dg.instance_for_test() as instance:
+        materialize_range("2024-03-01", "2024-03-01", instance=instance)
+        unscheduled = freshness(instance)  # its schedule is off: nothing is expected every day
+        assert unscheduled.passed and unscheduled.metadata["scheduled_searches"].value == []
+        turn_on_daily_schedule(instance, SEARCH)
+        late = freshness(instance)
+        assert not late.passed and late.metadata["partitions_late"].value == 2
+        assert f"--partition '{yesterday}\\|crossref'" in late.metadata["late_partitions"].value
+        materialize_range(yesterday, yesterday, instance=instance)
+        on_time = freshness(instance)
+        assert on_time.passed and on_time.metadata["partitions_expected"].value == 2
 
 
 def test_automation_builds_the_dataset_once_and_not_again_for_a_partition_landed_again_unchanged(pipeline_env):

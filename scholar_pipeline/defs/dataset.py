@@ -13,6 +13,8 @@ import json
 from pathlib import Path
 
 import dagster as dg
+from dagster._core.definitions.run_request import InstigatorType
+from dagster._core.scheduler.instigation import InstigatorStatus
 import duckdb
 from dagster_duckdb import DuckDBResource
 
@@ -23,7 +25,7 @@ from scholar_pipeline.dataset.monitoring import (
 from scholar_pipeline.dataset.review_counts import build_review_counts, review_counts_markdown
 from scholar_pipeline.dataset.unique_works import RULES, SAME_RECORD, SINGLE, build_unique_works
 from scholar_pipeline.defs.resources import ScholarApiResource
-from scholar_pipeline.defs.saved_searches import SAVED_SEARCHES
+from scholar_pipeline.defs.saved_searches import SAVED_SEARCHES, daily_schedule_name
 from scholar_pipeline.queries import SavedSearch
 from scholar_pipeline.metadata import markdown_cell
 from scholar_pipeline.schema import SCHEMA_VERSION, UNIQUE_WORKS_SCHEMA
@@ -149,6 +151,11 @@ def review_counts(context: dg.AssetExecutionContext, scholar_api: ScholarApiReso
     )
 
 
+dataset_job = dg.define_asset_job(
+    "dataset", selection=dg.AssetSelection.groups(GROUP),
+    description="Build every asset of group `dataset` (and its checks) from what `works` holds now.",
+)
+
 dataset_automation = dg.AutomationConditionSensorDefinition(
     "dataset_automation", target=dg.AssetSelection.groups(GROUP), default_status=dg.DefaultSensorStatus.RUNNING,
     description="Keeps group `dataset` fresh: requests an asset when the content of what it reads changed.",
@@ -177,18 +184,29 @@ def monitoring(context: dg.AssetExecutionContext, scholar_api: ScholarApiResourc
 
 def build_freshness_check(searches: list[SavedSearch]) -> dg.AssetChecksDefinition:
     @dg.asset_check(asset=MONITORING, name="yesterday_landed",
-                    description="Every provider of every saved search landed yesterday's partition (the daily schedule's "
-                                "tick at 04:00 UTC fetches it); fails naming each late partition and what to do.")
+                    description="Every provider of every saved search whose daily schedule is on landed yesterday's "
+                                "partition (the tick at 04:00 UTC fetches it); fails naming each late one and what to do.")
     def yesterday_landed(context: dg.AssetCheckExecutionContext, scholar_api: ScholarApiResource,
                          duckdb: DuckDBResource) -> dg.AssetCheckResult:
         today = dt.datetime.now(dt.timezone.utc).date()
+        scheduled = scheduled_searches(context.instance, searches)
         with read_connection(_database(duckdb), scholar_api.home_path, log=context.log) as con:
-            late = late_partitions(con, searches, today)
-        for partition in late:
-            context.log.warning(f"{partition.query} {partition.partition_key} has not landed: {partition.action}")
-        return dg.AssetCheckResult(passed=not late, metadata=freshness_metadata(late, searches, today))
+            late = late_partitions(con, scheduled, today)
+        if late:
+            context.log.warning(f"{len(late)} partitions of {late[0].day} have not landed, first "
+                                f"{late[0].query} {late[0].partition_key}: {late[0].action}")
+        return dg.AssetCheckResult(passed=not late, metadata={
+            **freshness_metadata(late, scheduled, today),
+            "scheduled_searches": dg.MetadataValue.json([search.name for search in scheduled])})
 
     return yesterday_landed
+
+
+def scheduled_searches(instance: dg.DagsterInstance, searches: list[SavedSearch]) -> list[SavedSearch]:
+    """The searches whose daily schedule is on (the schedules start stopped): the ones expected to land every day."""
+    running = {state.instigator_name for state in instance.all_instigator_state(
+        instigator_type=InstigatorType.SCHEDULE, instigator_statuses={InstigatorStatus.RUNNING})}
+    return [search for search in searches if daily_schedule_name(search) in running]
 
 
 @dg.asset(

@@ -71,6 +71,10 @@ def partition_range_tags(search: SavedSearch, first: dt.date, last: dt.date) -> 
     return {ASSET_PARTITION_RANGE_START_TAG: str(start), ASSET_PARTITION_RANGE_END_TAG: str(end)}
 
 
+def daily_schedule_name(search: SavedSearch) -> str:
+    return f"{search.name}_daily_schedule"
+
+
 def build_daily_schedule(search: SavedSearch) -> dg.ScheduleDefinition:
     """Each morning (UTC), re-fetch a trailing window of publication dates for every provider of the search, in one run.
 
@@ -82,7 +86,7 @@ def build_daily_schedule(search: SavedSearch) -> dg.ScheduleDefinition:
     """
     job = dg.define_asset_job(f"{search.name}_daily", selection=dg.AssetSelection.groups(search.name))
 
-    @dg.schedule(name=f"{search.name}_daily_schedule", job=job, cron_schedule="0 4 * * *", execution_timezone="UTC",
+    @dg.schedule(name=daily_schedule_name(search), job=job, cron_schedule="0 4 * * *", execution_timezone="UTC",
                  description=f"Re-fetch the last {monitor_days()} days of “{search.text}” for every provider, live, in one run.")
     def daily(context: dg.ScheduleEvaluationContext):
         today = (context.scheduled_execution_time or dt.datetime.now(dt.timezone.utc)).date()
