@@ -211,7 +211,7 @@ def print_summary() -> None:
         tables = {row[0] for row in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
         if "unique_works" in tables:
             unique, by_rule = con.execute(
-                "SELECT count(*), string_agg(match_rule || ' ' || n, ', ' ORDER BY n DESC) FROM "
+                "SELECT sum(n), string_agg(match_rule || ' ' || n, ', ' ORDER BY n DESC, match_rule) FROM "
                 "(SELECT match_rule, count(*) n FROM unique_works GROUP BY ALL)").fetchone()
             print(f"  unique_works: {unique} works (matched by {by_rule}); exports in {pipeline_home() / 'exports'}")
 

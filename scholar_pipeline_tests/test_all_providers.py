@@ -1,5 +1,6 @@
 """One saved search over all seven providers, one day each, through the contract's shell command against
-`python -m scholar_pipeline.simulator`: every partition lands exactly the records the simulator reported."""
+`python -m scholar_pipeline.simulator`: every partition lands exactly the records the simulator reported, and group
+`dataset` builds from the shell."""
 
 import datetime as dt
 import os
@@ -11,6 +12,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from scholar_pipeline.dataset.exports import verify_exports
 from scholar_pipeline.providers import PROVIDERS
 from scholar_pipeline.simulator import Corpus, ProviderSimulator
 from scholar_pipeline_tests.conftest import REPO_ROOT, SECRET_ENV
@@ -63,6 +65,17 @@ def test_a_search_over_all_seven_providers_lands_each_partition_whole(tmp_path, 
             assert len(landed) > 0, provider
             assert reported == [(len(landed), len(landed))], provider
             assert landed == sorted(expected.apis[provider].record_ids(DAY, DAY, TEXT)), provider
+    # The dataset from the shell, as the contract gives the command.
+    dataset = subprocess.run([str(BIN / "dagster"), "asset", "materialize", "-m", "scholar_pipeline.definitions",
+                              "--select", "group:dataset"], cwd=REPO_ROOT, env=environ, capture_output=True, text=True, timeout=600)
+    assert dataset.returncode == 0, dataset.stdout[-3000:] + dataset.stderr[-3000:]
+    with duckdb.connect(str(home / "scholar.duckdb"), read_only=True) as con:
+        works_rows, sources, unique = con.execute(
+            "SELECT (SELECT count(*) FROM works), sum(len(sources)), count(*) FROM unique_works").fetchone()
+        assert sources == works_rows and 0 < unique < works_rows  # the providers share most works
+        assert con.execute("SELECT records_identified, unique_records FROM review_counts "
+                           "WHERE query = 'everywhere' AND period = 'all' AND provider = '(all)'").fetchone() == (works_rows, unique)
+    assert verify_exports(home / "exports") == []
     # The keys went out (the simulator refuses requests without them) and were written nowhere, its own request log included.
     for key in (simulator_process["SPRINGER_NATURE_API_KEY"], simulator_process["CORE_API_KEY"]):
         assert files_containing(tmp_path, key.encode()) == [], key
