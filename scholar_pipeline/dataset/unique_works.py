@@ -79,9 +79,10 @@ def normalized_title(title: str | None) -> str | None:
     """A title as the title rule compares it: compatibility form, no accents, case folded, words joined by one space."""
     if not title:
         return None
-    decomposed = unicodedata.normalize("NFKD", title)
-    bare = "".join(c for c in decomposed if not unicodedata.combining(c))
-    return " ".join(_NOT_WORD.sub(" ", bare.casefold()).split()) or None
+    if not title.isascii():  # most titles are ASCII, which NFKD leaves alone: a third of the time
+        decomposed = unicodedata.normalize("NFKD", title)
+        title = "".join(c for c in decomposed if not unicodedata.combining(c))
+    return " ".join(_NOT_WORD.sub(" ", title.casefold()).split()) or None
 
 
 def family_name(name: str | None) -> str | None:
@@ -93,105 +94,117 @@ def family_name(name: str | None) -> str | None:
 def match_records(con: duckdb.DuckDBPyConnection) -> Matched:
     """Group every provider record of `works` into works by the rules above."""
     groups = _Groups()
-    rows = con.execute(
-        f"SELECT provider, provider_id, {', '.join(IDENTIFIERS)}, title, year(publication_date), authors[1].name "
-        "FROM works ORDER BY provider, provider_id, partition_date, query"
-    ).fetchall()
-    title_keys: dict[Record, tuple[str, int, str]] = {}
-    for provider, provider_id, *ids, title, year, first_author in rows:
-        record = (provider, provider_id)
-        groups.add(record, dict(zip(IDENTIFIERS, ids)))
-        key = (normalized_title(title), year, family_name(first_author))
-        if record not in title_keys and all(key) and len(key[0].split()) >= MIN_TITLE_WORDS:
-            title_keys[record] = key
+    title_keys: dict[int, tuple[str, int, str]] = {}
+    for provider, provider_id, *ids, title, year, first_author, rows in _record_lines(con):
+        record = groups.add((provider, provider_id), dict(zip(IDENTIFIERS, ids)), rows)
+        if record not in title_keys and year is not None and first_author and title:
+            key = (normalized_title(title), year, family_name(first_author))
+            if all(key) and key[0].count(" ") + 1 >= MIN_TITLE_WORDS:
+                title_keys[record] = key
     for rule in IDENTIFIERS:
-        first_with: dict[str, Record] = {}
-        for record in groups.records():
-            for value in sorted(groups.identifiers(record)[rule]):
+        first_with: dict[str, int] = {}
+        for record in range(len(groups)):
+            for value in sorted(groups.identifiers(record).get(rule, ())):
                 if value in first_with:
                     groups.join(first_with[value], record, rule)
                 else:
                     first_with[value] = record
-    by_title: dict[tuple[str, int, str], list[Record]] = defaultdict(list)
+    by_title: dict[tuple[str, int, str], list[int]] = defaultdict(list)
     for record, key in sorted(title_keys.items()):
         by_title[key].append(record)
-    for records in by_title.values():
-        for record in records[1:]:
-            for earlier in records[: records.index(record)]:
+    for same_title in by_title.values():
+        for position, record in enumerate(same_title[1:], start=1):
+            for earlier in same_title[:position]:
                 if not groups.contradict(earlier, record):
                     groups.join(earlier, record, "title_year_author")
                     break
     return groups.matched()
 
 
+def _record_lines(con: duckdb.DuckDBPyConnection, batch_rows: int = 100_000):
+    """One line per provider record and set of values (a record found by several searches or on several days is one
+    line, with its count of rows), in record order, a batch at a time: the lines of a large `works` are never all in
+    Python's memory at once."""
+    reader = con.execute(
+        f"SELECT provider, provider_id, {', '.join(IDENTIFIERS)}, title, year(publication_date), authors[1].name, "
+        "count(*) FROM works GROUP BY ALL ORDER BY ALL"
+    ).fetch_record_batch(batch_rows)
+    for batch in reader:
+        yield from zip(*(column.to_pylist() for column in batch.columns))
+
+
 class _Groups:
-    """Union-find over provider records, remembering each group's identifiers and the rules that joined it."""
+    """Union-find over provider records (numbered in the order they are added), remembering each group's identifiers,
+    rows and the rules that joined it."""
 
     def __init__(self) -> None:
-        self._parent: dict[Record, Record] = {}
-        self._ids: dict[Record, dict[str, set[str]]] = {}
-        self._rules: dict[Record, set[str]] = {}
-        self._rows: dict[Record, int] = {}
+        self._records: list[Record] = []
+        self._number: dict[Record, int] = {}
+        self._parent: list[int] = []
+        self._rows: list[int] = []
+        self._ids: dict[int, dict[str, set[str]]] = {}  # of a group's root, when it has any: only the kinds it has
+        self._rules: dict[int, set[str]] = {}  # of a group's root, once a rule joined it
 
-    def add(self, record: Record, ids: dict[str, str | None]) -> None:
-        if record not in self._parent:
-            self._parent[record] = record
-            self._ids[record] = {name: set() for name in IDENTIFIERS}
-            self._rules[record] = set()
-            self._rows[record] = 0
-        root = self._root(record)
-        self._rows[root] += 1
+    def __len__(self) -> int:
+        return len(self._records)
+
+    def add(self, record: Record, ids: dict[str, str | None], rows: int) -> int:
+        number = self._number.get(record)
+        if number is None:
+            number = self._number[record] = len(self._records)
+            self._records.append(record)
+            self._parent.append(number)
+            self._rows.append(0)
+        root = self._root(number)
+        self._rows[root] += rows
         for name, value in ids.items():
             if value:
-                self._ids[root][name].add(value)
+                self._ids.setdefault(root, {}).setdefault(name, set()).add(value)
+        return number
 
-    def records(self) -> list[Record]:
-        return sorted(self._parent)
+    def identifiers(self, record: int) -> dict[str, set[str]]:
+        return self._ids.get(self._root(record), {})
 
-    def identifiers(self, record: Record) -> dict[str, set[str]]:
-        return self._ids[self._root(record)]
-
-    def contradict(self, a: Record, b: Record) -> bool:
+    def contradict(self, a: int, b: int) -> bool:
         """Two groups that name different ids of one kind are different works."""
         ids_a, ids_b = self.identifiers(a), self.identifiers(b)
-        return any(ids_a[name] and ids_b[name] and not ids_a[name] & ids_b[name] for name in IDENTIFIERS)
+        return any(name in ids_b and not values & ids_b[name] for name, values in ids_a.items())
 
-    def join(self, a: Record, b: Record, rule: str) -> None:
+    def join(self, a: int, b: int, rule: str) -> None:
         root_a, root_b = self._root(a), self._root(b)
         if root_a == root_b:
             return
         keep, gone = min(root_a, root_b), max(root_a, root_b)
         self._parent[gone] = keep
-        for name in IDENTIFIERS:
-            self._ids[keep][name] |= self._ids[gone][name]
-        self._rules[keep] |= self._rules.pop(gone) | {rule}
-        self._rows[keep] += self._rows.pop(gone)
-        del self._ids[gone]
+        for name, values in self._ids.pop(gone, {}).items():
+            self._ids.setdefault(keep, {}).setdefault(name, set()).update(values)
+        self._rules[keep] = self._rules.get(keep, set()) | self._rules.pop(gone, set()) | {rule}
+        self._rows[keep] += self._rows[gone]
 
     def matched(self) -> Matched:
-        members: dict[Record, list[Record]] = defaultdict(list)
-        for record in self._parent:
-            members[self._root(record)].append(record)
+        members: dict[int, list[Record]] = defaultdict(list)
+        for number, record in enumerate(self._records):
+            members[self._root(number)].append(record)
         work_of, rule_of = {}, {}
         for root, records in members.items():
-            work_id = _work_id(self._ids[root], records)
-            rules = self._rules[root]
+            work_id = _work_id(self._ids.get(root, {}), records)
+            rules = self._rules.get(root)
             rule_of[work_id] = (max(rules, key=RULES.index) if rules
                                 else SAME_RECORD if self._rows[root] > 1 else SINGLE)
             for record in records:
                 work_of[record] = work_id
         return Matched(work_of, rule_of)
 
-    def _root(self, record: Record) -> Record:
-        parent = self._parent[record]
-        while parent != self._parent[parent]:
-            self._parent[parent] = self._parent[self._parent[parent]]  # path halving
-            parent = self._parent[parent]
-        return parent
+    def _root(self, number: int) -> int:
+        parent = self._parent
+        while parent[number] != number:
+            parent[number] = parent[parent[number]]  # path halving
+            number = parent[number]
+        return number
 
 
 def _work_id(ids: dict[str, set[str]], records: list[Record]) -> str:
-    anchor = next((f"{name}:{min(ids[name])}" for name in IDENTIFIERS if ids[name]),
+    anchor = next((f"{name}:{min(ids[name])}" for name in IDENTIFIERS if name in ids),
                   "record:{}:{}".format(*min(records)))
     return "W" + hashlib.sha256(anchor.encode()).hexdigest()[:24]
 
