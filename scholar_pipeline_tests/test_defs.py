@@ -20,9 +20,11 @@ def _load_defs():
 
 def test_each_saved_search_is_a_group_with_raw_and_works(pipeline_env):
     definitions = _load_defs()
-    specs = {spec.key: spec for spec in definitions.resolve_all_asset_specs()}
+    specs = {spec.key: spec for spec in definitions.resolve_all_asset_specs() if spec.group_name != "dataset"}
     assert set(specs) == {dg.AssetKey(["sim_search", "raw"]), dg.AssetKey(["sim_search", "works"])}
     assert {spec.group_name for spec in specs.values()} == {"sim_search"}
+    unique_works = next(spec for spec in definitions.resolve_all_asset_specs() if spec.key == dg.AssetKey(["dataset", "unique_works"]))
+    assert {dep.asset_key for dep in unique_works.deps} == {dg.AssetKey(["sim_search", "works"])}  # every search's works
     works = specs[dg.AssetKey(["sim_search", "works"])]
     assert {dep.asset_key for dep in works.deps} == {dg.AssetKey(["sim_search", "raw"])}
     keys = works.partitions_def.get_partition_keys(current_time=dt.datetime(2024, 1, 3))

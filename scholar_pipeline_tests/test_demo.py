@@ -89,8 +89,8 @@ def test_demo_prints_one_line_per_partition_and_the_summary_and_lands_the_rows(t
 
     # Recorded in the instance the UI serves.
     with dg.DagsterInstance.from_config(str(tmp_path / "data" / "dagster_home")) as instance:
-        (run,) = instance.get_runs()  # the search's days and providers in one run, as a schedule tick asks
-        assert run.status == dg.DagsterRunStatus.SUCCESS
+        dataset, run = instance.get_runs()  # newest first: the search's days and providers in one run, then the dataset
+        assert run.status == dataset.status == dg.DagsterRunStatus.SUCCESS and dataset.job_name == "dataset"
         assert (run.tags["dagster/asset_partition_range_start"], run.tags["dagster/asset_partition_range_end"]) == (
             f"2024-03-01|{PROVIDERS_IN_ORDER[0]}", f"2024-03-01|{PROVIDERS_IN_ORDER[-1]}")
         works = dg.AssetKey(["demo_search", "works"])
@@ -116,7 +116,7 @@ def test_demo_serves_the_ui_with_its_runs_and_stops_cleanly_on_ctrl_c(tmp_path, 
                           "{ loadStatus locationOrLoadError { __typename } } } } runsOrError { ... on Runs { results { status } } } }"}).json()["data"]
         [location] = data["workspaceOrError"]["locationEntries"]
         assert location["loadStatus"] == "LOADED" and location["locationOrLoadError"]["__typename"] == "RepositoryLocation"
-        assert data["runsOrError"]["results"] == [{"status": "SUCCESS"}]
+        assert data["runsOrError"]["results"] == [{"status": "SUCCESS"}] * 2  # the search's run and the dataset's
 
         started = time.monotonic()
         demo.send_signal(signal.SIGINT)

@@ -11,6 +11,7 @@ import dagster as dg
 import httpx
 import pytest
 
+from scholar_pipeline.defs.works_checks import ALL_CHECKS
 from scholar_pipeline.landing import LandingZone, partition_input_hash
 from scholar_pipeline.simulator import Corpus
 from scholar_pipeline_tests.helpers import SEARCH, evict_cached_page, files_containing, home, materialization, materialize, query_db, recorded_manifest
@@ -81,8 +82,7 @@ def test_provenance_and_metadata_describe_the_landed_rows(pipeline_env, simulato
     assert row[:3] == ("sim_search", "crossref", dt.date(2024, 3, 1))
     assert row[4] == row[5] == len(hashes) and row[6] == output_hash and row[7] == row[8] == row[3]
     checks = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
-    assert checks == {"no_records_lost": True, "publication_dates_in_window": True, "matches_provider_total": True,
-                      "values_well_typed": True, "schema_drift": True, "landing_audit": True}
+    assert checks == dict.fromkeys(ALL_CHECKS, True)
     # Every landed row points at the raw page it came from.
     pages = set(query_db("SELECT unnest(page_sha256) FROM provenance"))
     assert set(query_db("SELECT DISTINCT raw_page_sha256 FROM works")) <= pages

@@ -11,7 +11,7 @@ from dagster._core.loader import LoadingContextForTest
 
 import scholar_pipeline.defs.partition_runs as partition_runs
 from scholar_pipeline.defs.saved_searches import build_saved_search_assets
-from scholar_pipeline.defs.works_checks import CHECK_DESCRIPTIONS
+from scholar_pipeline.defs.works_checks import ALL_CHECKS
 from scholar_pipeline_tests.helpers import SEARCH, materialize, materialize_range, query_db, step_failure
 
 FIRST, LAST = "2024-03-01", "2024-03-03"
@@ -51,7 +51,7 @@ def test_a_run_of_many_partitions_records_each_partition_as_a_run_of_one_would(p
     assert all(rows == len(_landed(*key.split("|"))) for key, _, rows in provenance)
     # Every check of every partition, each recorded for its partition.
     evaluations = {(e.partition, e.check_name): e.passed for e in result.get_asset_check_evaluations()}
-    assert evaluations == {(key, name): True for key in KEYS for name in CHECK_DESCRIPTIONS}
+    assert evaluations == {(key, name): True for key in KEYS for name in ALL_CHECKS}
     # Each partition's works version follows its own fetch, as Dagster derives it for a run of one.
     versions = {e.partition: e.materialization.tags["dagster/data_version"] for e in result.get_asset_materialization_events()
                 if e.materialization.asset_key == works}

@@ -34,6 +34,7 @@ CHECK_DESCRIPTIONS = {
     LANDING_AUDIT: "Every page of the partition still hashes to its name, its manifest to its input hash, and its rows to "
                    "the output hash its provenance recorded (executed alone: `scholar-pipeline audit` for one partition).",
 }
+ALL_CHECKS = {**CHECK_DESCRIPTIONS, **TABLE_CHECK_DESCRIPTIONS}  # every check of `<name>/works`
 LANDING_CHECKS = [NO_RECORDS_LOST, DATES_IN_WINDOW, MATCHES_PROVIDER_TOTAL, VALUES_WELL_TYPED, SCHEMA_DRIFT]
 SHOWN_FINDINGS = 20
 
@@ -41,7 +42,7 @@ SHOWN_FINDINGS = 20
 def check_specs(works_key: dg.AssetKey, partitions: dg.PartitionsDefinition) -> list[dg.AssetCheckSpec]:
     """Partitioned checks: Dagster keeps a result per partition, so a run of many partitions records each one's."""
     return [dg.AssetCheckSpec(name, asset=works_key, description=description, partitions_def=partitions)
-            for name, description in {**CHECK_DESCRIPTIONS, **TABLE_CHECK_DESCRIPTIONS}.items()]
+            for name, description in ALL_CHECKS.items()]
 
 
 def landing_results(manifest: Manifest, rows: PartitionRows, rows_in_duckdb: int, provider: str,
