@@ -57,6 +57,12 @@ def table_version(con: duckdb.DuckDBPyConnection, table: str) -> dg.DataVersion:
     return dg.DataVersion(digest)
 
 
+def _dataset_asset(key: dg.AssetKey, deps: list[dg.AssetKey], description: str, kinds: set[str] | None = None):
+    """`dg.asset` with what every asset of the group shares: its group, code version and automation."""
+    return dg.asset(key=key, deps=deps, group_name=GROUP, kinds=kinds or {"duckdb"}, code_version=DATASET_CODE_VERSION,
+                    automation_condition=CONTENT_CHANGED, description=description)
+
+
 def _database(duckdb_resource: DuckDBResource) -> Path:
     return Path(duckdb_resource.database)
 
@@ -64,11 +70,10 @@ def _database(duckdb_resource: DuckDBResource) -> Path:
 def build_unique_works_asset(searches: list[SavedSearch]) -> dg.AssetsDefinition:
     """`dataset/unique_works`, downstream of every saved search's `works`."""
 
-    @dg.asset(
-        key=UNIQUE_WORKS, deps=[dg.AssetKey([search.name, "works"]) for search in searches], group_name=GROUP,
-        kinds={"duckdb"}, code_version=DATASET_CODE_VERSION, automation_condition=CONTENT_CHANGED,
-        description="One row per real-world work across providers and saved searches (DuckDB table `unique_works`): matched "
-                    "on DOI, PMID, PMCID, arXiv id, then title + year + first author; `sources` names every `works` row.",
+    @_dataset_asset(
+        UNIQUE_WORKS, [dg.AssetKey([search.name, "works"]) for search in searches],
+        "One row per real-world work across providers and saved searches (DuckDB table `unique_works`): matched "
+        "on DOI, PMID, PMCID, arXiv id, then title + year + first author; `sources` names every `works` row.",
     )
     def unique_works(context: dg.AssetExecutionContext, scholar_api: ScholarApiResource, duckdb: DuckDBResource) -> dg.MaterializeResult:
         with write_connection(_database(duckdb), scholar_api.home_path, log=context.log) as con:
@@ -132,11 +137,10 @@ def sources_account_for_works(con: duckdb.DuckDBPyConnection) -> dg.AssetCheckRe
     )
 
 
-@dg.asset(
-    key=REVIEW_COUNTS, deps=[UNIQUE_WORKS], group_name=GROUP, kinds={"duckdb"}, code_version=DATASET_CODE_VERSION,
-    automation_condition=CONTENT_CHANGED,
-    description="The PRISMA 2020 identification counts per saved search, over all its days and per year (DuckDB table "
-                "`review_counts`): records identified per provider, duplicates within and across providers, unique records.",
+@_dataset_asset(
+    REVIEW_COUNTS, [UNIQUE_WORKS],
+    "The PRISMA 2020 identification counts per saved search, over all its days and per year (DuckDB table "
+    "`review_counts`): records identified per provider, duplicates within and across providers, unique records.",
 )
 def review_counts(context: dg.AssetExecutionContext, scholar_api: ScholarApiResource, duckdb: DuckDBResource) -> dg.MaterializeResult:
     with write_connection(_database(duckdb), scholar_api.home_path, log=context.log) as con:
@@ -162,11 +166,10 @@ dataset_automation = dg.AutomationConditionSensorDefinition(
 )
 
 
-@dg.asset(
-    key=MONITORING, deps=[UNIQUE_WORKS], group_name=GROUP, kinds={"duckdb"}, code_version=DATASET_CODE_VERSION,
-    automation_condition=CONTENT_CHANGED,
-    description=f"New unique works per day, saved search and provider: a chart of the last {CHART_DAYS} days and a table of "
-                "the last week. A work is new for a search on the first day any provider found it for that search.",
+@_dataset_asset(
+    MONITORING, [UNIQUE_WORKS],
+    f"New unique works per day, saved search and provider: a chart of the last {CHART_DAYS} days and a table of "
+    "the last week. A work is new for a search on the first day any provider found it for that search.",
 )
 def monitoring(context: dg.AssetExecutionContext, scholar_api: ScholarApiResource, duckdb: DuckDBResource) -> dg.MaterializeResult:
     with read_connection(_database(duckdb), scholar_api.home_path, log=context.log) as con:
@@ -209,9 +212,8 @@ def scheduled_searches(instance: dg.DagsterInstance, searches: list[SavedSearch]
     return [search for search in searches if daily_schedule_name(search) in running]
 
 
-@dg.asset(
-    key=EXPORTS, deps=[UNIQUE_WORKS], group_name=GROUP, kinds={"parquet", "csv"}, code_version=DATASET_CODE_VERSION,
-    automation_condition=CONTENT_CHANGED,
+@_dataset_asset(
+    EXPORTS, [UNIQUE_WORKS], kinds={"parquet", "csv"},
     description="`unique_works` and `works` as Parquet (by saved search and publication year) and CSV, `unique_works` "
                 "as RIS and BibTeX, under $SCHOLAR_PIPELINE_HOME/exports/ with a manifest.json of every file's sha256.",
 )
