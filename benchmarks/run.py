@@ -1,7 +1,8 @@
 """`make benchmark`: every figure against the simulator on loopback and the recorded pages; a table, and results.json.
 
     .venv/bin/python -m benchmarks.run [FIGURE ...]     (figures: rate_limits, day_floor, normalization, peer,
-                                                         warehouse_landing, backfill, warm_rerun, memory)
+                                                         warehouse_landing, backfill, warm_rerun, memory,
+                                                         dataset_build)
 
 No test asserts on these numbers: they move with the machine. The README's performance
 section quotes them with the machine they were measured on.
@@ -17,11 +18,14 @@ import platform
 import sys
 from pathlib import Path
 
-from benchmarks import backfill, day_floor, memory, normalization, peer, rate_limits, warehouse_landing, warm_rerun
+from benchmarks import (
+    backfill, dataset_build, day_floor, memory, normalization, peer, rate_limits, warehouse_landing, warm_rerun,
+)
 
 FIGURES = {
     "rate_limits": rate_limits.run, "day_floor": day_floor.run, "normalization": normalization.run, "peer": peer.run,
     "warehouse_landing": warehouse_landing.run, "backfill": backfill.run, "warm_rerun": warm_rerun.run, "memory": memory.run,
+    "dataset_build": dataset_build.run,
 }
 RESULTS = Path(__file__).resolve().parent / "results.json"
 
