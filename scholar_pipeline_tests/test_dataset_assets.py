@@ -15,7 +15,7 @@ from dagster_duckdb import DuckDBResource
 
 from scholar_pipeline.dataset.unique_works import build_unique_works
 from scholar_pipeline.defs.dataset import (
-    EXPORTS, MONITORING, REVIEW_COUNTS, UNIQUE_WORKS, build_dataset_assets, sources_account_for_works,
+    EXPORTS, FRESHNESS_HOUR_UTC, MONITORING, REVIEW_COUNTS, UNIQUE_WORKS, build_dataset_assets, sources_account_for_works,
 )
 from scholar_pipeline.defs.resources import scholar_api_from_env
 from scholar_pipeline.defs.saved_searches import build_saved_search_assets, daily_schedule_name
@@ -90,10 +90,13 @@ def turn_on_daily_schedule(instance: dg.DagsterInstance, search) -> None:
 
 
 def test_yesterday_landed_checks_the_scheduled_searches_and_fails_until_yesterday_landed(pipeline_env):
-    yesterday = (dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=1)).isoformat()
+    # The check's day: yesterday, or the day before until the schedules had their time (FRESHNESS_HOUR_UTC).
+    yesterday = ((dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=FRESHNESS_HOUR_UTC)).date() - dt.timedelta(days=1)).isoformat()
 
-    def freshness(instance):
-        return {c.check_name: c for c in build_dataset(instance).get_asset_check_evaluations()}["yesterday_landed"]
+    def freshness(instance):  # the check alone, as the sensor asks for it each morning
+        selection = dg.AssetSelection.checks(dg.AssetCheckKey(MONITORING, "yesterday_landed"))
+        [check] = build_dataset(instance, selection=selection).get_asset_check_evaluations()
+        return check
 
     with dg.instance_for_test() as instance:
         materialize_range("2024-03-01", "2024-03-01", instance=instance)
@@ -108,26 +111,68 @@ def test_yesterday_landed_checks_the_scheduled_searches_and_fails_until_yesterda
         assert on_time.passed and on_time.metadata["partitions_expected"].value == 2
 
 
-def test_automation_builds_the_dataset_once_and_not_again_for_a_partition_landed_again_unchanged(pipeline_env):
-    defs = dg.Definitions(assets=[*build_saved_search_assets(SEARCH), *DATASET], resources=resources())
-    with dg.instance_for_test() as instance:
-        def requested(cursor):
-            result = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=cursor)
-            return {key for key in (UNIQUE_WORKS, REVIEW_COUNTS, MONITORING, EXPORTS) if result.get_num_requested(key)}, result.cursor
+def _materializations(instance, key) -> int:
+    return len(instance.fetch_materializations(key, limit=100).records)
 
-        initial, cursor = requested(None)  # the sensor's first tick, before anything landed
+
+def test_automation_builds_a_missing_dataset_rebuilds_what_changed_and_nothing_else(pipeline_env):
+    defs = dg.Definitions(assets=[*build_saved_search_assets(SEARCH), *DATASET], resources=resources())
+    everything = {UNIQUE_WORKS, REVIEW_COUNTS, MONITORING, EXPORTS}
+    with dg.instance_for_test() as instance:
+        cursor = None
+
+        def requested() -> set:
+            nonlocal cursor
+            result = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=cursor)
+            cursor = result.cursor
+            return {key for key in everything if result.get_num_requested(key)}
+
+        below = everything - {UNIQUE_WORKS}
+
+        def build_below_and_see_nothing_recorded():
+            """What reads unique_works was asked in the same tick as it: asked again once it was built, it finds its
+            inputs as it read them and records nothing."""
+            assert requested() == below
+            before = {key: _materializations(instance, key) for key in below}
+            build_dataset(instance, selection=list(below))
+            assert {key: _materializations(instance, key) for key in below} == before
+            assert requested() == set()
+
+        # Data landed before the sensor's first tick (a deployment upgraded to this group): the missing dataset is built.
         materialize_range("2024-03-01", "2024-03-01", instance=instance)
-        first, cursor = requested(cursor)
-        assert (initial, first) == (set(), {UNIQUE_WORKS}), (initial, first)
-        build_dataset(instance, selection=[UNIQUE_WORKS])
-        second, cursor = requested(cursor)
-        assert second == {REVIEW_COUNTS, MONITORING, EXPORTS}
-        build_dataset(instance, selection=[REVIEW_COUNTS, MONITORING, EXPORTS])
-        assert requested(cursor)[0] == set()
-        # The same day landed again (from the HTTP cache): the same records, the same data version, nothing to do.
+        assert requested() == everything
+        build_dataset(instance)
+        build_below_and_see_nothing_recorded()
+        # The same day landed again (from the HTTP cache): unique_works is asked, finds its inputs as they were and
+        # records nothing, so nothing below it is asked.
         materialize_range("2024-03-01", "2024-03-01", instance=instance)
-        third, cursor = requested(cursor)
-        assert third == set()
-        # unique_works built again from the same works: its version is the same, so review_counts is not requested.
+        assert requested() == {UNIQUE_WORKS}
+        built = _materializations(instance, UNIQUE_WORKS)
         build_dataset(instance, selection=[UNIQUE_WORKS])
-        assert requested(cursor)[0] == set()
+        assert _materializations(instance, UNIQUE_WORKS) == built
+        assert requested() == set()
+        # A new day: unique_works is rebuilt, then what reads it.
+        materialize_range("2024-03-02", "2024-03-02", instance=instance)
+        assert requested() == {UNIQUE_WORKS}
+        build_dataset(instance, selection=[UNIQUE_WORKS])
+        assert _materializations(instance, UNIQUE_WORKS) == built + 1
+        # A day that lands after unique_works was built but before the sensor's next tick is not lost.
+        materialize_range("2024-03-03", "2024-03-03", instance=instance)
+        assert requested() == everything
+        build_dataset(instance)
+        build_below_and_see_nothing_recorded()
+        assert query_db("SELECT sum(len(sources)) FROM unique_works") == query_db("SELECT count(*) FROM works")
+        assert query_db("SELECT max(partition_date) FROM works")[0][0] == dt.date(2024, 3, 3)
+
+
+def test_yesterday_landed_is_asked_every_day_after_the_schedules_had_their_time(pipeline_env):
+    defs = dg.Definitions(assets=[*build_saved_search_assets(SEARCH), *DATASET], resources=resources())
+    check = dg.AssetCheckKey(MONITORING, "yesterday_landed")
+    with dg.instance_for_test() as instance:
+        cursor, asked = None, []
+        for hour in (5, 6, 7, 8):
+            result = dg.evaluate_automation_conditions(defs=defs, instance=instance, cursor=cursor,
+                                                       evaluation_time=dt.datetime(2026, 12, 6, hour, 30, tzinfo=dt.timezone.utc))
+            cursor = result.cursor
+            asked += [evaluation.true_subset.size for evaluation in result.results if evaluation.key == check]
+        assert asked == [0, 0, 1, 0]

@@ -7,12 +7,14 @@ import warnings
 import dagster as dg
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
 
+import scholar_pipeline.defs.dataset as dataset_module
 import scholar_pipeline.defs.saved_searches as saved_searches_module
 from scholar_pipeline.defs.partition_runs import FETCH_LIVE, FETCH_TAG
 
 
 def _load_defs():
     importlib.reload(saved_searches_module)  # re-read $SCHOLAR_PIPELINE_QUERIES
+    importlib.reload(dataset_module)  # downstream of every saved search's works
     from scholar_pipeline.definitions import defs
 
     return defs()

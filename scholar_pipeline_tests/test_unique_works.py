@@ -149,7 +149,30 @@ def test_the_table_is_the_same_whatever_the_order_of_the_rows_of_works():
     assert sum(len(w["sources"]) for w in first) == len(rows)
 
 
+def test_a_doi_named_by_two_preprints_or_two_pubmed_records_does_not_merge_them():
+    works = unique_works([
+        row("crossref", "10.7/proc", doi="10.7/proc", title="Proceedings of a workshop", work_type="proceedings"),
+        row("arxiv", "2401.00001v1", arxiv_id="2401.00001", doi="10.7/proc", title="First talk"),
+        row("arxiv", "2402.00002v1", arxiv_id="2402.00002", doi="10.7/proc", title="Second talk"),
+        row("pubmed", "111", pmid="111", doi="10.8/paper", title="A paper"),
+        row("pubmed", "222", pmid="222", doi="10.8/paper", title="Erratum: A paper"),
+    ])
+    merged = sorted(sorted(s["provider_id"] for s in w["sources"]) for w in works)
+    # The proceedings joins the first preprint by DOI; the second names another arXiv id: its own work. Likewise PubMed.
+    assert merged == [["10.7/proc", "2401.00001v1"], ["111"], ["222"], ["2402.00002v1"]]
+    assert len({w["work_id"] for w in works}) == 4  # the DOI they share anchors neither alone
+
+
+def test_a_published_version_gives_its_doi_and_fields_before_a_preprint_of_any_provider():
+    works = unique_works([
+        row("openalex", "W1", doi="10.1101/2020.01.01.000001", pmid="5", work_type="preprint", title="On X (preprint)"),
+        row("openalex", "W2", doi="10.3390/x", pmid="5", work_type="article", title="On X", venue="Journal"),
+    ])
+    assert [(w["doi"], w["title"], w["work_type"], w["venue"]) for w in works] == [("10.3390/x", "On X", "article", "Journal")]
+
+
 def test_title_normalization_and_family_names():
     assert normalized_title("  Ćoral—Reef   DYNAMICS, under ﬁre! ") == "coral reef dynamics under fire"
     assert normalized_title("?!") is None
     assert family_name("Émilie Färber") == "farber" and family_name("") is None and family_name("O'Neil") == "neil"
+    assert family_name("John Smith Jr.") == "smith" and family_name("Henry Ford III") == "ford"

@@ -5,6 +5,7 @@ was found. Records are then joined, in this order, by a shared:
 1. `doi`;
 2. `pmid`, 3. `pmcid`, 4. `arxiv_id` (bare and without version, so arXiv versions collapse;
    a journal record that names its preprint's arXiv id joins the preprint);
+   no id joins two groups that hold different PMIDs, PMCIDs or arXiv ids (`ONE_PER_WORK`);
 5. `title_year_author`: the same normalized title (Unicode compatibility form, accents,
    case, punctuation and spacing removed), publication year and first author's family name,
    between works that do not contradict each other (no two different DOIs, PMIDs, PMCIDs or
@@ -18,11 +19,11 @@ rule says so); `provider_id` when its rows are one provider record found by seve
 or on several days; `none` for a single row.
 
 Which values a work shows (documented in the README):
-- identifiers: the journal DOI before an arXiv one (10.48550/...), then the smallest; the
-  smallest PMID, PMCID and arXiv id;
-- bibliographic fields (title, authors, venue, publisher, type, language, license, url, the
-  publication date): the first source that has one, in `PROVIDER_PRECEDENCE` (registries of
-  the published version first, preprint servers last);
+- the DOI and the bibliographic fields (title, authors, venue, publisher, type, language,
+  license, url, the publication date): the first source that has one, published versions
+  before preprints (arXiv, an arXiv DOI, type `preprint` or `posted-content`), then in
+  `PROVIDER_PRECEDENCE` (registries first, preprint servers last);
+- the smallest PMID, PMCID and arXiv id;
 - the abstract: the longest;
 - `cited_by_count`: OpenAlex's (its largest), else the largest of any source;
 - `is_oa`: true when any source says so, false when some say false and none true;
@@ -31,8 +32,10 @@ Ties are broken by (provider, provider_id, partition_date, query), so the same `
 gives the same table, byte for byte, whatever order its rows are in.
 
 `work_id` is a hash of the work's anchor: its smallest DOI, else PMID, PMCID, arXiv id,
-else its smallest provider record. It stays the same across rebuilds, and while the
-work keeps its anchor as data arrives.
+else its smallest provider record (with that record added when another work has the
+same anchor: a DOI two works hold). It stays the same across rebuilds of the same
+`works`. It changes when data arriving later gives the work another anchor: a preprint known
+by its arXiv id alone takes its journal version's DOI once that record lands.
 """
 
 from __future__ import annotations
@@ -40,19 +43,24 @@ from __future__ import annotations
 import hashlib
 import re
 import unicodedata
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 
 import duckdb
 import pyarrow as pa
 
+from scholar_pipeline.identifiers import ARXIV_DOI_PREFIX
 from scholar_pipeline.schema import IDENTIFIERS, UNIQUE_WORKS_SCHEMA
 
 RULES = ["doi", "pmid", "pmcid", "arxiv_id", "title_year_author"]  # in the order they are applied
 SAME_RECORD, SINGLE = "provider_id", "none"
 PROVIDER_PRECEDENCE = ["crossref", "pubmed", "openalex", "springer", "plos", "core", "arxiv"]
 MIN_TITLE_WORDS = 3
-ARXIV_DOI_PREFIX = "10.48550/"
+# A work has one of each of these; a DOI shared by two records with different ones (a proceedings DOI that two arXiv
+# preprints name, a DOI on a PubMed record and on its erratum) does not make them one work. A work may have two DOIs
+# (a preprint's and the journal's), so DOIs never refuse a join by another id.
+ONE_PER_WORK = ["pmid", "pmcid", "arxiv_id"]
+NAME_SUFFIXES = frozenset({"jr", "sr", "ii", "iii", "iv"})
 
 _NOT_WORD = re.compile(r"[\W_]+")
 
@@ -86,8 +94,9 @@ def normalized_title(title: str | None) -> str | None:
 
 
 def family_name(name: str | None) -> str | None:
-    """The family name of a display name in reading order ("Émilie Färber" -> "farber"): its last word, normalized."""
-    words = (normalized_title(name) or "").split()
+    """The family name of a display name in reading order ("Émilie Färber" -> "farber", "John Smith Jr." -> "smith"):
+    its last word but a suffix, normalized."""
+    words = [word for word in (normalized_title(name) or "").split() if word not in NAME_SUFFIXES]
     return words[-1] if words else None
 
 
@@ -106,7 +115,8 @@ def match_records(con: duckdb.DuckDBPyConnection) -> Matched:
         for record in range(len(groups)):
             for value in sorted(groups.identifiers(record).get(rule, ())):
                 if value in first_with:
-                    groups.join(first_with[value], record, rule)
+                    if not groups.contradict(first_with[value], record, ONE_PER_WORK):
+                        groups.join(first_with[value], record, rule)
                 else:
                     first_with[value] = record
     by_title: dict[tuple[str, int, str], list[int]] = defaultdict(list)
@@ -115,7 +125,7 @@ def match_records(con: duckdb.DuckDBPyConnection) -> Matched:
     for same_title in by_title.values():
         for position, record in enumerate(same_title[1:], start=1):
             for earlier in same_title[:position]:
-                if not groups.contradict(earlier, record):
+                if not groups.contradict(earlier, record, IDENTIFIERS):
                     groups.join(earlier, record, "title_year_author")
                     break
     return groups.matched()
@@ -165,10 +175,10 @@ class _Groups:
     def identifiers(self, record: int) -> dict[str, set[str]]:
         return self._ids.get(self._root(record), {})
 
-    def contradict(self, a: int, b: int) -> bool:
-        """Two groups that name different ids of one kind are different works."""
+    def contradict(self, a: int, b: int, kinds: list[str]) -> bool:
+        """Two groups that name different ids of one of these kinds are different works."""
         ids_a, ids_b = self.identifiers(a), self.identifiers(b)
-        return any(name in ids_b and not values & ids_b[name] for name, values in ids_a.items())
+        return any(name in ids_a and name in ids_b and not ids_a[name] & ids_b[name] for name in kinds)
 
     def join(self, a: int, b: int, rule: str) -> None:
         root_a, root_b = self._root(a), self._root(b)
@@ -185,9 +195,13 @@ class _Groups:
         members: dict[int, list[Record]] = defaultdict(list)
         for number, record in enumerate(self._records):
             members[self._root(number)].append(record)
+        anchors = {root: _anchor(self._ids.get(root, {}), records) for root, records in members.items()}
+        shared = {anchor for anchor, count in Counter(anchors.values()).items() if count > 1}
         work_of, rule_of = {}, {}
         for root, records in members.items():
-            work_id = _work_id(self._ids.get(root, {}), records)
+            # An id two works both hold (a DOI whose join an id of one per work refused) anchors neither alone.
+            anchor = anchors[root] + (" {}:{}".format(*min(records)) if anchors[root] in shared else "")
+            work_id = "W" + hashlib.sha256(anchor.encode()).hexdigest()[:24]
             rules = self._rules.get(root)
             rule_of[work_id] = (max(rules, key=RULES.index) if rules
                                 else SAME_RECORD if self._rows[root] > 1 else SINGLE)
@@ -203,36 +217,37 @@ class _Groups:
         return number
 
 
-def _work_id(ids: dict[str, set[str]], records: list[Record]) -> str:
-    anchor = next((f"{name}:{min(ids[name])}" for name in IDENTIFIERS if name in ids),
-                  "record:{}:{}".format(*min(records)))
-    return "W" + hashlib.sha256(anchor.encode()).hexdigest()[:24]
+def _anchor(ids: dict[str, set[str]], records: list[Record]) -> str:
+    return next((f"{name}:{min(ids[name])}" for name in IDENTIFIERS if name in ids), "record:{}:{}".format(*min(records)))
 
 
-def _precedence_sql() -> str:
-    whens = " ".join(f"WHEN '{p}' THEN {rank}" for rank, p in enumerate(PROVIDER_PRECEDENCE))
-    return f"CASE w.provider {whens} ELSE {len(PROVIDER_PRECEDENCE)} END"
-
-
-def _first(column: str, order: str = "") -> str:
-    """The first non-null value of `column` by precedence (and `order` before it), ties broken by the row's key."""
-    return (f"first(w.{column} ORDER BY {order}{'precedence, ' if 'precedence' not in order else ''}{TIE_BREAK}) "
-            f"FILTER (WHERE w.{column} IS NOT NULL)")
-
-
+PREPRINT_TYPES = ("preprint", "posted-content")  # OpenAlex's and Crossref's names for a preprint
 TIE_BREAK = "w.provider, w.provider_id, w.partition_date, w.query"
+# Lower is first: a published version before a preprint, then the providers in PROVIDER_PRECEDENCE.
+PRECEDENCE = (
+    f"CASE WHEN works.provider = 'arxiv' OR works.work_type IN {PREPRINT_TYPES} "
+    f"OR starts_with(works.doi, '{ARXIV_DOI_PREFIX}') THEN {len(PROVIDER_PRECEDENCE) + 1} ELSE 0 END + "
+    f"CASE works.provider {' '.join(f'WHEN {p!r} THEN {rank}' for rank, p in enumerate(PROVIDER_PRECEDENCE))} "
+    f"ELSE {len(PROVIDER_PRECEDENCE)} END"
+)
+
+
+def _first(column: str, before: str = "") -> str:
+    """The first non-null value of `column` by `before` (if given), then precedence; ties broken by the row's key."""
+    return f"first(w.{column} ORDER BY {before}precedence, {TIE_BREAK}) FILTER (WHERE w.{column} IS NOT NULL)"
+
 
 UNIQUE_WORKS_SELECT = f"""
 WITH w AS (
-    SELECT works.*, m.work_id, m.match_rule, {_precedence_sql().replace('w.provider', 'works.provider')} AS precedence
+    SELECT works.*, m.work_id, m.match_rule, {PRECEDENCE} AS precedence
     FROM works JOIN matched m USING (provider, provider_id)
 )
 SELECT
     w.work_id,
-    first(w.doi ORDER BY starts_with(w.doi, '{ARXIV_DOI_PREFIX}'), w.doi) FILTER (WHERE w.doi IS NOT NULL) AS doi,
+    {_first('doi')} AS doi,
     min(w.pmid) AS pmid, min(w.pmcid) AS pmcid, min(w.arxiv_id) AS arxiv_id,
     {_first('title')} AS title,
-    first(w.abstract ORDER BY length(w.abstract) DESC, precedence, {TIE_BREAK}) FILTER (WHERE w.abstract IS NOT NULL) AS abstract,
+    {_first('abstract', 'length(w.abstract) DESC, ')} AS abstract,
     first(w.authors ORDER BY precedence, {TIE_BREAK}) FILTER (WHERE len(w.authors) > 0) AS authors,
     {_first('publication_date')} AS publication_date,
     first(w.publication_date_precision ORDER BY precedence, {TIE_BREAK})

@@ -1,10 +1,18 @@
 """Group `dataset`: what every saved search's `works` add up to (unique works, review counts, monitoring, exports).
 
-The assets are not partitioned: each is a function of the whole of `works`. They keep
-themselves fresh: `dataset_automation`, a sensor that runs by default, requests an asset
-when the data version of something it reads has changed (a landed partition whose
-records changed, not one landed again with the same records), and each asset's own data
-version is a hash of its content, so a rebuild that changes nothing stops there.
+The assets are not partitioned: each is a function of the whole of `works` (and of
+`provenance`). They keep themselves fresh: `dataset_automation`, a sensor that runs by
+default, requests an asset once a dependency was materialized since the asset last was
+(or when it was never built). The asset then fingerprints what it reads (the last landing
+of every partition: its output hash and counts; for the assets below `unique_works`, that
+table's content too) and does nothing, recording no materialization, when the fingerprint
+is the one its last materialization recorded: a partition landed again with the same
+records rebuilds nothing, and nothing downstream is requested. Each asset's data version
+is a hash of its content.
+
+A partition that lands after the sensor asked for an asset is recorded after that request,
+so the sensor asks again: no landing is missed, however the runs interleave (at worst a
+run finds nothing to do).
 """
 
 import datetime as dt
@@ -39,14 +47,22 @@ EXPORTS = dg.AssetKey([GROUP, "exports"])
 CHART_DAYS = 90  # the window the monitoring chart and its summary show
 DATASET_CODE_VERSION = "dataset-v1"
 
-# `eager()` without its "every dependency present" clause, which a table of all days would never meet, and triggered by
-# a new data version upstream rather than by any materialization (dagster_notes.md, automation downstream).
+# Like `eager()`, but not waiting for every dependency (a table of all days would never have them all), and with the
+# one memory Dagster 1.13 keeps in order. A dependency's materialization and this asset's request both carry their
+# time; an `or` or `and` of conditions drops it, and without it a tick that sees a landing and this asset's own run
+# at once forgets the landing (`since_last_handled` would). So the trigger is a dependency newly updated, kept until the
+# asset is requested after it; and what is missing is requested once: on the sensor's first tick (a deployment upgraded
+# to this group) or when it goes missing.
 CONTENT_CHANGED = (
-    (dg.AutomationCondition.newly_missing()
-     | dg.AutomationCondition.any_deps_match(dg.AutomationCondition.data_version_changed())).since_last_handled()
+    (dg.AutomationCondition.any_deps_match(dg.AutomationCondition.newly_updated())
+     .since(dg.AutomationCondition.newly_requested())
+     | ((dg.AutomationCondition.initial_evaluation() | dg.AutomationCondition.newly_missing())
+        & dg.AutomationCondition.missing()))
     & ~dg.AutomationCondition.any_deps_in_progress()
     & ~dg.AutomationCondition.in_progress()
-).with_label("content of a dependency changed")
+).with_label("a dependency was updated since the last request, or missing")
+FRESHNESS_HOUR_UTC = 7  # yesterday_landed runs then, three hours after the daily schedules' 04:00 tick
+FINGERPRINT = "input_fingerprint"
 
 
 def table_version(con: duckdb.DuckDBPyConnection, table: str) -> dg.DataVersion:
@@ -57,10 +73,44 @@ def table_version(con: duckdb.DuckDBPyConnection, table: str) -> dg.DataVersion:
     return dg.DataVersion(digest)
 
 
+def landings_fingerprint(con: duckdb.DuckDBPyConnection) -> str:
+    """sha256 over the last landing of every partition (its output hash and record counts): what `works` holds."""
+    return con.execute(
+        "SELECT sha256(coalesce(string_agg(concat_ws('|', query, provider, partition_date, output_hash, records_fetched, "
+        "rows_landed), '\n' ORDER BY query, provider, partition_date), '')) FROM (SELECT * FROM provenance "
+        "QUALIFY row_number() OVER (PARTITION BY query, provider, partition_date ORDER BY landed_at DESC) = 1)"
+    ).fetchone()[0]
+
+
+def unchanged_inputs(context: dg.AssetExecutionContext, *inputs: str) -> tuple[str, bool]:
+    """The fingerprint of what the asset reads, and whether its last materialization recorded the same one."""
+    fingerprint = hashlib.sha256("\n".join([DATASET_CODE_VERSION, SCHEMA_VERSION, *inputs]).encode()).hexdigest()
+    event = context.instance.get_latest_materialization_event(context.asset_key)
+    recorded = event.asset_materialization.metadata.get(FINGERPRINT) if event and event.asset_materialization else None
+    if recorded is not None and recorded.value == fingerprint:
+        context.log.info(f"{context.asset_key.to_user_string()}: what it reads is as it was at its last materialization; "
+                         "nothing to do")
+        return fingerprint, True
+    return fingerprint, False
+
+
+def has_table(con: duckdb.DuckDBPyConnection, table: str) -> bool:
+    return con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [table]).fetchone()[0] > 0
+
+
+def unique_works_version(con: duckdb.DuckDBPyConnection) -> str:
+    """What the assets below `unique_works` read of it; a clear failure when it was never built."""
+    if not has_table(con, "unique_works"):
+        raise dg.Failure(f"table unique_works does not exist yet: materialize {UNIQUE_WORKS.to_user_string()} first "
+                         "(or the whole group: dagster asset materialize ... --select 'group:dataset')", allow_retries=False)
+    return table_version(con, "unique_works").value
+
+
 def _dataset_asset(key: dg.AssetKey, deps: list[dg.AssetKey], description: str, kinds: set[str] | None = None):
-    """`dg.asset` with what every asset of the group shares: its group, code version and automation."""
+    """`dg.asset` with what every asset of the group shares: its group, code version and automation, and no
+    materialization when its inputs did not change."""
     return dg.asset(key=key, deps=deps, group_name=GROUP, kinds=kinds or {"duckdb"}, code_version=DATASET_CODE_VERSION,
-                    automation_condition=CONTENT_CHANGED, description=description)
+                    automation_condition=CONTENT_CHANGED, description=description, output_required=False)
 
 
 def _database(duckdb_resource: DuckDBResource) -> Path:
@@ -75,9 +125,12 @@ def build_unique_works_asset(searches: list[SavedSearch]) -> dg.AssetsDefinition
         "One row per real-world work across providers and saved searches (DuckDB table `unique_works`): matched "
         "on DOI, PMID, PMCID, arXiv id, then title + year + first author; `sources` names every `works` row.",
     )
-    def unique_works(context: dg.AssetExecutionContext, scholar_api: ScholarApiResource, duckdb: DuckDBResource) -> dg.MaterializeResult:
+    def unique_works(context: dg.AssetExecutionContext, scholar_api: ScholarApiResource, duckdb: DuckDBResource):
         with write_connection(_database(duckdb), scholar_api.home_path, log=context.log) as con:
             ensure_tables(con)
+            fingerprint, unchanged = unchanged_inputs(context, landings_fingerprint(con))
+            if unchanged and has_table(con, "unique_works"):
+                return
             rows = build_unique_works(con)
             version = table_version(con, "unique_works")
             sources, by_rule, by_query = con.execute(
@@ -88,20 +141,21 @@ def build_unique_works_asset(searches: list[SavedSearch]) -> dg.AssetsDefinition
             preview = con.execute(
                 "SELECT title, doi, len(sources), match_rule FROM unique_works ORDER BY len(sources) DESC, work_id LIMIT 5"
             ).fetchall()
-        context.log.info(f"unique_works: {rows:,} works from {sources:,} rows of works")
-        return dg.MaterializeResult(
-            data_version=version,
-            metadata={
-                "dagster/row_count": rows,
-                "dagster/table_name": "unique_works",
-                "dagster/column_schema": dg.TableSchema(columns=[dg.TableColumn(f.name, str(f.type)) for f in UNIQUE_WORKS_SCHEMA]),
-                "works_rows": sources,
-                "works_by_match_rule": dg.MetadataValue.json({rule: (by_rule or {}).get(rule, 0) for rule in [*RULES, SAME_RECORD, SINGLE]}),
-                "works_by_saved_search": dg.MetadataValue.json(dict(by_query or {})),
-                "most_sources": dg.MetadataValue.md(_preview(preview)),
-                "content_hash": version.value,
-            },
-        )
+            context.log.info(f"unique_works: {rows:,} works from {sources:,} rows of works")
+            yield dg.MaterializeResult(
+                data_version=version,
+                metadata={
+                    "dagster/row_count": rows,
+                    "dagster/table_name": "unique_works",
+                    "dagster/column_schema": dg.TableSchema(columns=[dg.TableColumn(f.name, str(f.type)) for f in UNIQUE_WORKS_SCHEMA]),
+                    "works_rows": sources,
+                    "works_by_match_rule": dg.MetadataValue.json({rule: (by_rule or {}).get(rule, 0) for rule in [*RULES, SAME_RECORD, SINGLE]}),
+                    "works_by_saved_search": dg.MetadataValue.json(dict(by_query or {})),
+                    "most_sources": dg.MetadataValue.md(_preview(preview)),
+                    "content_hash": version.value,
+                    FINGERPRINT: fingerprint,
+                },
+            )
 
     return unique_works
 
@@ -113,7 +167,8 @@ def _preview(rows: list[tuple]) -> str:
 
 
 @dg.asset_check(asset=UNIQUE_WORKS, name="every_works_row_once", blocking=True,
-                description="Every row of `works` is a source of exactly one unique work, and no unique work has none.")
+                description="Every row of `works` (with its record hash) is a source of exactly one unique work, and no "
+                            "unique work has none.")
 def every_works_row_once(context: dg.AssetCheckExecutionContext, scholar_api: ScholarApiResource,
                          duckdb: DuckDBResource) -> dg.AssetCheckResult:
     with read_connection(_database(duckdb), scholar_api.home_path, log=context.log) as con:
@@ -121,7 +176,7 @@ def every_works_row_once(context: dg.AssetCheckExecutionContext, scholar_api: Sc
 
 
 def sources_account_for_works(con: duckdb.DuckDBPyConnection) -> dg.AssetCheckResult:
-    key = "query, provider, provider_id, partition_date"
+    key = "query, provider, provider_id, partition_date, record_hash"
     works_rows, sources, works, unaccounted, twice, empty = con.execute(f"""
         WITH s AS (SELECT u.work_id, unnest(u.sources, recursive := true) FROM unique_works u)
         SELECT (SELECT count(*) FROM works), (SELECT count(*) FROM s), (SELECT count(*) FROM unique_works),
@@ -142,17 +197,20 @@ def sources_account_for_works(con: duckdb.DuckDBPyConnection) -> dg.AssetCheckRe
     "The PRISMA 2020 identification counts per saved search, over all its days and per year (DuckDB table "
     "`review_counts`): records identified per provider, duplicates within and across providers, unique records.",
 )
-def review_counts(context: dg.AssetExecutionContext, scholar_api: ScholarApiResource, duckdb: DuckDBResource) -> dg.MaterializeResult:
+def review_counts(context: dg.AssetExecutionContext, scholar_api: ScholarApiResource, duckdb: DuckDBResource):
     with write_connection(_database(duckdb), scholar_api.home_path, log=context.log) as con:
         ensure_tables(con)
+        fingerprint, unchanged = unchanged_inputs(context, landings_fingerprint(con), unique_works_version(con))
+        if unchanged and has_table(con, "review_counts"):
+            return
         rows = build_review_counts(con)
         version = table_version(con, "review_counts")
-        markdown = review_counts_markdown(con)
-    return dg.MaterializeResult(
-        data_version=version,
-        metadata={"dagster/row_count": rows, "dagster/table_name": "review_counts", "counts": dg.MetadataValue.md(markdown),
-                  "content_hash": version.value},
-    )
+        yield dg.MaterializeResult(
+            data_version=version,
+            metadata={"dagster/row_count": rows, "dagster/table_name": "review_counts",
+                      "counts": dg.MetadataValue.md(review_counts_markdown(con)), "content_hash": version.value,
+                      FINGERPRINT: fingerprint},
+        )
 
 
 dataset_job = dg.define_asset_job(
@@ -171,27 +229,35 @@ dataset_automation = dg.AutomationConditionSensorDefinition(
     f"New unique works per day, saved search and provider: a chart of the last {CHART_DAYS} days and a table of "
     "the last week. A work is new for a search on the first day any provider found it for that search.",
 )
-def monitoring(context: dg.AssetExecutionContext, scholar_api: ScholarApiResource, duckdb: DuckDBResource) -> dg.MaterializeResult:
+def monitoring(context: dg.AssetExecutionContext, scholar_api: ScholarApiResource, duckdb: DuckDBResource):
     with read_connection(_database(duckdb), scholar_api.home_path, log=context.log) as con:
+        fingerprint, unchanged = unchanged_inputs(context, unique_works_version(con))
+        if unchanged:
+            return
         everything = daily_new_works(con)
         last = max(everything.column("partition_date").to_pylist(), default=None)
         window = daily_new_works(con, first=last - dt.timedelta(days=CHART_DAYS - 1)) if last else everything
-    version = hashlib.sha256(json.dumps(everything.to_pylist(), default=str).encode()).hexdigest()
-    return dg.MaterializeResult(
-        data_version=dg.DataVersion(version),
-        metadata={"new_works_per_day": dg.MetadataValue.md(chart_markdown(window)),
-                  "last_week": dg.MetadataValue.md(summary_markdown(everything)),
-                  "days": len(set(everything.column("partition_date").to_pylist())), "content_hash": version},
-    )
+        version = hashlib.sha256(json.dumps(everything.to_pylist(), default=str).encode()).hexdigest()
+        yield dg.MaterializeResult(
+            data_version=dg.DataVersion(version),
+            metadata={"new_works_per_day": dg.MetadataValue.md(chart_markdown(window)),
+                      "last_week": dg.MetadataValue.md(summary_markdown(everything)),
+                      "days": len(set(everything.column("partition_date").to_pylist())), "content_hash": version,
+                      FINGERPRINT: fingerprint},
+        )
 
 
 def build_freshness_check(searches: list[SavedSearch]) -> dg.AssetChecksDefinition:
-    @dg.asset_check(asset=MONITORING, name="yesterday_landed",
-                    description="Every provider of every saved search whose daily schedule is on landed yesterday's "
-                                "partition (the tick at 04:00 UTC fetches it); fails naming each late one and what to do.")
+    @dg.asset_check(
+        asset=MONITORING, name="yesterday_landed",
+        automation_condition=dg.AutomationCondition.cron_tick_passed(f"0 {FRESHNESS_HOUR_UTC} * * *", "UTC"),
+        description=f"Every day at {FRESHNESS_HOUR_UTC}:00 UTC (and with each materialization of monitoring): every "
+                    "provider of every saved search whose daily schedule is on landed yesterday's partition (the tick "
+                    "at 04:00 UTC fetches it). Fails naming each late one and what to do. Before "
+                    f"{FRESHNESS_HOUR_UTC}:00 UTC it looks at the day before yesterday, whose tick has had its time.")
     def yesterday_landed(context: dg.AssetCheckExecutionContext, scholar_api: ScholarApiResource,
                          duckdb: DuckDBResource) -> dg.AssetCheckResult:
-        today = dt.datetime.now(dt.timezone.utc).date()
+        today = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=FRESHNESS_HOUR_UTC)).date()
         scheduled = scheduled_searches(context.instance, searches)
         with read_connection(_database(duckdb), scholar_api.home_path, log=context.log) as con:
             late = late_partitions(con, scheduled, today)
@@ -217,22 +283,30 @@ def scheduled_searches(instance: dg.DagsterInstance, searches: list[SavedSearch]
     description="`unique_works` and `works` as Parquet (by saved search and publication year) and CSV, `unique_works` "
                 "as RIS and BibTeX, under $SCHOLAR_PIPELINE_HOME/exports/ with a manifest.json of every file's sha256.",
 )
-def exports(context: dg.AssetExecutionContext, scholar_api: ScholarApiResource, duckdb: DuckDBResource) -> dg.MaterializeResult:
+def exports(context: dg.AssetExecutionContext, scholar_api: ScholarApiResource, duckdb: DuckDBResource):
     folder = scholar_api.home_path / "exports"
     with read_connection(_database(duckdb), scholar_api.home_path, log=context.log) as con:
+        fingerprint, unchanged = unchanged_inputs(context, landings_fingerprint(con), unique_works_version(con))
+        if unchanged and not verify_exports(folder):
+            return
         manifest = write_exports(con, folder, code_version=DATASET_CODE_VERSION, schema_version=SCHEMA_VERSION)
-    # Everything the manifest says but when: equal tables, equal version.
-    version = hashlib.sha256(json.dumps([[f.path, f.sha256] for f in manifest.files]).encode()).hexdigest()
-    files = ["| file | rows | bytes | sha256 |", "|---|---:|---:|---|"]
-    files += [f"| `{f.path}` | {f.rows:,} | {f.bytes:,} | `{f.sha256[:16]}…` |" for f in manifest.files if "/query=" not in f.path]
-    parquet = [f for f in manifest.files if "/query=" in f.path]
-    files.append(f"| `parquet/` ({len(parquet)} files) | {sum(f.rows for f in parquet):,} | {sum(f.bytes for f in parquet):,} | |")
-    return dg.MaterializeResult(
-        data_version=dg.DataVersion(version),
-        metadata={"folder": dg.MetadataValue.path(str(folder)), "manifest": dg.MetadataValue.path(str(folder / "manifest.json")),
-                  "files": dg.MetadataValue.md("\n".join(files)), "tables": dg.MetadataValue.json(manifest.tables),
-                  "content_hash": version},
-    )
+        # Everything the manifest says but when: equal tables, equal version.
+        version = hashlib.sha256(json.dumps([[f.path, f.sha256] for f in manifest.files]).encode()).hexdigest()
+        yield dg.MaterializeResult(
+            data_version=dg.DataVersion(version),
+            metadata={"folder": dg.MetadataValue.path(str(folder)), "manifest": dg.MetadataValue.path(str(folder / "manifest.json")),
+                      "files": dg.MetadataValue.md(_files_table(manifest.files)), "tables": dg.MetadataValue.json(manifest.tables),
+                      "content_hash": version, FINGERPRINT: fingerprint},
+        )
+
+
+def _files_table(files) -> str:
+    """The manifest's files for the UI: each file but the Parquet ones, which are summed in one line."""
+    parquet = [f for f in files if "/query=" in f.path]
+    lines = ["| file | rows | bytes | sha256 |", "|---|---:|---:|---|"]
+    lines += [f"| `{f.path}` | {f.rows:,} | {f.bytes:,} | `{f.sha256[:16]}…` |" for f in files if "/query=" not in f.path]
+    lines.append(f"| `parquet/` ({len(parquet)} files) | {sum(f.rows for f in parquet):,} | {sum(f.bytes for f in parquet):,} | |")
+    return "\n".join(lines)
 
 
 @dg.asset_check(asset=EXPORTS, name="manifest_verifies",
