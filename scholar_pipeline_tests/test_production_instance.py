@@ -1,5 +1,6 @@
 """The production instance (deploy/dagster.yaml) on the real PostgreSQL: the webserver and the daemon, started as
-production runs them, keep the run history, the materializations and a started schedule through `kill -9`."""
+production runs them, keep the run history, the materializations and the state of a started schedule (and a stopped
+sensor) through `kill -9`, all of it in PostgreSQL and none in SQLite under DAGSTER_HOME."""
 
 import datetime as dt
 import os
@@ -214,9 +215,15 @@ def test_run_history_materializations_and_a_started_schedule_survive_kill_9_of_b
     assert [p for p in dagster_home.rglob("*") if p.is_file() and p.read_bytes()[:16] == b"SQLite format 3\x00"] == []
 
 
-def test_production_queues_runs_within_the_local_instance_limits(production_env):
-    """deploy/dagster.yaml queues runs (the daemon dequeues them) within the same limits as the repo's dagster.yaml."""
+def test_production_config_reads_postgres_from_the_env_and_queues_runs_within_the_local_limits(production_env):
+    """deploy/dagster.yaml writes no connection value, and queues runs (the daemon dequeues them) within the same limits
+    as the repo's dagster.yaml."""
     local = yaml.safe_load((REPO_ROOT / "dagster.yaml").read_text())["concurrency"]["runs"]
+    connection = yaml.safe_load(DEPLOY_DAGSTER_YAML.read_text())["storage"]["postgres"]["postgres_db"]
+    assert connection.pop("scheme") == "postgresql+psycopg2"  # SQLAlchemy 2.1 reads a bare `postgresql` as psycopg 3
+    assert connection == {field: {"env": name} for field, name in (
+        ("hostname", "DAGSTER_PG_HOST"), ("port", "DAGSTER_PG_PORT"), ("username", "DAGSTER_PG_USERNAME"),
+        ("password", "DAGSTER_PG_PASSWORD"), ("db_name", "DAGSTER_PG_DB"))}  # read from the environment, no value written
     with dg.DagsterInstance.from_config(production_env["DAGSTER_HOME"]) as instance:
         assert isinstance(instance.run_coordinator, dg.QueuedRunCoordinator)
         queue = instance.get_concurrency_config().run_queue_config
