@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import json
+import os
 import sys
 
 import click
 
 from scholar_pipeline.audit import audit
+from scholar_pipeline.health import DEFAULT_TIMEOUT_SECONDS, abandoned_checks, report, run_checks
 from scholar_pipeline.rebuild import PartitionSelection, rebuild
 from scholar_pipeline.settings import pipeline_home
 
 DAY = click.DateTime(formats=["%Y-%m-%d"])
 
 
-@click.group(help="Rebuild and audit what the pipeline landed, from the landing zone alone (no network, no HTTP cache).")
+@click.group(help="Rebuild and audit what the pipeline landed, from the landing zone alone (no network, no HTTP cache); "
+                  "check the deployment's health.")
 def main() -> None:
     pass
 
@@ -49,3 +53,27 @@ def audit_command() -> None:
         click.echo(str(finding))
     click.echo(f"audit of {home}: {len(findings)} findings" if findings else f"audit of {home}: everything matches what was recorded")
     sys.exit(1 if findings else 0)
+
+
+@main.command(name="health")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=DEFAULT_TIMEOUT_SECONDS, show_default=True,
+              help="seconds each check may wait for a connection or a lock")
+@click.option("--require-instance", is_flag=True, help="fail, rather than skip, when DAGSTER_HOME is unset")
+@click.option("--json", "as_json", is_flag=True, help="print one JSON object instead of lines")
+def health_command(timeout: float, require_instance: bool, as_json: bool) -> None:
+    """Check that the code location loads, the Dagster instance, the warehouse and Redis (if configured) answer, and
+    the home is writable; one line per check. Exit 0 when all pass, 1 when any fails, 2 on bad usage."""
+    results = run_checks(timeout=timeout, require_instance=require_instance)
+    summary = report(results)
+    if as_json:
+        click.echo(json.dumps(summary))
+    else:
+        for result in results:
+            click.echo(result.line())
+        failed = summary["failed"]
+        click.echo(f"unhealthy: {len(failed)} of {len(results)} checks failed ({', '.join(failed)})" if failed
+                   else f"healthy: {len(results)} checks ok")
+    if abandoned_checks():  # one may hold a connection or a lock that interpreter shutdown would wait for
+        sys.stdout.flush()
+        os._exit(summary["exit_code"])
+    sys.exit(summary["exit_code"])

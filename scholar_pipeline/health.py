@@ -1,0 +1,295 @@
+"""Health checks for liveness and readiness probes: can this machine load, record, land and cache right now?
+
+Each check gives one line (name, ok or FAIL, a detail, the time it took) and never waits
+unbounded: network and lock waits get `timeout` seconds, and a watchdog thread gives up on
+a check that has not answered shortly after, so that a probe always gets an answer. A check
+that does not apply (no DAGSTER_HOME, no Redis configured) passes as `skipped: ...`.
+Every detail is masked before it is shown: API keys from the environment, the Redis and
+PostgreSQL passwords, and any `user:password@` in a URL.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import re
+import shutil
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+from scholar_pipeline.client.masking import MASK, mask_secret
+from scholar_pipeline.client.stack import REDIS_SCHEMES
+from scholar_pipeline.providers import PROVIDERS
+from scholar_pipeline.queries import SavedSearchError, load_saved_searches
+from scholar_pipeline.settings import cache_url, pipeline_home, queries_file
+
+DEFAULT_TIMEOUT_SECONDS = 5.0
+# Loading the code location is CPU work (1-2 s here), not a wait: its bound only catches a hang.
+LOAD_TIMEOUT_SECONDS = 60.0
+# How long past its own timeout a check may take to report before the watchdog gives up on it.
+GRACE_SECONDS = 3.0
+WAREHOUSE_TABLES = ("works", "provenance")  # written together by `warehouse.ensure_tables`
+PG_PASSWORD_ENV = "DAGSTER_PG_PASSWORD"
+THREAD_PREFIX = "health-check-"
+_USERINFO_PASSWORD = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^:/@\s]*:)[^@\s]*@")
+_LIBPQ_PASSWORD = re.compile(r"(?i)\b(password\s*=\s*)('[^']*'|\S+)")
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    name: str
+    ok: bool
+    detail: str
+    seconds: float
+    skipped: bool = False
+
+    def line(self) -> str:
+        return f"{self.name:<13} {'ok' if self.ok else 'FAIL':<4}  {self.detail}  ({self.seconds:.2f} s)"
+
+
+class CheckFailed(Exception):
+    """A check's one-line reason to FAIL."""
+
+
+class Skipped(Exception):
+    """The check does not apply to this configuration; not a failure."""
+
+
+def run_checks(timeout: float = DEFAULT_TIMEOUT_SECONDS, require_instance: bool = False) -> list[CheckResult]:
+    """Every check, one after the other (the code location first: it and the instance share Dagster's process state),
+    each bounded by `timeout` (the code location by LOAD_TIMEOUT_SECONDS), with secrets masked in every detail."""
+    home = pipeline_home()
+    checks: list[tuple[str, Callable[[], str], float]] = [
+        ("code_location", check_code_location, max(LOAD_TIMEOUT_SECONDS, timeout)),
+        ("instance", lambda: check_instance(timeout, require_instance), timeout),
+        ("warehouse", lambda: check_warehouse(home, timeout), timeout),
+        ("redis", lambda: check_redis(cache_url(), timeout), timeout),
+        ("home", lambda: check_home_writable(home), timeout),
+    ]
+    secrets = _secrets()
+    results = []
+    warnings = _LastWarnings()
+    root = logging.getLogger()
+    root.addHandler(warnings)
+    try:
+        for name, check, budget in checks:
+            result = _bounded(name, check, budget + GRACE_SECONDS, warnings)
+            results.append(CheckResult(result.name, result.ok, mask_secrets(result.detail, secrets), result.seconds, result.skipped))
+    finally:
+        root.removeHandler(warnings)
+    return results
+
+
+class _LastWarnings(logging.Handler):
+    """Each check thread's last logged warning, added to its FAIL detail: Dagster's PostgreSQL storage logs why it
+    retries a connection (`database "x" does not exist`) and then fails with "too many retries" only. Being a handler
+    of the root logger, it also keeps those lines off stderr, where nothing would mask them."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.last: dict[str, str] = {}
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.last[record.threadName] = " ".join(record.getMessage().split())
+
+
+def _bounded(name: str, check: Callable[[], str], budget: float, warnings: _LastWarnings) -> CheckResult:
+    """Run `check` in a daemon thread and stop waiting for it after `budget` seconds (a thread cannot be stopped; the
+    process exits without it)."""
+    outcome: list[tuple[bool, str, bool]] = []
+
+    def target() -> None:
+        try:
+            outcome.append((True, check(), False))
+        except Skipped as skipped:
+            outcome.append((True, f"skipped: {skipped}", True))
+        except CheckFailed as failed:
+            outcome.append((False, str(failed), False))
+        except Exception as error:
+            outcome.append((False, one_line(error), False))
+
+    started = time.monotonic()
+    thread = threading.Thread(target=target, name=THREAD_PREFIX + name, daemon=True)
+    thread.start()
+    thread.join(budget)
+    seconds = time.monotonic() - started
+    ok, detail, skipped = outcome[0] if outcome else (False, f"no answer within {budget:.1f} s", False)
+    logged = warnings.last.get(thread.name)
+    if not ok and logged:
+        detail = f"{detail}; last logged: {logged[:300]}"
+    return CheckResult(name, ok, detail, seconds, skipped)
+
+
+def abandoned_checks() -> bool:
+    """Whether a check the watchdog gave up on is still running."""
+    return any(thread.name.startswith(THREAD_PREFIX) and thread.is_alive() for thread in threading.enumerate())
+
+
+def check_code_location() -> str:
+    """`scholar_pipeline.definitions` imports and its definitions build: what `dagster dev` and the code server load."""
+    try:
+        searches = load_saved_searches(queries_file())
+    except SavedSearchError as error:
+        raise CheckFailed(str(error)) from None
+    definitions = importlib.import_module("scholar_pipeline.definitions")
+    repository = definitions.defs().get_repository_def()
+    assets = len(repository.asset_graph.get_all_asset_keys())
+    return (f"{len(searches)} saved searches from {queries_file()}; {assets} assets, "
+            f"{len(repository.schedule_defs)} schedules, {len(repository.sensor_defs)} sensors")
+
+
+def check_instance(timeout: float, require: bool) -> str:
+    """The Dagster instance of DAGSTER_HOME (SQLite or PostgreSQL storage) opens and answers a query for its last run.
+
+    A SQLite instance that was never prepared fails instead of being created here: a probe creating the storage beside
+    the first runs is the concurrent first use that breaks it (see `scholar_pipeline.instance`)."""
+    home = os.environ.get("DAGSTER_HOME")
+    if not home:
+        if require:
+            raise CheckFailed("DAGSTER_HOME is unset (--require-instance)")
+        raise Skipped("DAGSTER_HOME unset")
+    from dagster import DagsterInstance
+    from dagster._core.instance.config import dagster_instance_config
+
+    if not Path(home).is_dir():
+        raise CheckFailed(f"DAGSTER_HOME={home} is not a directory")
+    config, _ = dagster_instance_config(home)
+    runs_db = _sqlite_runs_db(Path(home), config)
+    if runs_db is not None and not runs_db.exists():
+        raise CheckFailed(f"SQLite instance in {home} is not prepared (no {runs_db}); "
+                          f"run `python -m scholar_pipeline.instance {home}` once")
+    # libpq's connect timeout (psycopg2 reads it from the environment); Dagster's own default waits for the OS.
+    os.environ.setdefault("PGCONNECT_TIMEOUT", str(max(2, round(timeout))))
+    instance = DagsterInstance.get()
+    try:
+        storage = type(instance.run_storage).__name__
+        records = instance.get_run_records(limit=1)
+    finally:
+        instance.dispose()
+    if not records:
+        return f"{storage} in {home}: no runs yet"
+    run = records[0].dagster_run
+    return f"{storage} in {home}: last run {run.run_id[:8]} {run.status.value}"
+
+
+def _sqlite_runs_db(home: Path, config) -> Path | None:
+    """Where a SQLite instance keeps its runs; None for any other storage (PostgreSQL creates its tables safely)."""
+    storage = config.get("storage")
+    if storage is None and "run_storage" not in config:
+        return home / "history" / "runs.db"
+    base_dir = (storage or {}).get("sqlite", {}).get("base_dir") if isinstance(storage, dict) else None
+    if isinstance(base_dir, str):
+        return Path(base_dir) / "history" / "runs.db"
+    return None
+
+
+def check_warehouse(home: Path, timeout: float) -> str:
+    """The DuckDB file opens read-only in the writers' queue within `timeout`, and has its tables."""
+    if os.environ.get("SCHOLAR_PIPELINE_WAREHOUSE"):
+        raise Skipped("SCHOLAR_PIPELINE_WAREHOUSE is set; this check reads the DuckDB file under the home only")
+    import filelock
+
+    from scholar_pipeline.warehouse import WarehouseBusy, read_connection
+
+    database = home / "scholar.duckdb"
+    if not database.exists():
+        return f"nothing landed yet (no {database})"
+    try:
+        with read_connection(database, home, timeout_seconds=timeout) as con:
+            present = {name for (name,) in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+            missing = [table for table in WAREHOUSE_TABLES if table not in present]
+            if missing:
+                raise CheckFailed(f"{database} lacks table(s) {', '.join(missing)}; the next landing creates them")
+            works, = con.execute("SELECT count(*) FROM works").fetchone()
+            landings, = con.execute("SELECT count(*) FROM provenance").fetchone()
+    except filelock.Timeout:
+        raise CheckFailed(f"busy: a writer (a run landing data) held {home / 'locks' / 'duckdb_writer.lock'} "
+                          f"for the whole {timeout:g} s") from None
+    except WarehouseBusy as error:
+        raise CheckFailed(f"busy: {error}") from None
+    return f"{database}: {works} works rows, {landings} landings"
+
+
+def check_redis(url: str | None, timeout: float) -> str:
+    """The shared HTTP cache's Redis answers PING within `timeout`, with no retry."""
+    if not url:
+        raise Skipped("SCHOLAR_PIPELINE_CACHE_URL unset (HTTP cache in SQLite under the home)")
+    shown = mask_url_password(url)
+    if not url.startswith(REDIS_SCHEMES):
+        raise CheckFailed(f"SCHOLAR_PIPELINE_CACHE_URL={shown} is not a Redis URL ({', '.join(REDIS_SCHEMES)})")
+    import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 0))
+    try:
+        client.ping()
+        version = client.info("server").get("redis_version", "?")
+    except redis.RedisError as error:
+        raise CheckFailed(f"{shown}: {one_line(error)}") from None
+    finally:
+        client.close()
+    return f"{shown}: PONG (Redis {version})"
+
+
+def check_home_writable(home: Path) -> str:
+    """A file can be created, written and removed in the home (a full disk or a read-only mount fails here)."""
+    if not home.exists():
+        ancestor = next(parent for parent in home.parents if parent.exists())
+        if not os.access(ancestor, os.W_OK | os.X_OK):
+            raise CheckFailed(f"{home} does not exist and {ancestor} is not writable")
+        return f"{home} does not exist yet; the first run creates it in {ancestor} (writable)"
+    fd, name = tempfile.mkstemp(dir=home, prefix=".health-")
+    try:
+        with os.fdopen(fd, "wb") as file:
+            file.write(b"ok\n")
+            file.flush()
+            os.fsync(file.fileno())
+    finally:
+        Path(name).unlink(missing_ok=True)
+    return f"{home}: writable, {shutil.disk_usage(home).free / 1e9:.1f} GB free"
+
+
+def one_line(error: BaseException) -> str:
+    """An exception as one line: its type and its message with the whitespace collapsed, cut at 500 characters."""
+    text = " ".join(f"{type(error).__name__}: {error}".split())
+    return text if len(text) <= 500 else text[:497] + "..."
+
+
+def mask_url_password(text: str) -> str:
+    """`redis://user:secret@host` to `redis://user:***@host`, for any scheme."""
+    return _USERINFO_PASSWORD.sub(rf"\1{MASK}@", text)
+
+
+def mask_secrets(text: str, secrets: list[str]) -> str:
+    """`text` without any of `secrets`, URL passwords, libpq `password=` values or secret URL parameters."""
+    for secret in secrets:
+        text = mask_secret(text, secret)
+    return _LIBPQ_PASSWORD.sub(rf"\1{MASK}", mask_url_password(mask_secret(text, None)))
+
+
+def _secrets() -> list[str]:
+    """The secrets this process could quote: provider API keys, the PostgreSQL password and the Redis URL's password."""
+    names = [provider.credential.env for provider in PROVIDERS.values() if provider.credential] + [PG_PASSWORD_ENV]
+    secrets = [os.environ.get(name) for name in names]
+    url = cache_url()
+    if url:
+        from urllib.parse import unquote, urlsplit
+
+        try:
+            secrets.append(unquote(urlsplit(url).password or ""))
+        except ValueError:  # an unparsable port: the URL is shown masked by pattern only
+            pass
+    return sorted({secret for secret in secrets if secret}, key=len, reverse=True)  # longest first: no partial masks
+
+
+def report(results: list[CheckResult]) -> dict:
+    """The JSON object `scholar-pipeline health --json` prints."""
+    failed = [r.name for r in results if not r.ok]
+    return {"ok": not failed, "exit_code": 1 if failed else 0, "failed": failed, "home": str(pipeline_home()),
+            "checks": [asdict(r) | {"seconds": round(r.seconds, 3)} for r in results]}
