@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import os
 import sys
+from pathlib import Path
 
 import click
 
 from scholar_pipeline.audit import audit
+from scholar_pipeline.backup import BackupError, backup, restore
 from scholar_pipeline.health import DEFAULT_TIMEOUT_SECONDS, abandoned_checks, report, run_checks
 from scholar_pipeline.rebuild import PartitionSelection, rebuild
 from scholar_pipeline.settings import pipeline_home
@@ -17,7 +19,7 @@ DAY = click.DateTime(formats=["%Y-%m-%d"])
 
 
 @click.group(help="Rebuild and audit what the pipeline landed, from the landing zone alone (no network, no HTTP cache); "
-                  "check the deployment's health.")
+                  "check the deployment's health; back it up and restore it.")
 def main() -> None:
     pass
 
@@ -77,3 +79,41 @@ def health_command(timeout: float, require_instance: bool, as_json: bool) -> Non
         sys.stdout.flush()
         os._exit(summary["exit_code"])
     sys.exit(summary["exit_code"])
+
+
+FOLDER = click.Path(file_okay=False, path_type=Path)
+
+
+def _dagster_home() -> Path | None:
+    return Path(os.environ["DAGSTER_HOME"]) if os.environ.get("DAGSTER_HOME") else None
+
+
+@main.command(name="backup")
+@click.argument("folder", type=FOLDER)
+@click.option("--previous", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="an earlier backup: landed files it holds unchanged are hard-linked from it, not copied")
+def backup_command(folder: Path, previous: Path | None) -> None:
+    """Back up the warehouse, the landing zone and the Dagster instance of DAGSTER_HOME (if set) into FOLDER, a new or
+    empty folder, with a backup.json listing the sha256 of every file. Exit 1 on any error."""
+    try:
+        backup(pipeline_home(), folder, dagster_home=_dagster_home(), previous=previous, log=click.echo)
+    except BackupError as error:
+        click.echo(f"error: {error}", err=True)
+        sys.exit(1)
+
+
+@main.command(name="restore")
+@click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--home", type=FOLDER, help="the home to restore into (default: SCHOLAR_PIPELINE_HOME)")
+@click.option("--force", is_flag=True, help="replace the warehouse, the landing zone and the instance's history that "
+                                            "the home and the instance already hold")
+@click.option("--no-instance", is_flag=True, help="restore the home only, not the Dagster instance of DAGSTER_HOME")
+def restore_command(folder: Path, home: Path | None, force: bool, no_instance: bool) -> None:
+    """Verify every file of the backup in FOLDER against backup.json, then restore it into the home and into the
+    (fresh) Dagster instance of DAGSTER_HOME. Exit 1 when the backup is damaged or the target not empty."""
+    try:
+        restore(folder, home or pipeline_home(), dagster_home=None if no_instance else _dagster_home(), force=force,
+                log=click.echo)
+    except BackupError as error:
+        click.echo(f"error: {error}", err=True)
+        sys.exit(1)
