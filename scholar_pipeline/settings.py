@@ -11,6 +11,10 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from cryptography.fernet import MultiFernet
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -31,6 +35,17 @@ def mailto(environ: Mapping[str, str] = os.environ) -> str | None:
 def cache_url(environ: Mapping[str, str] = os.environ) -> str | None:
     """`redis://...` shares the HTTP response cache; unset, it is SQLite under the home."""
     return environ.get("SCHOLAR_PIPELINE_CACHE_URL") or None
+
+
+def cache_key(environ: Mapping[str, str] = os.environ) -> MultiFernet | None:
+    """The cipher of SCHOLAR_PIPELINE_CACHE_KEY (Fernet keys, comma-separated to rotate) that encrypts the HTTP cache
+    at rest, or None to keep it plain; a malformed key is a ValueError naming the variable, never showing the value."""
+    raw = environ.get("SCHOLAR_PIPELINE_CACHE_KEY")
+    if raw in (None, ""):
+        return None
+    from scholar_pipeline.client.encrypted_storage import cipher_from_setting  # here: other settings load no hishel
+
+    return cipher_from_setting(raw, "SCHOLAR_PIPELINE_CACHE_KEY")
 
 
 def monitor_days(environ: Mapping[str, str] = os.environ) -> int:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Mapping
 from contextlib import contextmanager
 from importlib.metadata import version
 from pathlib import Path
@@ -12,13 +14,15 @@ import httpx
 from hishel.httpx import CacheTransport
 
 from scholar_pipeline.client.deadline import DeadlineHTTPTransport
+from scholar_pipeline.client.encrypted_storage import EncryptedStorage
 from scholar_pipeline.client.provider_client import ProviderClient, RetryPolicy
 from scholar_pipeline.client.ratelimit import SqliteRateLimiter
 from scholar_pipeline.client.transports import CredentialsTransport, RateLimitedTransport, WholeBodyTransport
 from scholar_pipeline.providers.base import Provider
-from scholar_pipeline.settings import ProviderSettings
+from scholar_pipeline.settings import ProviderSettings, cache_key
 
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+REDIS_KEY_PREFIX = "scholar-pipeline"
 
 
 def user_agent(mailto: str | None) -> str:
@@ -26,8 +30,13 @@ def user_agent(mailto: str | None) -> str:
     return f"scholar-pipeline/{version('scholar-pipeline')} (+https://github.com/scholar-pipeline/scholar-pipeline{contact})"
 
 
-def cache_storage(home: Path, ttl_seconds: float, cache_url: str | None) -> hishel.BaseStorage:
-    """SQLite under the home by default; `redis://...` shares one cache between machines."""
+def cache_storage(home: Path, ttl_seconds: float, cache_url: str | None,
+                  environ: Mapping[str, str] = os.environ) -> hishel.BaseStorage:
+    """SQLite under the home by default; `redis://...` shares one cache between machines.
+
+    Entries are encrypted with SCHOLAR_PIPELINE_CACHE_KEY when it is set (encrypted_storage.py). The key is read
+    here, from the environment, rather than passed in: a resource's config would put it in the run config."""
+    cipher = cache_key(environ)  # a malformed key fails here, before any request
     if cache_url:
         if not cache_url.startswith(REDIS_SCHEMES):
             raise ValueError(
@@ -36,11 +45,15 @@ def cache_storage(home: Path, ttl_seconds: float, cache_url: str | None) -> hish
             )
         import redis
 
-        return hishel.RedisStorage(client=redis.Redis.from_url(cache_url), default_ttl=ttl_seconds, key_prefix="scholar-pipeline")
+        client = redis.Redis.from_url(cache_url)
+        server = client.connection_pool.connection_kwargs  # the URL may hold a password: name the server without it
+        where = server.get("path") or f"{server.get('host')}:{server.get('port')}"
+        storage = hishel.RedisStorage(client=client, default_ttl=ttl_seconds, key_prefix=REDIS_KEY_PREFIX)
+        return EncryptedStorage(storage, cipher, f"Redis {where} db {server.get('db', 0)} (keys {REDIS_KEY_PREFIX}:*)")
     # An absolute path in a directory of its own: hishel writes a `.gitignore` beside the database.
     path = home / "cache" / "http" / "responses.sqlite"
     path.parent.mkdir(parents=True, exist_ok=True)
-    return hishel.SqliteStorage(database_path=str(path), default_ttl=ttl_seconds)
+    return EncryptedStorage(hishel.SqliteStorage(database_path=str(path), default_ttl=ttl_seconds), cipher, str(path))
 
 
 @contextmanager
