@@ -36,6 +36,7 @@ ROUNDS = 3
 _ROWS_SQL = """
 SELECT 'bench' AS query, ['openalex','crossref','arxiv','pubmed','plos','springer','core'][1 + (i % 7)::INT] AS provider,
        DATE '2020-01-01' + (i // 700000)::INT AS partition_date, 'W' || i AS provider_id, '10.1234/bench.' || i AS doi,
+       CASE WHEN i % 7 = 3 THEN (30000000 + i)::VARCHAR END AS pmid, NULL AS pmcid, NULL AS arxiv_id,
        'A title of work number ' || i AS title, repeat('An abstract sentence of about fifty characters. ', 20) AS abstract,
        [{'name': 'Ada Lovelace', 'orcid': NULL, 'affiliations': ['Somewhere']},
         {'name': 'Alan Turing', 'orcid': '0000-0002-1825-0097', 'affiliations': []}] AS authors,
