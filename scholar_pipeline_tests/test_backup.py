@@ -6,7 +6,6 @@ import os
 import shutil
 import subprocess
 import uuid
-from contextlib import closing, contextmanager
 from pathlib import Path
 
 import dagster as dg
@@ -19,25 +18,12 @@ from scholar_pipeline.instance import prepare_instance
 from scholar_pipeline.warehouse import latest_provenance
 from scholar_pipeline_tests.helpers import SEARCH, materialize
 from scholar_pipeline_tests.test_production_instance import (  # noqa: F401 (fixtures)
-    DEPLOY_DAGSTER_YAML, _connect, _select, pg_database, production_env)
+    DEPLOY_DAGSTER_YAML, _connect, _select, fresh_database, pg_database, production_env)
 from scholar_pipeline_tests.test_scenarios import BIN
 
 pytestmark = pytest.mark.slow
 PASSWORD = "pg-password-" + uuid.uuid4().hex  # trust auth ignores it; it must show up nowhere
 ASSETS = [dg.AssetKey([SEARCH.name, "raw"]), dg.AssetKey([SEARCH.name, "works"])]
-
-
-@contextmanager
-def fresh_database():
-    """A second fresh database (the restore's), dropped afterwards."""
-    name = f"scholar_restore_{uuid.uuid4().hex[:12]}"
-    with closing(_connect()) as connection, connection.cursor() as cursor:
-        cursor.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield name
-    finally:
-        with closing(_connect()) as connection, connection.cursor() as cursor:
-            cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
@@ -94,7 +80,7 @@ def test_backup_restores_rows_hashes_and_run_history_into_a_fresh_home_and_datab
     restored_home, restored_dagster_home = tmp_path / "restored_home", tmp_path / "restored_dagster_home"
     restored_dagster_home.mkdir()
     shutil.copyfile(DEPLOY_DAGSTER_YAML, restored_dagster_home / "dagster.yaml")
-    with fresh_database() as restore_db:
+    with fresh_database("scholar_restore") as restore_db:
         env = dict(os.environ) | {"DAGSTER_HOME": str(restored_dagster_home), "DAGSTER_PG_DB": restore_db}
 
         # A damaged file is named, and nothing is restored.

@@ -4,7 +4,6 @@ systemd-analyze; and the units' commands started here, as systemd would, the web
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import re

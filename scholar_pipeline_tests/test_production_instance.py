@@ -10,7 +10,8 @@ import socket
 import subprocess
 import time
 import uuid
-from contextlib import closing
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
 from pathlib import Path
 
 import dagster as dg
@@ -65,10 +66,10 @@ def _select(dbname: str, sql: str, params=None) -> list[tuple]:
         return cursor.fetchall()
 
 
-@pytest.fixture
-def pg_database():
-    """A fresh PostgreSQL database for one instance, dropped afterwards (with any connection a killed service left)."""
-    name = f"scholar_instance_{uuid.uuid4().hex[:12]}"
+@contextmanager
+def fresh_database(prefix: str) -> Iterator[str]:
+    """A fresh PostgreSQL database, dropped afterwards (with any connection a killed service left)."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     try:
         connection = _connect()
     except psycopg2.OperationalError as error:
@@ -80,6 +81,13 @@ def pg_database():
     finally:
         with closing(_connect()) as connection, connection.cursor() as cursor:
             cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def pg_database():
+    """A fresh PostgreSQL database for one instance."""
+    with fresh_database("scholar_instance") as name:
+        yield name
 
 
 @pytest.fixture
