@@ -115,3 +115,12 @@ def max_null_title_share(environ: Mapping[str, str] = os.environ) -> float:
     if share > 1:
         raise ValueError(f"SCHOLAR_PIPELINE_MAX_NULL_TITLE_SHARE={raw!r} is a share: a number above 0 and at most 1")
     return share
+
+
+def dataset_automation_on(environ: Mapping[str, str] = os.environ) -> bool:
+    """Whether the `dataset_automation` sensor starts running (`on`, the default) or stopped (`off`: turn it on in the
+    UI, or build group `dataset` by hand)."""
+    raw = (environ.get("SCHOLAR_PIPELINE_DATASET_AUTOMATION") or "on").strip().lower()
+    if raw not in ("on", "off"):
+        raise ValueError(f"SCHOLAR_PIPELINE_DATASET_AUTOMATION={raw!r} must be `on` or `off`")
+    return raw == "on"

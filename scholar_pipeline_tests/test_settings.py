@@ -4,7 +4,9 @@ import pytest
 
 from scholar_pipeline.defs.resources import ScholarApiResource
 from scholar_pipeline.providers import PROVIDERS
-from scholar_pipeline.settings import ProviderSettings, monitor_days, provider_settings
+from scholar_pipeline.settings import (
+    ProviderSettings, dataset_automation_on, max_null_title_share, monitor_days, provider_settings,
+)
 
 DEFAULTS = ProviderSettings(base_url="https://api.example.org/", rate_limit=10.0, page_size=100, max_records=200_000)
 
@@ -59,3 +61,17 @@ def test_pubmed_allows_ten_requests_a_second_with_an_api_key(monkeypatch):
     pubmed = PROVIDERS["pubmed"]
     assert ScholarApiResource(home="/tmp/x").settings_for(pubmed).rate_limit == 3.0
     assert ScholarApiResource(home="/tmp/x", pubmed_api_key="0123456789abcdef0123").settings_for(pubmed).rate_limit == 10.0
+
+
+def test_dataset_automation_is_on_unless_turned_off_and_refuses_other_words():
+    assert dataset_automation_on({}) and dataset_automation_on({"SCHOLAR_PIPELINE_DATASET_AUTOMATION": " ON "})
+    assert not dataset_automation_on({"SCHOLAR_PIPELINE_DATASET_AUTOMATION": "off"})
+    with pytest.raises(ValueError, match="SCHOLAR_PIPELINE_DATASET_AUTOMATION='no' must be"):
+        dataset_automation_on({"SCHOLAR_PIPELINE_DATASET_AUTOMATION": "no"})
+
+
+def test_max_null_title_share_is_a_share():
+    assert max_null_title_share({}) == 0.1 and max_null_title_share({"SCHOLAR_PIPELINE_MAX_NULL_TITLE_SHARE": "0.5"}) == 0.5
+    for raw in ("0", "1.5", "x"):
+        with pytest.raises(ValueError, match="SCHOLAR_PIPELINE_MAX_NULL_TITLE_SHARE"):
+            max_null_title_share({"SCHOLAR_PIPELINE_MAX_NULL_TITLE_SHARE": raw})

@@ -37,6 +37,7 @@ from scholar_pipeline.defs.saved_searches import SAVED_SEARCHES, daily_schedule_
 from scholar_pipeline.queries import SavedSearch
 from scholar_pipeline.metadata import markdown_cell
 from scholar_pipeline.schema import SCHEMA_VERSION, UNIQUE_WORKS_SCHEMA
+from scholar_pipeline.settings import dataset_automation_on
 from scholar_pipeline.warehouse import ensure_tables, read_connection, write_connection
 
 GROUP = "dataset"
@@ -219,7 +220,8 @@ dataset_job = dg.define_asset_job(
 )
 
 dataset_automation = dg.AutomationConditionSensorDefinition(
-    "dataset_automation", target=dg.AssetSelection.groups(GROUP), default_status=dg.DefaultSensorStatus.RUNNING,
+    "dataset_automation", target=dg.AssetSelection.groups(GROUP),
+    default_status=dg.DefaultSensorStatus.RUNNING if dataset_automation_on() else dg.DefaultSensorStatus.STOPPED,
     description="Keeps group `dataset` fresh: requests an asset when the content of what it reads changed.",
 )
 
