@@ -20,9 +20,8 @@ from unittest import mock
 
 import dagster as dg
 import duckdb
-from dagster_duckdb import DuckDBResource
 
-from scholar_pipeline.defs.resources import ScholarApiResource
+from scholar_pipeline.defs.resources import ScholarApiResource, WarehouseResource
 from scholar_pipeline.defs.saved_searches import build_saved_search_assets, partition_range_tags
 from scholar_pipeline.providers import PROVIDERS
 from scholar_pipeline.queries import SavedSearch
@@ -45,7 +44,7 @@ def run() -> list[dict]:
                 mock.patch.dict(os.environ, sim.environ()), dg.instance_for_test() as instance:
             started = time.perf_counter()
             result = dg.materialize(build_saved_search_assets(SEARCH), instance=instance, tags=partition_range_tags(SEARCH, DAY, DAY),
-                                    resources={"scholar_api": api, "duckdb": DuckDBResource(database=str(Path(home) / "scholar.duckdb"))})
+                                    resources={"scholar_api": api, "warehouse": WarehouseResource(home=home)})
             wall = time.perf_counter() - started
             requests = {name: sim.requests_for(name) for name in PROVIDERS}
             expected = {name: len(sim.apis[name].record_ids(DAY, DAY, SEARCH.text)) for name in PROVIDERS}

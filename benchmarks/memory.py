@@ -21,7 +21,8 @@ from scholar_pipeline.defs.resources import ScholarApiResource
 from scholar_pipeline.fetch import fetch_partition
 from scholar_pipeline.providers import PROVIDERS
 from scholar_pipeline.simulator import Corpus, ProviderSimulator
-from scholar_pipeline.warehouse import ProvenanceRow, replace_partition, write_connection
+from scholar_pipeline.warehouse import ProvenanceRow, replace_partition
+from scholar_pipeline.warehouse_backends import DuckDBFile
 from scholar_pipeline.works import staged_rows
 
 SIZES = (10_000, 30_000, 100_000)
@@ -41,7 +42,7 @@ def _fetch_and_land(home: str, base_url: str) -> dict:
                                                     total_reported=fetched.total_reported, content_hash=fetched.content_hash,
                                                     code_version="bench")
         fetched_s = time.perf_counter() - started
-        with staged_rows(api.landing, manifest) as rows, write_connection(Path(home) / "scholar.duckdb", Path(home)) as con:
+        with staged_rows(api.landing, manifest) as rows, DuckDBFile(Path(home) / "scholar.duckdb", Path(home)).write_connection() as con:
             landed = replace_partition(con, rows, ProvenanceRow.of(manifest, path, rows, run_id=None, raw_run_id=None, code_version="bench"))
     return {"records": landed, "pages": len(manifest.pages), "fetch_s": round(fetched_s, 1),
             "land_s": round(time.perf_counter() - started - fetched_s, 1),

@@ -25,7 +25,8 @@ import pyarrow.parquet as pq
 
 from scholar_pipeline.drift import Shape
 from scholar_pipeline.schema import SCHEMA_VERSION, WORKS_SCHEMA
-from scholar_pipeline.warehouse import WRITER_THREADS, ProvenanceRow, ensure_tables, replace_partition
+from scholar_pipeline.warehouse import ProvenanceRow, ensure_tables, replace_partition
+from scholar_pipeline.warehouse_backends import WRITER_THREADS
 from scholar_pipeline.works import PREVIEW_COLUMNS, ROW_GROUP_ROWS, PartitionRows
 
 PARTITION_ROWS = 100_000

@@ -14,9 +14,8 @@ from pathlib import Path
 from unittest import mock
 
 import dagster as dg
-from dagster_duckdb import DuckDBResource
 
-from scholar_pipeline.defs.resources import scholar_api_from_env
+from scholar_pipeline.defs.resources import scholar_api_from_env, warehouse_from_env
 from scholar_pipeline.defs.saved_searches import build_saved_search_assets
 from scholar_pipeline.queries import SavedSearch
 from scholar_pipeline.simulator import Corpus, ProviderSimulator
@@ -29,7 +28,7 @@ DAY = "2024-03-01"
 def _materialize(home: Path, provider: str) -> None:
     result = dg.materialize(
         build_saved_search_assets(SEARCH), partition_key=dg.MultiPartitionKey({"date": DAY, "provider": provider}),
-        resources={"scholar_api": scholar_api_from_env(), "duckdb": DuckDBResource(database=str(home / "scholar.duckdb"))},
+        resources={"scholar_api": scholar_api_from_env(), "warehouse": warehouse_from_env()},
     )
     assert result.success
 

@@ -22,7 +22,8 @@ import duckdb
 from scholar_pipeline.landing import DamagedPage, LandingZone, partition_input_hash
 from scholar_pipeline.normalize import record_hash
 from scholar_pipeline.schema import RECORD_FIELDS
-from scholar_pipeline.warehouse import latest_provenance, read_connection
+from scholar_pipeline.warehouse import latest_provenance
+from scholar_pipeline.warehouse_backends import Warehouse
 from scholar_pipeline.works import hash_of_records
 
 _HASHED_COLUMNS = [name for name in RECORD_FIELDS.names if name != "record_hash"]
@@ -58,14 +59,14 @@ class AuditScope:
         return " / ".join(str(part) for part in (self.query, self.provider, self.day) if part is not None) or "everything"
 
 
-def audit(home: Path, database: Path, log=print, scope: AuditScope = AuditScope(),
+def audit(home: Path, warehouse: Warehouse, log=print, scope: AuditScope = AuditScope(),
           con: duckdb.DuckDBPyConnection | None = None) -> list[Finding]:
     """What no longer matches what was recorded; `log` hears what is worth knowing but is no finding. `con`: a
-    connection the caller holds (a run audits the partition it just landed without opening the file again)."""
+    connection the caller holds (a run audits the partition it just landed without opening the warehouse again)."""
     landing = LandingZone(home / "landing")
     findings = _audit_landing_zone(landing, log, scope)
-    if con is not None or database.exists():
-        findings += _audit_warehouse(database, home, landing, scope, log, con)
+    if con is not None or warehouse.exists():
+        findings += _audit_warehouse(warehouse, landing, scope, log, con)
     return findings
 
 
@@ -104,12 +105,12 @@ def _audit_landing_zone(landing: LandingZone, log, scope: AuditScope) -> list[Fi
     return findings
 
 
-def _audit_warehouse(database: Path, home: Path, landing: LandingZone, scope: AuditScope, log,
+def _audit_warehouse(warehouse: Warehouse, landing: LandingZone, scope: AuditScope, log,
                      held: duckdb.DuckDBPyConnection | None) -> list[Finding]:
     """Rows against provenance. DuckDB is read in the writers' queue, one partition at a time, so that runs landing
     meanwhile wait a moment, not the whole audit."""
     def reading():
-        return nullcontext(held) if held is not None else read_connection(database, home, log=_Waiting(log))
+        return nullcontext(held) if held is not None else warehouse.read_connection(log=_Waiting(log))
 
     with reading() as con:
         tables = {row[0] for row in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}

@@ -60,7 +60,8 @@ import duckdb
 import filelock
 
 from scholar_pipeline.schema import SCHEMA_VERSION
-from scholar_pipeline.warehouse import latest_provenance, read_connection
+from scholar_pipeline.warehouse import latest_provenance
+from scholar_pipeline.warehouse_backends import WAREHOUSE_ENV, DuckDBFile
 from scholar_pipeline.works import WORKS_CODE_VERSION
 
 FORMAT = "scholar-pipeline-backup-v1"
@@ -159,8 +160,8 @@ def _resolve_env(value):
 def backup(home: Path, target: Path, *, dagster_home: Path | None, previous: Path | None = None, log=print) -> dict:
     """Back up the home's warehouse and landing zone and the instance of `dagster_home` (skipped when None) into
     `target`, a new or empty folder; return what backup.json records."""
-    if os.environ.get("SCHOLAR_PIPELINE_WAREHOUSE"):
-        raise BackupError("SCHOLAR_PIPELINE_WAREHOUSE is set: a DuckLake warehouse lives in its PostgreSQL catalog and its "
+    if os.environ.get(WAREHOUSE_ENV):
+        raise BackupError(f"{WAREHOUSE_ENV} is set: a DuckLake warehouse lives in its PostgreSQL catalog and its "
                           "data path; back up the catalog with pg_dump and the data files with their storage's tools")
     target = Path(target).resolve()
     if target.exists() and any(target.iterdir()):
@@ -222,7 +223,7 @@ def _backup_warehouse(database: Path, home: Path, folder: Path, log) -> tuple[di
     """EXPORT DATABASE in the writers' queue; what provenance holds is read in the same connection, so it describes
     exactly the exported tables."""
     started = time.monotonic()
-    with read_connection(database, home, log=SimpleNamespace(warning=log)) as con:
+    with DuckDBFile(database, home).read_connection(log=SimpleNamespace(warning=log)) as con:
         con.execute(f"EXPORT DATABASE '{_sql_string(folder)}' ({EXPORT_OPTIONS})")
         tables = {name: con.execute(f'SELECT count(*) FROM "{name}"').fetchone()[0]
                   for (name,) in con.execute("SELECT table_name FROM duckdb_tables() ORDER BY ALL").fetchall()}

@@ -14,6 +14,7 @@ from scholar_pipeline.backup import BackupError, backup, restore
 from scholar_pipeline.health import DEFAULT_TIMEOUT_SECONDS, abandoned_checks, report, run_checks
 from scholar_pipeline.rebuild import PartitionSelection, rebuild
 from scholar_pipeline.settings import pipeline_home
+from scholar_pipeline.warehouse_backends import warehouse_from_env
 
 DAY = click.DateTime(formats=["%Y-%m-%d"])
 
@@ -37,7 +38,7 @@ def rebuild_command(query: str | None, provider: str | None, first, last, force:
         raise click.BadParameter(f"--from {first:%Y-%m-%d} is after --to {last:%Y-%m-%d}")
     home = pipeline_home()
     selection = PartitionSelection(query, provider, first.date() if first else None, last.date() if last else None)
-    results = rebuild(home, home / "scholar.duckdb", selection, log=click.echo, force=force)
+    results = rebuild(home, warehouse_from_env(home), selection, log=click.echo, force=force)
     if not results:
         click.echo(f"no landed partition under {home / 'landing'} matches the selection")
     unexplained = [r for r in results if r.unexplained]
@@ -50,7 +51,7 @@ def rebuild_command(query: str | None, provider: str | None, first, last, force:
 def audit_command() -> None:
     """Re-hash every landed page, manifest and `works` row against what was recorded; exit 1 when anything differs."""
     home = pipeline_home()
-    findings = audit(home, home / "scholar.duckdb", log=click.echo)
+    findings = audit(home, warehouse_from_env(home), log=click.echo)
     for finding in findings:
         click.echo(str(finding))
     click.echo(f"audit of {home}: {len(findings)} findings" if findings else f"audit of {home}: everything matches what was recorded")

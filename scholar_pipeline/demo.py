@@ -28,6 +28,7 @@ import httpx
 
 from scholar_pipeline.instance import BrokenInstanceError, default_dagster_home, prepare_instance
 from scholar_pipeline.settings import PROJECT_ROOT, pipeline_home, queries_file
+from scholar_pipeline.warehouse_backends import warehouse_from_env
 from scholar_pipeline.simulator import ProviderSimulator
 from scholar_pipeline.simulator.server import PLACEHOLDER_KEYS
 
@@ -133,7 +134,10 @@ def run_partitions(days: list[dt.date]) -> int:
     """Run each saved search's daily job once over every day and provider, as a schedule tick does; print one line per
     partition; return how many partitions failed."""
     from scholar_pipeline.definitions import defs
-    from scholar_pipeline.defs.saved_searches import SAVED_SEARCHES, partition_range_tags
+    from scholar_pipeline.defs.saved_searches import (
+        SAVED_SEARCHES,
+        partition_range_tags,
+    )
 
     definitions = defs()
     failed = 0
@@ -191,18 +195,16 @@ def _partition_errors(result: dg.ExecuteInProcessResult) -> dict[str | None, str
 
 
 def print_summary() -> None:
-    import duckdb
-
-    database = pipeline_home() / "scholar.duckdb"
-    if not database.exists():
-        print(f"\nNothing landed in {database}.")
+    warehouse = warehouse_from_env(pipeline_home())
+    if not warehouse.exists():
+        print(f"\nNothing landed in {warehouse.name}.")
         return
-    with duckdb.connect(str(database), read_only=True) as con:
+    with warehouse.read_connection() as con:
         rows = con.execute(
             "SELECT query, provider, count(*) AS works, count(doi) AS with_doi, count(abstract) AS with_abstract "
             "FROM works GROUP BY ALL ORDER BY ALL"
         ).fetchall()
-        print(f"\nDuckDB {database}, table works:")
+        print(f"\n{warehouse.name}, table works:")
         print(f"  {'query':<20} {'provider':<10} {'works':>6} {'with doi':>9} {'with abstract':>14}")
         for query, provider, works, with_doi, with_abstract in rows:
             print(f"  {query:<20} {provider:<10} {works:>6} {with_doi:>9} {with_abstract:>14}")

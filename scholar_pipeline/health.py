@@ -13,7 +13,6 @@ from __future__ import annotations
 import importlib
 import logging
 import os
-import re
 import shutil
 import tempfile
 import threading
@@ -22,7 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
-from scholar_pipeline.client.masking import MASK, mask_secret
+from scholar_pipeline.client.masking import mask_credentials, mask_secret, mask_url_password
 from scholar_pipeline.client.stack import REDIS_SCHEMES
 from scholar_pipeline.providers import PROVIDERS
 from scholar_pipeline.queries import SavedSearchError, load_saved_searches
@@ -36,8 +35,6 @@ GRACE_SECONDS = 3.0
 WAREHOUSE_TABLES = ("works", "provenance")  # written together by `warehouse.ensure_tables`
 PG_PASSWORD_ENV = "DAGSTER_PG_PASSWORD"
 THREAD_PREFIX = "health-check-"
-_USERINFO_PASSWORD = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^:/@\s]*:)[^@\s]*@")
-_LIBPQ_PASSWORD = re.compile(r"(?i)\b(password\s*=\s*)('[^']*'|\S+)")
 
 
 @dataclass(frozen=True)
@@ -189,22 +186,28 @@ def _sqlite_runs_db(home: Path, config) -> Path | None:
 
 
 def check_warehouse(home: Path, timeout: float) -> str:
-    """The DuckDB file opens read-only in the writers' queue within `timeout`, and has its tables."""
-    if os.environ.get("SCHOLAR_PIPELINE_WAREHOUSE"):
-        raise Skipped("SCHOLAR_PIPELINE_WAREHOUSE is set; this check reads the DuckDB file under the home only")
+    """The warehouse (the DuckDB file, read-only in the writers' queue, or the DuckLake catalog) opens within
+    `timeout` and has its tables."""
     import filelock
 
-    from scholar_pipeline.warehouse import WarehouseBusy, read_connection
+    from scholar_pipeline.warehouse_backends import (
+        WarehouseBusy,
+        WarehouseUnreachable,
+        warehouse_from_env,
+    )
 
-    database = home / "scholar.duckdb"
-    if not database.exists():
-        return f"nothing landed yet (no {database})"
     try:
-        with read_connection(database, home, timeout_seconds=timeout) as con:
+        warehouse = warehouse_from_env(home)
+    except ValueError as error:
+        raise CheckFailed(str(error)) from None
+    try:
+        if not warehouse.exists():
+            return f"nothing landed yet in {warehouse.name}"
+        with warehouse.read_connection(timeout_seconds=timeout) as con:
             present = {name for (name,) in con.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
             missing = [table for table in WAREHOUSE_TABLES if table not in present]
             if missing:
-                raise CheckFailed(f"{database} lacks table(s) {', '.join(missing)}; the next landing creates them")
+                raise CheckFailed(f"{warehouse.name} lacks table(s) {', '.join(missing)}; the next landing creates them")
             works, = con.execute("SELECT count(*) FROM works").fetchone()
             landings, = con.execute("SELECT count(*) FROM provenance").fetchone()
     except filelock.Timeout:
@@ -212,7 +215,9 @@ def check_warehouse(home: Path, timeout: float) -> str:
                           f"for the whole {timeout:g} s") from None
     except WarehouseBusy as error:
         raise CheckFailed(f"busy: {error}") from None
-    return f"{database}: {works} works rows, {landings} landings"
+    except WarehouseUnreachable as error:
+        raise CheckFailed(str(error)) from None
+    return f"{warehouse.name}: {works} works rows, {landings} landings"
 
 
 def check_redis(url: str | None, timeout: float) -> str:
@@ -261,16 +266,11 @@ def one_line(error: BaseException) -> str:
     return text if len(text) <= 500 else text[:497] + "..."
 
 
-def mask_url_password(text: str) -> str:
-    """`redis://user:secret@host` to `redis://user:***@host`, for any scheme."""
-    return _USERINFO_PASSWORD.sub(rf"\1{MASK}@", text)
-
-
 def mask_secrets(text: str, secrets: list[str]) -> str:
     """`text` without any of `secrets`, URL passwords, libpq `password=` values or secret URL parameters."""
     for secret in secrets:
         text = mask_secret(text, secret)
-    return _LIBPQ_PASSWORD.sub(rf"\1{MASK}", mask_url_password(mask_secret(text, None)))
+    return mask_credentials(text)
 
 
 def _secrets() -> list[str]:

@@ -17,9 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from scholar_pipeline.landing import LandingZone
-from scholar_pipeline.warehouse import (
-    ProvenanceRow, ensure_tables, latest_provenance, read_connection, replace_partition, write_connection,
-)
+from scholar_pipeline.warehouse import ProvenanceRow, ensure_tables, latest_provenance, replace_partition
+from scholar_pipeline.warehouse_backends import Warehouse
 from scholar_pipeline.works import WORKS_CODE_VERSION, staged_rows
 
 
@@ -59,7 +58,7 @@ class Rebuilt:
                 and self.recorded_code_version in (None, WORKS_CODE_VERSION))
 
 
-def rebuild(home: Path, database: Path, selection: PartitionSelection = PartitionSelection(), log=print,
+def rebuild(home: Path, warehouse: Warehouse, selection: PartitionSelection = PartitionSelection(), log=print,
             force: bool = False) -> list[Rebuilt]:
     """Rebuild every selected partition the landing zone holds; `log` hears one line per partition as it goes.
 
@@ -71,7 +70,7 @@ def rebuild(home: Path, database: Path, selection: PartitionSelection = Partitio
         query, provider, day = path.parts[-4], path.parts[-3], dt.date.fromisoformat(path.parts[-2])
         if selection.holds(query, provider, day):
             newest_manifest[query, provider, day] = path
-    recorded = _recorded_landings(database, home)
+    recorded = _recorded_landings(warehouse)
     results = []
     for key in sorted(newest_manifest):
         previous = recorded.get(key)
@@ -82,7 +81,7 @@ def rebuild(home: Path, database: Path, selection: PartitionSelection = Partitio
                           or (force and previous["output_hash"] != rows.output_hash))
             landed_meanwhile = False
             if must_write:  # the writer lock per partition: runs landing other partitions wait seconds, not the whole rebuild
-                with write_connection(database, home) as con:
+                with warehouse.write_connection() as con:
                     ensure_tables(con)
                     landed_meanwhile = latest_provenance(con, key).get(key, {}).get("landed_at") != (previous or {}).get("landed_at")
                     if not landed_meanwhile:
@@ -102,10 +101,10 @@ def rebuild(home: Path, database: Path, selection: PartitionSelection = Partitio
     return results
 
 
-def _recorded_landings(database: Path, home: Path) -> dict[tuple[str, str, dt.date], dict]:
-    if not database.exists():
+def _recorded_landings(warehouse: Warehouse) -> dict[tuple[str, str, dt.date], dict]:
+    if not warehouse.exists():
         return {}
-    with read_connection(database, home) as con:
+    with warehouse.read_connection() as con:
         tables = {row[0] for row in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
         return latest_provenance(con) if "provenance" in tables else {}
 

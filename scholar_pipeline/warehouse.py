@@ -1,24 +1,16 @@
-"""DuckDB: the `works` table, the append-only `provenance` table, and the partition swap.
+"""The warehouse's tables: `works`, the append-only `provenance`, and the partition swap.
 
-A DuckDB write connection locks the whole file against every other process, readers
-too. Writers queue on a machine-wide file lock, which holds however a run is launched
-(UI, schedule, CLI, tests) and which the operating system releases when its holder dies,
-even by `kill -9`: a Dagster pool slot would stay claimed by a killed run until run
-monitoring noticed. A reader holding the file (a notebook) makes the writer wait and say
-so in the log, up to a deadline, instead of failing at once.
+They are the same on either backend (`warehouse_backends`): these functions take a DuckDB
+connection on which the tables answer to their bare names.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import time
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterator
 
 import duckdb
-import filelock
 
 from scholar_pipeline.landing import Manifest
 from scholar_pipeline.schema import SCHEMA_VERSION, WORKS_SCHEMA
@@ -50,7 +42,6 @@ CREATE TABLE IF NOT EXISTS provenance (
     raw_run_id VARCHAR
 )
 """
-WRITER_THREADS = 1  # DuckDB threads of the write connection (see `write_connection`)
 # Columns added after the first release; older files gain them on the next write.
 PROVENANCE_ADDED_COLUMNS = {"content_hash": "VARCHAR", "raw_run_id": "VARCHAR"}
 
@@ -98,63 +89,6 @@ class ProvenanceRow:
             retrieved_at=dt.datetime.fromisoformat(manifest.retrieved_at), landed_at=dt.datetime.now(dt.timezone.utc),
             raw_run_id=raw_run_id,
         )
-
-
-class WarehouseBusy(RuntimeError):
-    """The DuckDB file stayed locked by another process past the deadline."""
-
-
-@contextmanager
-def write_connection(database: Path, home: Path, log=None, timeout_seconds: float = 1800) -> Iterator[duckdb.DuckDBPyConnection]:
-    """The one write connection of the machine: queue on the writer lock, then wait out any reader of the file.
-
-    DuckDB works on one thread here: a landing inserts one partition from its staging file,
-    and each further thread holds row groups of its own while it reads (100k rows: 30 MB
-    more at the peak) without landing it any sooner (0.2 s either way), beside the run's
-    provider threads that fetch and normalize meanwhile."""
-    with _queued_connection(database, home, log, timeout_seconds, read_only=False) as con:
-        con.execute(f"SET threads = {WRITER_THREADS}")
-        yield con
-
-
-@contextmanager
-def read_connection(database: Path, home: Path, log=None, timeout_seconds: float = 1800) -> Iterator[duckdb.DuckDBPyConnection]:
-    """A read-only connection taken in the writers' queue: DuckDB refuses a reader while a writer holds the file, so a
-    reader that runs beside the pipeline (the audit) waits its turn instead of failing."""
-    with _queued_connection(database, home, log, timeout_seconds, read_only=True) as con:
-        yield con
-
-
-@contextmanager
-def _queued_connection(database: Path, home: Path, log, timeout_seconds: float, read_only: bool) -> Iterator[duckdb.DuckDBPyConnection]:
-    lock_path = home / "locks" / "duckdb_writer.lock"
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    deadline = time.monotonic() + timeout_seconds
-    with filelock.FileLock(str(lock_path), timeout=timeout_seconds):
-        con = _connect_when_free(database, deadline, log, read_only)
-        try:
-            yield con
-        finally:
-            con.close()
-
-
-def _connect_when_free(database: Path, deadline: float, log, read_only: bool, poll_seconds: float = 1.0) -> duckdb.DuckDBPyConnection:
-    reported = False
-    while True:
-        try:
-            return duckdb.connect(str(database), read_only=read_only)
-        except duckdb.IOException as error:
-            if "lock" not in str(error).lower():
-                raise
-            if time.monotonic() > deadline:
-                raise WarehouseBusy(
-                    f"{database} stayed locked by another process: {error}. Close other DuckDB connections to it "
-                    "(a notebook, a BI tool) or read a copy of the file while runs write."
-                ) from None
-            if log is not None and not reported:
-                log.warning(f"waiting for another process to release {database} ({error})")
-                reported = True
-            time.sleep(poll_seconds)
 
 
 def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:

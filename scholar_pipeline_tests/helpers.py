@@ -12,9 +12,8 @@ from pathlib import Path
 import dagster as dg
 import duckdb
 import hishel
-from dagster_duckdb import DuckDBResource
 
-from scholar_pipeline.defs.resources import scholar_api_from_env
+from scholar_pipeline.defs.resources import scholar_api_from_env, warehouse_from_env
 from scholar_pipeline.defs.saved_searches import build_saved_search_assets, partition_range_tags
 from scholar_pipeline.fetch import chain_cache_key
 from scholar_pipeline.landing import LandingZone, Manifest
@@ -38,7 +37,7 @@ def materialize(day: str, provider: str, search: SavedSearch = SEARCH, instance=
         selection=selection,
         partition_key=None if partition_as_tag else key,
         tags={**(tags or {}), **({"dagster/partition": str(key)} if partition_as_tag else {})},
-        resources={"scholar_api": scholar_api_from_env(), "duckdb": DuckDBResource(database=str(home() / "scholar.duckdb"))},
+        resources={"scholar_api": scholar_api_from_env(), "warehouse": warehouse_from_env()},
         instance=instance,
         raise_on_error=raise_on_error,
     )
@@ -51,7 +50,7 @@ def materialize_range(first_day: str, last_day: str, search: SavedSearch = SEARC
     tags = partition_range_tags(search, dt.date.fromisoformat(first_day), dt.date.fromisoformat(last_day))
     return dg.materialize(
         build_saved_search_assets(search), selection=selection, tags=tags, instance=instance, raise_on_error=raise_on_error,
-        resources={"scholar_api": scholar_api_from_env(), "duckdb": DuckDBResource(database=str(home() / "scholar.duckdb"))},
+        resources={"scholar_api": scholar_api_from_env(), "warehouse": warehouse_from_env()},
     )
 
 

@@ -16,6 +16,7 @@ from scholar_pipeline.audit import audit
 from scholar_pipeline.backup import DamagedBackup, RestoreRefused, backup, restore, verify
 from scholar_pipeline.instance import prepare_instance
 from scholar_pipeline.warehouse import latest_provenance
+from scholar_pipeline.warehouse_backends import DuckDBFile
 from scholar_pipeline_tests.helpers import SEARCH, materialize
 from scholar_pipeline_tests.test_production_instance import (  # noqa: F401 (fixtures)
     DEPLOY_DAGSTER_YAML, _connect, _select, fresh_database, pg_database, production_env)
@@ -145,7 +146,7 @@ def test_incremental_backup_links_unchanged_files_and_restores_a_sqlite_instance
     restored_dagster_home = prepare_instance(tmp_path / "restored_dagster_home")  # a fresh instance: no runs yet
     restore(tmp_path / "b2", tmp_path / "restored", dagster_home=restored_dagster_home, log=lambda _: None)
     assert table(tmp_path / "restored" / "scholar.duckdb", "works") == table(home / "scholar.duckdb", "works")
-    assert audit(tmp_path / "restored", tmp_path / "restored" / "scholar.duckdb", log=lambda _: None) == []
+    assert audit(tmp_path / "restored", DuckDBFile(tmp_path / "restored" / "scholar.duckdb", tmp_path / "restored"), log=lambda _: None) == []
     assert history(restored_dagster_home) == history(dagster_home)
     with pytest.raises(RestoreRefused, match="already holds 2 runs"):
         restore(tmp_path / "b2", tmp_path / "elsewhere", dagster_home=restored_dagster_home, log=lambda _: None)

@@ -11,13 +11,12 @@ from dagster._core.remote_origin import (
     InProcessCodeLocationOrigin, LoadableTargetOrigin, RemoteInstigatorOrigin, RemoteRepositoryOrigin,
 )
 from dagster._core.scheduler.instigation import InstigatorState, InstigatorStatus, ScheduleInstigatorData
-from dagster_duckdb import DuckDBResource
 
 from scholar_pipeline.dataset.unique_works import build_unique_works
 from scholar_pipeline.defs.dataset import (
     EXPORTS, FRESHNESS_HOUR_UTC, MONITORING, REVIEW_COUNTS, UNIQUE_WORKS, build_dataset_assets, sources_account_for_works,
 )
-from scholar_pipeline.defs.resources import scholar_api_from_env
+from scholar_pipeline.defs.resources import scholar_api_from_env, warehouse_from_env
 from scholar_pipeline.defs.saved_searches import build_saved_search_assets, daily_schedule_name
 from scholar_pipeline_tests.helpers import SEARCH, home, materialize_range, query_db
 
@@ -25,7 +24,7 @@ DATASET = build_dataset_assets([SEARCH])
 
 
 def resources() -> dict:
-    return {"scholar_api": scholar_api_from_env(), "duckdb": DuckDBResource(database=str(home() / "scholar.duckdb"))}
+    return {"scholar_api": scholar_api_from_env(), "warehouse": warehouse_from_env()}
 
 
 def build_dataset(instance, selection=None):

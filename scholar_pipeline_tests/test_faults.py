@@ -10,9 +10,8 @@ import sys
 import dagster as dg
 import httpx
 import pytest
-from dagster_duckdb import DuckDBResource
 
-from scholar_pipeline.defs.resources import ScholarApiResource
+from scholar_pipeline.defs.resources import ScholarApiResource, warehouse_from_env
 from scholar_pipeline.defs.saved_searches import build_saved_search_assets
 from scholar_pipeline.simulator import Corpus, ProviderSimulator
 from scholar_pipeline.simulator.faults import FaultRule, parse_faults
@@ -183,7 +182,7 @@ def test_a_stalled_answer_is_ended_by_the_read_timeout_and_retried_by_the_pipeli
         monkeypatch.setenv("SCHOLAR_PIPELINE_OPENALEX_BASE_URL", sim.base_url("openalex"))
         impatient = ScholarApiResource(home=str(home()), timeout_seconds=1.0, backoff_seconds=0.1)
         result = dg.materialize(build_saved_search_assets(SEARCH), partition_key=dg.MultiPartitionKey({"date": DAY, "provider": "openalex"}),
-                                resources={"scholar_api": impatient, "duckdb": DuckDBResource(database=str(home() / "scholar.duckdb"))})
+                                resources={"scholar_api": impatient, "warehouse": warehouse_from_env()})
         requests = sim.requests_for("openalex")
     assert result.success
     assert [r.fault for r in requests[:3]] == [None, "stall", None] and requests[1].params == requests[2].params

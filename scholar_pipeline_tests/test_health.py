@@ -20,7 +20,8 @@ import pytest
 from scholar_pipeline.health import mask_secrets
 from scholar_pipeline.instance import prepare_instance
 from scholar_pipeline.queries import SavedSearchError, load_saved_searches
-from scholar_pipeline.warehouse import ensure_tables, write_connection
+from scholar_pipeline.warehouse import ensure_tables
+from scholar_pipeline.warehouse_backends import DuckDBFile
 from scholar_pipeline_tests.conftest import SECRET_ENV
 from scholar_pipeline_tests.helpers import materialize, query_db
 
@@ -76,7 +77,7 @@ def test_everything_passes_on_a_fresh_home_with_a_prepared_instance_and_redis(fr
     assert not any(check["skipped"] for check in checks.values())
     assert checks["instance"]["detail"] == f"SqliteRunStorage in {fresh['DAGSTER_HOME']}: no runs yet"
     home = Path(fresh["SCHOLAR_PIPELINE_HOME"])
-    assert checks["warehouse"]["detail"] == f"nothing landed yet (no {home / 'scholar.duckdb'})"
+    assert checks["warehouse"]["detail"] == f"nothing landed yet in {home / 'scholar.duckdb'}"
     assert checks["redis"]["detail"].startswith(f"{REDIS_URL}: PONG (Redis ")
     assert checks["home"]["detail"].startswith(f"{home}: writable, ")
     assert sorted(p.name for p in home.iterdir()) == ["dagster_home"]  # the write test left nothing behind
@@ -149,9 +150,9 @@ def test_redis_password_never_shows(fresh):
 def _hold_warehouse(home: Path, queued: bool) -> subprocess.Popen:
     """Another process holding the DuckDB file for writing: a run landing data (in the writers' queue), or a foreign
     write connection (a notebook) that the queue does not know about."""
-    code = ("import sys, time, duckdb; from pathlib import Path; from scholar_pipeline.warehouse import write_connection\n"
+    code = ("import sys, time, duckdb; from pathlib import Path; from scholar_pipeline.warehouse_backends import DuckDBFile\n"
             "home = Path(sys.argv[1]); database = home / 'scholar.duckdb'\n"
-            "held = write_connection(database, home) if sys.argv[2] == 'queued' else duckdb.connect(str(database))\n"
+            "held = DuckDBFile(database, home).write_connection() if sys.argv[2] == 'queued' else duckdb.connect(str(database))\n"
             "held.__enter__()\n"
             "print('holding', flush=True); time.sleep(600)\n")
     holder = subprocess.Popen([sys.executable, "-c", code, str(home), "queued" if queued else "foreign"],
@@ -163,7 +164,7 @@ def _hold_warehouse(home: Path, queued: bool) -> subprocess.Popen:
 @pytest.mark.parametrize("queued", [True, False], ids=["run_in_the_writers_queue", "foreign_writer"])
 def test_a_warehouse_held_by_a_writer_reports_busy_instead_of_hanging(fresh, queued):
     home = Path(fresh["SCHOLAR_PIPELINE_HOME"])
-    with write_connection(home / "scholar.duckdb", home) as con:
+    with DuckDBFile(home / "scholar.duckdb", home).write_connection() as con:
         ensure_tables(con)
     holder = _hold_warehouse(home, queued)
     try:

@@ -12,6 +12,7 @@ from dagster._core.loader import LoadingContextForTest
 import scholar_pipeline.defs.partition_runs as partition_runs
 from scholar_pipeline.defs.saved_searches import build_saved_search_assets
 from scholar_pipeline.defs.works_checks import ALL_CHECKS
+from scholar_pipeline.warehouse_backends import DuckDBFile
 from scholar_pipeline_tests.helpers import SEARCH, materialize, materialize_range, query_db, step_failure
 
 FIRST, LAST = "2024-03-01", "2024-03-03"
@@ -161,7 +162,7 @@ def _with_a_changed_title(response):
 def test_a_run_stopped_half_way_leaves_in_duckdb_only_what_it_recorded(pipeline_env, simulator, monkeypatch):
     """Stopped (as Dagster stops a run: an interrupt in the step's thread) at its third landing: the partitions landed
     before are in DuckDB and recorded, nothing else is, and the fetching threads end instead of holding the run."""
-    write_connection, calls = partition_runs.write_connection, []
+    write_connection, calls = DuckDBFile.write_connection, []
 
     def stopped_at_the_third(*args, **kwargs):
         calls.append(1)
@@ -169,7 +170,7 @@ def test_a_run_stopped_half_way_leaves_in_duckdb_only_what_it_recorded(pipeline_
             raise dg.DagsterExecutionInterruptedError()
         return write_connection(*args, **kwargs)
 
-    monkeypatch.setattr(partition_runs, "write_connection", stopped_at_the_third)
+    monkeypatch.setattr(DuckDBFile, "write_connection", stopped_at_the_third)
     with dg.instance_for_test() as instance:
         result = materialize_range(FIRST, "2024-03-08", instance=instance, raise_on_error=False)
         recorded = set(instance.get_materialized_partitions(dg.AssetKey([SEARCH.name, "works"])))

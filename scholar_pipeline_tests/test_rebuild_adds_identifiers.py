@@ -11,6 +11,7 @@ from scholar_pipeline.queries import SavedSearch
 from scholar_pipeline.rebuild import rebuild
 from scholar_pipeline.schema import SCHEMA_VERSION, WORKS_SCHEMA
 from scholar_pipeline.works import WORKS_CODE_VERSION
+from scholar_pipeline.warehouse_backends import DuckDBFile
 from scholar_pipeline_tests.helpers import home, materialize, query_db
 
 DAY = "2024-03-01"
@@ -62,7 +63,7 @@ def test_rebuild_fills_the_identifiers_of_partitions_an_older_version_landed_wit
     requests_before = len(simulator.requests)
 
     lines = []
-    results = rebuild(home(), home() / "scholar.duckdb", log=lines.append)
+    results = rebuild(home(), DuckDBFile(home() / "scholar.duckdb", home()), log=lines.append)
 
     assert len(simulator.requests) == requests_before  # the landing zone alone: no request reached a provider
     assert [(r.provider, r.written, r.recorded_code_version) for r in results] == [

@@ -16,6 +16,7 @@ from scholar_pipeline.defs.works_checks import LANDING_AUDIT
 from scholar_pipeline.landing import LandingZone
 from scholar_pipeline import rebuild as rebuild_module
 from scholar_pipeline.rebuild import Rebuilt, describe
+from scholar_pipeline.warehouse_backends import DuckDBFile
 from scholar_pipeline_tests.helpers import home, materialize, query_db, recorded_manifest, step_failure
 
 BIN = Path(sys.executable).parent
@@ -188,7 +189,7 @@ def test_rebuild_leaves_a_partition_that_a_run_landed_again_while_it_read_the_pa
             yield rows
 
     monkeypatch.setattr(rebuild_module, "staged_rows", a_run_lands_it_meanwhile)
-    (result,) = rebuild_module.rebuild(home(), home() / "scholar.duckdb", log=lambda line: None)
+    (result,) = rebuild_module.rebuild(home(), DuckDBFile(home() / "scholar.duckdb", home()), log=lambda line: None)
     assert result.landed_meanwhile and not result.written
     assert "landed again by a run meanwhile" in describe(result)
     assert query_db("SELECT count(*), count(run_id) FROM provenance") == [(2, 2)]  # both landings by runs, none by the rebuild

@@ -17,11 +17,24 @@ MIN_SECRET_LENGTH = 16  # real keys are 32+ characters; a shorter one could also
 MASKED_HEADER = "x-scholar-pipeline-secret-masked"  # on a response in which the key was masked: how many times
 SECRET_PARAMS = ("api_key", "apikey", "api-key", "key", "token", "access_token")
 _SECRET_IN_QUERY = re.compile(r"(?i)([?&](?:%s)=)[^&#\s]*" % "|".join(re.escape(p) for p in SECRET_PARAMS))
+_USERINFO_PASSWORD = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^:/@\s]*:)[^@\s]*@")
+_LIBPQ_PASSWORD = re.compile(r"(?i)\b(password\s*=\s*)('[^']*'|\S+)")
 
 
 def mask_url(url: str) -> str:
     """`...?api_key=abc&q=x` to `...?api_key=***&q=x`."""
     return _SECRET_IN_QUERY.sub(rf"\1{MASK}", str(url))
+
+
+def mask_url_password(text: str) -> str:
+    """`redis://user:secret@host` to `redis://user:***@host`, for any scheme."""
+    return _USERINFO_PASSWORD.sub(rf"\1{MASK}@", text)
+
+
+def mask_credentials(text: str) -> str:
+    """`text` without URL passwords, libpq `password=` values (a PostgreSQL connection string) or secret URL
+    parameters: for anything that quotes a connection string, as DuckDB's errors do."""
+    return _LIBPQ_PASSWORD.sub(rf"\1{MASK}", mask_url_password(mask_url(text)))
 
 
 def secret_forms(secret: str) -> set[str]:

@@ -18,13 +18,11 @@ run finds nothing to do).
 import datetime as dt
 import hashlib
 import json
-from pathlib import Path
 
 import dagster as dg
 from dagster._core.definitions.run_request import InstigatorType
 from dagster._core.scheduler.instigation import InstigatorStatus
 import duckdb
-from dagster_duckdb import DuckDBResource
 
 from scholar_pipeline.dataset.exports import verify_exports, write_exports
 from scholar_pipeline.dataset.monitoring import (
@@ -32,13 +30,13 @@ from scholar_pipeline.dataset.monitoring import (
 )
 from scholar_pipeline.dataset.review_counts import build_review_counts, review_counts_markdown
 from scholar_pipeline.dataset.unique_works import RULES, SAME_RECORD, SINGLE, build_unique_works
-from scholar_pipeline.defs.resources import ScholarApiResource
+from scholar_pipeline.defs.resources import ScholarApiResource, WarehouseResource
 from scholar_pipeline.defs.saved_searches import SAVED_SEARCHES, daily_schedule_name
 from scholar_pipeline.queries import SavedSearch
 from scholar_pipeline.metadata import markdown_cell
 from scholar_pipeline.schema import SCHEMA_VERSION, UNIQUE_WORKS_SCHEMA
 from scholar_pipeline.settings import dataset_automation_on
-from scholar_pipeline.warehouse import ensure_tables, read_connection, write_connection
+from scholar_pipeline.warehouse import ensure_tables
 
 GROUP = "dataset"
 UNIQUE_WORKS = dg.AssetKey([GROUP, "unique_works"])
@@ -114,10 +112,6 @@ def _dataset_asset(key: dg.AssetKey, deps: list[dg.AssetKey], description: str, 
                     automation_condition=CONTENT_CHANGED, description=description, output_required=False)
 
 
-def _database(duckdb_resource: DuckDBResource) -> Path:
-    return Path(duckdb_resource.database)
-
-
 def build_unique_works_asset(searches: list[SavedSearch]) -> dg.AssetsDefinition:
     """`dataset/unique_works`, downstream of every saved search's `works`."""
 
@@ -126,8 +120,8 @@ def build_unique_works_asset(searches: list[SavedSearch]) -> dg.AssetsDefinition
         "One row per real-world work across providers and saved searches (DuckDB table `unique_works`): matched "
         "on DOI, PMID, PMCID, arXiv id, then title + year + first author; `sources` names every `works` row.",
     )
-    def unique_works(context: dg.AssetExecutionContext, scholar_api: ScholarApiResource, duckdb: DuckDBResource):
-        with write_connection(_database(duckdb), scholar_api.home_path, log=context.log) as con:
+    def unique_works(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
+        with warehouse.backend.write_connection(log=context.log) as con:
             ensure_tables(con)
             fingerprint, unchanged = unchanged_inputs(context, landings_fingerprint(con))
             if unchanged and has_table(con, "unique_works"):
@@ -170,9 +164,8 @@ def _preview(rows: list[tuple]) -> str:
 @dg.asset_check(asset=UNIQUE_WORKS, name="every_works_row_once", blocking=True,
                 description="Every row of `works` (with its record hash) is a source of exactly one unique work, and no "
                             "unique work has none.")
-def every_works_row_once(context: dg.AssetCheckExecutionContext, scholar_api: ScholarApiResource,
-                         duckdb: DuckDBResource) -> dg.AssetCheckResult:
-    with read_connection(_database(duckdb), scholar_api.home_path, log=context.log) as con:
+def every_works_row_once(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
+    with warehouse.backend.read_connection(log=context.log) as con:
         return sources_account_for_works(con)
 
 
@@ -198,8 +191,8 @@ def sources_account_for_works(con: duckdb.DuckDBPyConnection) -> dg.AssetCheckRe
     "The PRISMA 2020 identification counts per saved search, over all its days and per year (DuckDB table "
     "`review_counts`): records identified per provider, duplicates within and across providers, unique records.",
 )
-def review_counts(context: dg.AssetExecutionContext, scholar_api: ScholarApiResource, duckdb: DuckDBResource):
-    with write_connection(_database(duckdb), scholar_api.home_path, log=context.log) as con:
+def review_counts(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
+    with warehouse.backend.write_connection(log=context.log) as con:
         ensure_tables(con)
         fingerprint, unchanged = unchanged_inputs(context, landings_fingerprint(con), unique_works_version(con))
         if unchanged and has_table(con, "review_counts"):
@@ -231,8 +224,8 @@ dataset_automation = dg.AutomationConditionSensorDefinition(
     f"New unique works per day, saved search and provider: a chart of the last {CHART_DAYS} days and a table of "
     "the last week. A work is new for a search on the first day any provider found it for that search.",
 )
-def monitoring(context: dg.AssetExecutionContext, scholar_api: ScholarApiResource, duckdb: DuckDBResource):
-    with read_connection(_database(duckdb), scholar_api.home_path, log=context.log) as con:
+def monitoring(context: dg.AssetExecutionContext, warehouse: WarehouseResource):
+    with warehouse.backend.read_connection(log=context.log) as con:
         fingerprint, unchanged = unchanged_inputs(context, unique_works_version(con))
         if unchanged:
             return
@@ -257,11 +250,10 @@ def build_freshness_check(searches: list[SavedSearch]) -> dg.AssetChecksDefiniti
                     "provider of every saved search whose daily schedule is on landed yesterday's partition (the tick "
                     "at 04:00 UTC fetches it). Fails naming each late one and what to do. Before "
                     f"{FRESHNESS_HOUR_UTC}:00 UTC it looks at the day before yesterday, whose tick has had its time.")
-    def yesterday_landed(context: dg.AssetCheckExecutionContext, scholar_api: ScholarApiResource,
-                         duckdb: DuckDBResource) -> dg.AssetCheckResult:
+    def yesterday_landed(context: dg.AssetCheckExecutionContext, warehouse: WarehouseResource) -> dg.AssetCheckResult:
         today = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=FRESHNESS_HOUR_UTC)).date()
         scheduled = scheduled_searches(context.instance, searches)
-        with read_connection(_database(duckdb), scholar_api.home_path, log=context.log) as con:
+        with warehouse.backend.read_connection(log=context.log) as con:
             late = late_partitions(con, scheduled, today)
         if late:
             context.log.warning(f"{len(late)} partitions of {late[0].day} have not landed, first "
@@ -285,9 +277,9 @@ def scheduled_searches(instance: dg.DagsterInstance, searches: list[SavedSearch]
     description="`unique_works` and `works` as Parquet (by saved search and publication year) and CSV, `unique_works` "
                 "as RIS and BibTeX, under $SCHOLAR_PIPELINE_HOME/exports/ with a manifest.json of every file's sha256.",
 )
-def exports(context: dg.AssetExecutionContext, scholar_api: ScholarApiResource, duckdb: DuckDBResource):
+def exports(context: dg.AssetExecutionContext, scholar_api: ScholarApiResource, warehouse: WarehouseResource):
     folder = scholar_api.home_path / "exports"
-    with read_connection(_database(duckdb), scholar_api.home_path, log=context.log) as con:
+    with warehouse.backend.read_connection(log=context.log) as con:
         fingerprint, unchanged = unchanged_inputs(context, landings_fingerprint(con), unique_works_version(con))
         if unchanged and not verify_exports(folder):
             return

@@ -25,12 +25,11 @@ from pathlib import Path
 
 import dagster as dg
 from dagster._core.definitions.partitions.utils.multi import get_tags_from_multi_partition_key
-from dagster_duckdb import DuckDBResource
 
 from scholar_pipeline.audit import AuditScope, audit
 from scholar_pipeline.defs.data_versions import derived_version_tags, source_version_tags
 from scholar_pipeline.defs.provider_fetches import Fetched, ProviderFetches, where
-from scholar_pipeline.defs.resources import ScholarApiResource
+from scholar_pipeline.defs.resources import ScholarApiResource, WarehouseResource
 from scholar_pipeline.defs.works_checks import (
     LANDING_AUDIT, LANDING_CHECKS, SHOWN_FINDINGS, evaluation, landing_audit, landing_results,
 )
@@ -40,7 +39,7 @@ from scholar_pipeline.landing import Manifest
 from scholar_pipeline.metadata import raw_metadata, works_metadata
 from scholar_pipeline.queries import SavedSearch
 from scholar_pipeline.settings import drift_severity, max_null_title_share
-from scholar_pipeline.warehouse import ProvenanceRow, read_connection, replace_partition, write_connection
+from scholar_pipeline.warehouse import ProvenanceRow, replace_partition
 from scholar_pipeline.works import WORKS_CODE_VERSION, PartitionRows, PartitionRowsError, staged_rows
 
 RAW_CODE_VERSION = "raw-v2"
@@ -65,8 +64,8 @@ class SavedSearchRun:
     """The partitions of one run of `<name>/raw` and `<name>/works` (or of some of them, or of their checks alone)."""
 
     def __init__(self, context: dg.AssetExecutionContext, search: SavedSearch, scholar_api: ScholarApiResource,
-                 duckdb: DuckDBResource):
-        self.context, self.search, self.scholar_api, self.database = context, search, scholar_api, Path(duckdb.database)
+                 warehouse: WarehouseResource):
+        self.context, self.search, self.scholar_api, self.warehouse = context, search, scholar_api, warehouse.backend
         self.raw_key, self.works_key = dg.AssetKey([search.name, "raw"]), dg.AssetKey([search.name, "works"])
         self.fetch = self.raw_key in context.selected_asset_keys
         self.land = self.works_key in context.selected_asset_keys
@@ -132,7 +131,7 @@ class SavedSearchRun:
             # The pages are normalized into a staging file first; the writer lock, which blocks every other run's landing
             # on the machine, is taken for the swap (and the audit of what it wrote) alone.
             with staged_rows(self.scholar_api.landing, manifest) if self.land else nullcontext() as rows, \
-                    write_connection(self.database, self.scholar_api.home_path, log=self.context.log) if self.land else \
+                    self.warehouse.write_connection(log=self.context.log) if self.land else \
                     nullcontext() as con:
                 landed = self._land(con, rows, manifest, manifest_path, raw_record, severity, said) if self.land else None
                 audited = self._audit(con, key) if LANDING_AUDIT in self.checks else None
@@ -165,7 +164,7 @@ class SavedSearchRun:
         """Right after the landing, in its connection (a check run alone opens its own, in the writers' queue)."""
         keys = key.keys_by_dimension
         scope = AuditScope(query=self.search.name, provider=keys["provider"], day=dt.date.fromisoformat(keys["date"]))
-        findings = audit(self.scholar_api.home_path, self.database, log=self.context.log.info, scope=scope, con=con)
+        findings = audit(self.scholar_api.home_path, self.warehouse, log=self.context.log.info, scope=scope, con=con)
         for finding in findings[:SHOWN_FINDINGS]:
             self.context.log.warning(str(finding))
         return landing_audit(findings, str(scope))
@@ -175,8 +174,8 @@ class SavedSearchRun:
         if not self.checks & set(TABLE_CHECK_DESCRIPTIONS):
             return []
         keys = key.keys_by_dimension
-        with nullcontext(con) if con is not None else read_connection(self.database, self.scholar_api.home_path,
-                                                                        log=self.context.log) as reader:
+        with nullcontext(con) if con is not None else self.warehouse.read_connection(log=self.context.log) \
+                as reader:
             results = table_results(reader, self.search.name, keys["provider"], dt.date.fromisoformat(keys["date"]),
                                     self.max_null_title_share)
         return [result for result in results if result.check_name in self.checks]

@@ -1,4 +1,4 @@
-"""Resources: the scholarly-API client layer and the DuckDB warehouse, configured from the environment."""
+"""Resources: the scholarly-API client layer and the warehouse (DuckDB file or DuckLake), configured from the environment."""
 
 
 import os
@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Iterator, Optional
 
 import dagster as dg
-from dagster_duckdb import DuckDBResource
 
 from scholar_pipeline.client.masking import check_secret
 from scholar_pipeline.client.provider_client import ProviderClient, RetryPolicy
@@ -15,6 +14,7 @@ from scholar_pipeline.client.stack import cache_storage, open_provider_client
 from scholar_pipeline.landing import LandingZone
 from scholar_pipeline.providers.base import MissingCredential, Provider
 from scholar_pipeline.settings import ProviderSettings, cache_url, mailto, pipeline_home, provider_settings
+from scholar_pipeline.warehouse_backends import DATA_PATH_ENV, WAREHOUSE_ENV, Warehouse, warehouse_at
 
 # Contract env var of each secret -> the resource field that receives it (as a dg.EnvVar).
 SECRET_FIELDS = {
@@ -89,11 +89,31 @@ def scholar_api_from_env() -> ScholarApiResource:
     return ScholarApiResource(home=str(pipeline_home()), mailto=mailto(), cache_url=cache_url(), **secrets)
 
 
+class WarehouseResource(dg.ConfigurableResource):
+    """The warehouse the runs land in and the dataset reads: the DuckDB file under `home`, or DuckLake when
+    `location` is `ducklake:postgres:<libpq string>` (from SCHOLAR_PIPELINE_WAREHOUSE, passed as a dg.EnvVar so
+    that a password in it never reaches run config or the event log)."""
+
+    home: str
+    location: Optional[str] = None
+    data_path: Optional[str] = None
+
+    @property
+    def backend(self) -> Warehouse:
+        return warehouse_at(self.location, self.data_path, Path(self.home))
+
+
+def warehouse_from_env() -> WarehouseResource:
+    optional = {field: dg.EnvVar(env) for env, field in ((WAREHOUSE_ENV, "location"), (DATA_PATH_ENV, "data_path"))
+                if os.environ.get(env)}
+    return WarehouseResource(home=str(pipeline_home()), **optional)
+
+
 @dg.definitions
 def resources() -> dg.Definitions:
     return dg.Definitions(
         resources={
             "scholar_api": scholar_api_from_env(),
-            "duckdb": DuckDBResource(database=str(pipeline_home() / "scholar.duckdb")),
+            "warehouse": warehouse_from_env(),
         }
     )

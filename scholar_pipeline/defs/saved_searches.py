@@ -10,11 +10,10 @@ import warnings
 
 import dagster as dg
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG
-from dagster_duckdb import DuckDBResource
 
 from scholar_pipeline.defs.partition_runs import FETCH_LIVE, FETCH_TAG, RAW_CODE_VERSION, SavedSearchRun
 from scholar_pipeline.defs.partitions import date_provider_partitions
-from scholar_pipeline.defs.resources import ScholarApiResource
+from scholar_pipeline.defs.resources import ScholarApiResource, WarehouseResource
 from scholar_pipeline.defs.works_checks import check_specs
 from scholar_pipeline.queries import SavedSearch, load_saved_searches
 from scholar_pipeline.settings import monitor_days, queries_file
@@ -57,9 +56,9 @@ def build_saved_search_assets(search: SavedSearch) -> list[dg.AssetsDefinition]:
         # (one a day, its providers in parallel as threads).
         backfill_policy=dg.BackfillPolicy.single_run(),
     )
-    def fetch_and_land(context: dg.AssetExecutionContext, scholar_api: ScholarApiResource, duckdb: DuckDBResource):
+    def fetch_and_land(context: dg.AssetExecutionContext, scholar_api: ScholarApiResource, warehouse: WarehouseResource):
         """Each partition of the run: fetch every page, land the rows, evaluate the checks, record it."""
-        yield from SavedSearchRun(context, search, scholar_api, duckdb).events()
+        yield from SavedSearchRun(context, search, scholar_api, warehouse).events()
 
     return [fetch_and_land]
 

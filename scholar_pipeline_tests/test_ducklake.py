@@ -1,0 +1,173 @@
+"""The warehouse on DuckLake with its catalog in the real PostgreSQL here: run processes land partitions at once, with
+no lock of ours, exactly the simulator's records; the dataset and the `scholar-pipeline` commands read it; the
+catalog is created once however many processes start on a fresh one; its password shows nowhere."""
+
+import datetime as dt
+import json
+import multiprocessing
+import subprocess
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from scholar_pipeline.defs.dataset import build_dataset_assets
+from scholar_pipeline.defs.resources import scholar_api_from_env, warehouse_from_env
+from scholar_pipeline.defs.saved_searches import build_saved_search_assets
+from scholar_pipeline.warehouse_backends import (
+    DATA_PATH_ENV, WAREHOUSE_ENV, DuckDBFile, DuckLake, WarehouseUnreachable, warehouse_at,
+)
+from scholar_pipeline_tests.conftest import REPO_ROOT
+from scholar_pipeline_tests.helpers import SEARCH, home
+from scholar_pipeline_tests.test_production_instance import (  # noqa: F401 (fixtures)
+    _select, fresh_database, pg_database, production_env)
+from scholar_pipeline_tests.test_scenarios import BIN, _run_in_parallel
+
+# Trust auth here ignores it; set in PGPASSWORD too, which conftest's secret scan looks for in every stored file.
+LAKE_PASSWORD = "lake-catalog-password-3f9c2a71e0"
+DAYS = ["2024-03-01", "2024-03-02", "2024-03-03", "2024-03-04"]
+PROVIDERS = ["openalex", "crossref"]
+
+
+def _catalog(database: str) -> str:
+    return f"dbname={database} host=127.0.0.1 user=postgres password={LAKE_PASSWORD}"
+
+
+@pytest.fixture
+def lake_database():
+    with fresh_database("scholar_lake") as name:
+        yield name
+
+
+@pytest.fixture
+def ducklake_env(production_env, lake_database, tmp_path, monkeypatch):
+    """The production instance (runs in parallel need PostgreSQL's run storage) with the warehouse in DuckLake."""
+    monkeypatch.setenv("PGPASSWORD", LAKE_PASSWORD)
+    monkeypatch.setenv(WAREHOUSE_ENV, f"ducklake:postgres:{_catalog(lake_database)}")
+    monkeypatch.setenv(DATA_PATH_ENV, str(tmp_path / "lake_files"))
+    return DuckLake(_catalog(lake_database), str(tmp_path / "lake_files")), lake_database
+
+
+def _landed(lake: DuckLake, day: str, provider: str) -> list[str]:
+    with lake.read_connection() as con:
+        return sorted(r[0] for r in con.execute("SELECT provider_id FROM works WHERE partition_date = ? AND provider = ?",
+                                                [day, provider]).fetchall())
+
+
+def _expected(simulator, day: str, provider: str) -> list[str]:
+    date = dt.date.fromisoformat(day)
+    return sorted(simulator.apis[provider].record_ids(date, date, SEARCH.text))
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([str(BIN / "scholar-pipeline"), *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_eight_parallel_partition_runs_land_the_simulators_records_and_everything_reads_the_lake(ducklake_env, simulator):
+    lake, database = ducklake_env
+    runs = _run_in_parallel([f"{day}|{provider}" for day in DAYS for provider in PROVIDERS])
+    for run in runs:
+        assert run.returncode == 0, run.stdout[-3000:]
+        assert LAKE_PASSWORD not in run.stdout
+    for day in DAYS:
+        for provider in PROVIDERS:
+            assert _landed(lake, day, provider) == _expected(simulator, day, provider), (day, provider)
+    with lake.read_connection() as con:
+        landings = con.execute("SELECT count(*), count(DISTINCT (provider, partition_date)), sum(rows_landed) "
+                               "FROM provenance").fetchone()
+        works = con.execute("SELECT count(*) FROM works").fetchone()[0]
+    assert landings == (8, 8, works)
+    # Nothing went to the DuckDB file or its writer lock: the runs wrote to the lake, each on its own.
+    assert not (home() / "scholar.duckdb").exists() and not (home() / "locks" / "duckdb_writer.lock").exists()
+    data_files = list(Path(lake.data_path).rglob("*.parquet"))
+    live_files = _select(database, "SELECT path FROM ducklake_data_file WHERE end_snapshot IS NULL")
+    assert data_files and live_files and {Path(path).name for (path,) in live_files} <= {p.name for p in data_files}
+
+    # A partition run again replaces its rows in the lake: one copy, two landings on record.
+    again = _run_in_parallel([f"{DAYS[0]}|openalex"])[0]
+    assert again.returncode == 0, again.stdout[-3000:]
+    assert _landed(lake, DAYS[0], "openalex") == _expected(simulator, DAYS[0], "openalex")
+
+    # The commands read the lake.
+    audit = _cli("audit")
+    assert audit.returncode == 0 and "everything matches what was recorded" in audit.stdout, audit.stdout + audit.stderr
+    rebuild = _cli("rebuild")
+    assert rebuild.returncode == 0 and "8 partitions rebuilt, 0 written, 0 different" in rebuild.stdout, rebuild.stdout
+    health = _cli("health", "--json")
+    warehouse = {c["name"]: c for c in json.loads(health.stdout)["checks"]}["warehouse"]
+    assert warehouse["ok"] and f"{works} works rows, 9 landings" in warehouse["detail"], warehouse
+    assert "password=***" in warehouse["detail"]
+    for result in (audit, rebuild, health):
+        assert LAKE_PASSWORD not in result.stdout + result.stderr
+
+    # The dataset is built from the lake, into the lake.
+    with dg.instance_for_test() as instance:
+        result = dg.materialize([*build_saved_search_assets(SEARCH), *build_dataset_assets([SEARCH])], instance=instance,
+                                selection=dg.AssetSelection.groups("dataset"),
+                                resources={"scholar_api": scholar_api_from_env(), "warehouse": warehouse_from_env()})
+    assert result.success
+    checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+    assert checks["every_works_row_once"] and checks["manifest_verifies"]
+    with lake.read_connection() as con:
+        sources = con.execute("SELECT sum(len(sources)) FROM unique_works").fetchone()[0]
+        counted = con.execute("SELECT records_identified FROM review_counts WHERE query = ? AND period = 'all' "
+                              "AND provider = '(all)'", [SEARCH.name]).fetchone()[0]
+    assert sources == works == counted
+    manifest = json.loads((home() / "exports" / "manifest.json").read_text())
+    assert manifest["tables"]["works"] == works
+
+
+def _first_writer(catalog: str, data_path: str, start, results) -> None:
+    results.put("ready")
+    start.wait()
+    try:
+        with DuckLake(catalog, data_path).write_connection() as con:
+            results.put(con.execute("SELECT count(*) FROM provenance").fetchone()[0])
+    except Exception as error:
+        results.put(f"{type(error).__name__}: {error}")
+
+
+def test_processes_opening_a_fresh_catalog_at_once_create_it_once(lake_database, tmp_path):
+    """Without the advisory lock, DuckLake's first ATTACH from several processes at once fails in all but one of them
+    on PostgreSQL's unique index of type names."""
+    context = multiprocessing.get_context("spawn")
+    start, results = context.Event(), context.Queue()
+    processes = [context.Process(target=_first_writer, args=(_catalog(lake_database), str(tmp_path / "files"), start, results))
+                 for _ in range(4)]
+    for process in processes:
+        process.start()
+    assert [results.get(timeout=120) for _ in processes] == ["ready"] * len(processes)  # all imported, all waiting
+    start.set()
+    assert [results.get(timeout=120) for _ in processes] == [0, 0, 0, 0]
+    for process in processes:
+        process.join(timeout=30)
+    tables = _select(lake_database, "SELECT table_name FROM ducklake_table WHERE end_snapshot IS NULL ORDER BY 1")
+    assert tables == [("provenance",), ("works",)]
+
+
+def test_the_location_chooses_the_backend_and_a_password_is_never_shown(tmp_path):
+    assert warehouse_at(None, None, tmp_path) == DuckDBFile(tmp_path / "scholar.duckdb", tmp_path)
+    lake = warehouse_at(f"ducklake:postgres:{_catalog('x')}", "s3://bucket/lake/", tmp_path)
+    assert lake == DuckLake(_catalog("x"), "s3://bucket/lake/")
+    assert lake.name == "ducklake:postgres:dbname=x host=127.0.0.1 user=postgres password=*** (data files in s3://bucket/lake/)"
+    assert LAKE_PASSWORD not in repr(lake) + str(lake)
+    for wrong in (f"postgres:{_catalog('x')}", "ducklake:postgres:  ", "ducklake:sqlite:lake.db"):
+        with pytest.raises(ValueError, match=WAREHOUSE_ENV) as error:
+            warehouse_at(wrong, None, tmp_path)
+        assert LAKE_PASSWORD not in str(error.value)
+
+
+def test_an_unreachable_catalog_says_where_without_the_password(tmp_path):
+    lake = DuckLake(f"dbname=nowhere host=127.0.0.1 port=1 user=postgres password={LAKE_PASSWORD}", str(tmp_path))
+    for attempt in (lake.exists, lambda: lake.write_connection().__enter__(), lambda: lake.read_connection().__enter__()):
+        with pytest.raises(WarehouseUnreachable) as error:
+            attempt()
+        assert "port=1" in str(error.value) and LAKE_PASSWORD not in str(error.value)
+        assert "password=***" in str(error.value)
+
+
+def test_a_new_catalog_without_a_data_path_is_refused_with_what_to_set(lake_database):
+    with pytest.raises(WarehouseUnreachable, match=DATA_PATH_ENV):
+        DuckLake(_catalog(lake_database)).write_connection().__enter__()
