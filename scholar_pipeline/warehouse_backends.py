@@ -10,10 +10,11 @@ log, up to a deadline, instead of failing at once.
 
 Set to `ducklake:postgres:<libpq connection string>`, the same tables live in DuckLake: a
 PostgreSQL catalog and Parquet data files under `SCHOLAR_PIPELINE_WAREHOUSE_DATA_PATH` (a
-folder every worker mounts, or an `s3://` URL). Every connection is its own transaction
-against the catalog, so run workers on any number of machines land partitions at once
-with no lock of ours. Both give plain DuckDB connections on which the tables keep their
-names and columns (`USE lake`), so the rest of the code does not know which it has.
+folder every worker mounts, or an `s3://` URL of any S3-compatible store, reached with the
+standard `AWS_*` variables). Every connection is its own transaction against the catalog,
+so run workers on any number of machines land partitions at once with no lock of ours.
+Both give plain DuckDB connections on which the tables keep their names and columns
+(`USE lake`), so the rest of the code does not know which it has.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Mapping, Protocol
+from urllib.parse import urlsplit
 
 import duckdb
 import filelock
@@ -40,6 +42,7 @@ LAKE = "lake"  # the name the DuckLake catalog is attached as
 # Taken around creating the DuckLake catalog: two processes attaching a fresh catalog at once both try to
 # create it and one fails on PostgreSQL's unique index of type names.
 CATALOG_LOCK_ID = 0x5C401A4  # pg_advisory_lock key, one per PostgreSQL database
+S3_SCHEME = "s3://"
 
 
 class WarehouseBusy(RuntimeError):
@@ -175,6 +178,8 @@ class DuckLake:
         try:
             load_extension(con, "postgres_scanner", "duckdb-ext-postgres")
             load_extension(con, "ducklake", "duckdb-ext-ducklake")
+            if (self.data_path or "").startswith(S3_SCHEME):
+                _reach_object_store(con)
             options = ["READ_ONLY"] if read_only else []
             if self.data_path and not read_only:
                 options.append(f"DATA_PATH {_sql_string(self.data_path)}")
@@ -182,7 +187,7 @@ class DuckLake:
             try:
                 con.execute(attach + (f" ({', '.join(options)})" if options else ""))
             except duckdb.Error as error:
-                raise WarehouseUnreachable(f"DuckLake {self.name}: {mask_credentials(str(error))}") from None
+                raise WarehouseUnreachable(f"DuckLake {self.name}: {mask_credentials(str(error)).strip()}") from None
             con.execute(f"USE {LAKE}")
             yield con
         finally:
@@ -227,6 +232,26 @@ class DuckLake:
                     cursor.execute("SELECT pg_advisory_unlock(%s)", [CATALOG_LOCK_ID])
         finally:
             pg.close()
+
+
+def _reach_object_store(con: duckdb.DuckDBPyConnection, environ: Mapping[str, str] = os.environ) -> None:
+    """Data files in S3 or an S3-compatible store (MinIO, R2, Ceph): httpfs with a DuckDB secret made from the
+    variables the AWS tools read, `AWS_ENDPOINT_URL` (or `AWS_ENDPOINT_URL_S3`) naming a store other than AWS's.
+    Without `AWS_ACCESS_KEY_ID` the bucket is read anonymously."""
+    load_extension(con, "httpfs", "duckdb-ext-httpfs")
+    options = {"REGION": environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION") or "us-east-1"}
+    if environ.get("AWS_ACCESS_KEY_ID"):
+        options |= {"KEY_ID": environ["AWS_ACCESS_KEY_ID"], "SECRET": environ.get("AWS_SECRET_ACCESS_KEY", "")}
+        if environ.get("AWS_SESSION_TOKEN"):
+            options["SESSION_TOKEN"] = environ["AWS_SESSION_TOKEN"]
+    endpoint = environ.get("AWS_ENDPOINT_URL_S3") or environ.get("AWS_ENDPOINT_URL")
+    settings = ""
+    if endpoint:
+        parts = urlsplit(endpoint if "://" in endpoint else f"https://{endpoint}")
+        options["ENDPOINT"] = parts.netloc
+        settings = f", USE_SSL {'true' if parts.scheme == 'https' else 'false'}, URL_STYLE 'path'"
+    listed = ", ".join(f"{name} {_sql_string(value)}" for name, value in options.items())
+    con.execute(f"CREATE SECRET scholar_pipeline_s3 (TYPE s3, {listed}{settings})")
 
 
 def _sql_string(text: str) -> str:

@@ -19,7 +19,8 @@ DATA = Path(__file__).parent / "data"
 REAL_RESPONSES = DATA / "real_responses"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SECRET_ENV = ("OPENALEX_API_KEY", "PUBMED_API_KEY", "SPRINGER_NATURE_API_KEY", "CORE_API_KEY", "CROSSREF_PLUS_TOKEN",
-              "SCHOLAR_PIPELINE_CACHE_KEY", "DAGSTER_PG_PASSWORD", "PGPASSWORD")
+              "SCHOLAR_PIPELINE_CACHE_KEY", "DAGSTER_PG_PASSWORD", "PGPASSWORD",
+              "AWS_SECRET_ACCESS_KEY")
 
 
 def pytest_configure(config: pytest.Config) -> None:

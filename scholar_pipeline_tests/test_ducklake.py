@@ -18,7 +18,7 @@ from scholar_pipeline.warehouse_backends import (
     DATA_PATH_ENV, WAREHOUSE_ENV, DuckDBFile, DuckLake, WarehouseUnreachable, warehouse_at,
 )
 from scholar_pipeline_tests.conftest import REPO_ROOT
-from scholar_pipeline_tests.helpers import SEARCH, home
+from scholar_pipeline_tests.helpers import SEARCH, home, materialize
 from scholar_pipeline_tests.test_production_instance import (  # noqa: F401 (fixtures)
     _select, fresh_database, pg_database, production_env)
 from scholar_pipeline_tests.test_scenarios import BIN, _run_in_parallel
@@ -147,12 +147,52 @@ def test_processes_opening_a_fresh_catalog_at_once_create_it_once(lake_database,
     assert tables == [("provenance",), ("works",)]
 
 
+@pytest.fixture
+def s3_store(monkeypatch):
+    """moto's S3 server on loopback, with a bucket, reached as any S3-compatible store is: AWS_ENDPOINT_URL."""
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    store = {"AWS_ENDPOINT_URL": f"http://{host}:{port}", "AWS_ACCESS_KEY_ID": "scholar-test-key-id",
+             "AWS_SECRET_ACCESS_KEY": "s3-secret-access-key-9b1d47c2e8", "AWS_REGION": "eu-west-1"}
+    for name, value in store.items():
+        monkeypatch.setenv(name, value)
+    client = boto3.client("s3", endpoint_url=store["AWS_ENDPOINT_URL"], region_name="eu-west-1",
+                          aws_access_key_id=store["AWS_ACCESS_KEY_ID"], aws_secret_access_key=store["AWS_SECRET_ACCESS_KEY"])
+    client.create_bucket(Bucket="scholar-lake", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+    try:
+        yield client
+    finally:
+        server.stop()
+
+
+@pytest.mark.slow
+def test_a_partition_lands_with_its_data_files_in_an_s3_compatible_store(pipeline_env, simulator, lake_database, s3_store,
+                                                                        monkeypatch):
+    monkeypatch.setenv(WAREHOUSE_ENV, f"ducklake:postgres:{_catalog(lake_database)}")
+    monkeypatch.setenv(DATA_PATH_ENV, "s3://scholar-lake/warehouse/")
+    materialize(DAYS[0], "openalex")
+    materialize(DAYS[0], "openalex")  # again: the rows are replaced, not added
+    lake = DuckLake(_catalog(lake_database), "s3://scholar-lake/warehouse/")
+    assert _landed(lake, DAYS[0], "openalex") == _expected(simulator, DAYS[0], "openalex")
+    stored = [item["Key"] for item in s3_store.list_objects_v2(Bucket="scholar-lake")["Contents"]]
+    assert any(key.startswith("warehouse/main/works/") and key.endswith(".parquet") for key in stored)
+    live = _select(lake_database, "SELECT path FROM ducklake_data_file WHERE end_snapshot IS NULL")
+    assert live and {Path(path).name for (path,) in live} <= {Path(key).name for key in stored}
+    assert not (home() / "scholar.duckdb").exists()
+
+
 def test_the_location_chooses_the_backend_and_a_password_is_never_shown(tmp_path):
     assert warehouse_at(None, None, tmp_path) == DuckDBFile(tmp_path / "scholar.duckdb", tmp_path)
     lake = warehouse_at(f"ducklake:postgres:{_catalog('x')}", "s3://bucket/lake/", tmp_path)
     assert lake == DuckLake(_catalog("x"), "s3://bucket/lake/")
     assert lake.name == "ducklake:postgres:dbname=x host=127.0.0.1 user=postgres password=*** (data files in s3://bucket/lake/)"
     assert LAKE_PASSWORD not in repr(lake) + str(lake)
+    uri = warehouse_at(f"ducklake:postgres:postgresql://scholar:{LAKE_PASSWORD}@db:5432/lake", None, tmp_path)
+    assert uri.name == "ducklake:postgres:postgresql://scholar:***@db:5432/lake"
     for wrong in (f"postgres:{_catalog('x')}", "ducklake:postgres:  ", "ducklake:sqlite:lake.db"):
         with pytest.raises(ValueError, match=WAREHOUSE_ENV) as error:
             warehouse_at(wrong, None, tmp_path)
