@@ -124,3 +124,15 @@ def dataset_automation_on(environ: Mapping[str, str] = os.environ) -> bool:
     if raw not in ("on", "off"):
         raise ValueError(f"SCHOLAR_PIPELINE_DATASET_AUTOMATION={raw!r} must be `on` or `off`")
     return raw == "on"
+
+
+EXECUTORS = ("in_process", "celery")
+
+
+def executor_name(environ: Mapping[str, str] = os.environ) -> str:
+    """Where runs execute their steps: `in_process` (the default: in the run's own process) or `celery` (on the Celery
+    workers of DAGSTER_CELERY_BROKER_URL, on any machine)."""
+    raw = (environ.get("SCHOLAR_PIPELINE_EXECUTOR") or "in_process").strip().lower().replace("-", "_")
+    if raw not in EXECUTORS:
+        raise ValueError(f"SCHOLAR_PIPELINE_EXECUTOR={raw!r} must be one of {', '.join(EXECUTORS)}")
+    return raw
