@@ -25,7 +25,7 @@ from scholar_pipeline.client.masking import mask_credentials, mask_secret, mask_
 from scholar_pipeline.client.stack import REDIS_SCHEMES
 from scholar_pipeline.providers import PROVIDERS
 from scholar_pipeline.queries import SavedSearchError, load_saved_searches
-from scholar_pipeline.settings import cache_url, pipeline_home, queries_file
+from scholar_pipeline.settings import cache_url, pipeline_home, queries_file, rate_limit_url
 
 DEFAULT_TIMEOUT_SECONDS = 5.0
 # Loading the code location is CPU work (1-2 s here), not a wait: its bound only catches a hang.
@@ -66,6 +66,7 @@ def run_checks(timeout: float = DEFAULT_TIMEOUT_SECONDS, require_instance: bool 
         ("instance", lambda: check_instance(timeout, require_instance), timeout),
         ("warehouse", lambda: check_warehouse(home, timeout), timeout),
         ("redis", lambda: check_redis(cache_url(), timeout), timeout),
+        ("rate_limit", lambda: check_rate_limit(timeout), timeout),
         ("home", lambda: check_home_writable(home), timeout),
     ]
     secrets = _secrets()
@@ -220,13 +221,25 @@ def check_warehouse(home: Path, timeout: float) -> str:
     return f"{warehouse.name}: {works} works rows, {landings} landings"
 
 
-def check_redis(url: str | None, timeout: float) -> str:
-    """The shared HTTP cache's Redis answers PING within `timeout`, with no retry."""
+def check_rate_limit(timeout: float) -> str:
+    """The Redis that shares the rate limits across machines answers, when one is named."""
+    try:
+        url = rate_limit_url()
+    except ValueError as error:
+        raise CheckFailed(str(error)) from None
+    if url is None:
+        raise Skipped("per machine, in SQLite under the home (no Redis named by SCHOLAR_PIPELINE_RATE_LIMIT_URL or "
+                      "SCHOLAR_PIPELINE_CACHE_URL)")
+    return f"shared across machines: {check_redis(url, timeout, 'SCHOLAR_PIPELINE_RATE_LIMIT_URL')}"
+
+
+def check_redis(url: str | None, timeout: float, variable: str = "SCHOLAR_PIPELINE_CACHE_URL") -> str:
+    """A Redis (the shared HTTP cache's, or the rate limits') answers PING within `timeout`, with no retry."""
     if not url:
-        raise Skipped("SCHOLAR_PIPELINE_CACHE_URL unset (HTTP cache in SQLite under the home)")
+        raise Skipped(f"{variable} unset (HTTP cache in SQLite under the home)")
     shown = mask_url_password(url)
     if not url.startswith(REDIS_SCHEMES):
-        raise CheckFailed(f"SCHOLAR_PIPELINE_CACHE_URL={shown} is not a Redis URL ({', '.join(REDIS_SCHEMES)})")
+        raise CheckFailed(f"{variable}={shown} is not a Redis URL ({', '.join(REDIS_SCHEMES)})")
     import redis
     from redis.backoff import NoBackoff
     from redis.retry import Retry

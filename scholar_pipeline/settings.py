@@ -37,6 +37,34 @@ def cache_url(environ: Mapping[str, str] = os.environ) -> str | None:
     return environ.get("SCHOLAR_PIPELINE_CACHE_URL") or None
 
 
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+RATE_LIMIT_FALLBACKS = ("fail", "local")
+
+
+def rate_limit_url(environ: Mapping[str, str] = os.environ) -> str | None:
+    """The Redis that shares the rate limits across machines: SCHOLAR_PIPELINE_RATE_LIMIT_URL, else the HTTP cache's
+    Redis (SCHOLAR_PIPELINE_CACHE_URL). None (`local`, or no Redis named) keeps them per machine, in SQLite."""
+    raw = (environ.get("SCHOLAR_PIPELINE_RATE_LIMIT_URL") or "").strip()
+    if raw.lower() == "local":
+        return None
+    if raw:
+        if not raw.startswith(REDIS_SCHEMES):
+            raise ValueError(f"SCHOLAR_PIPELINE_RATE_LIMIT_URL must start with one of {', '.join(REDIS_SCHEMES)} or be "
+                             f"`local`; got a {raw.partition(':')[0]!r} URL")
+        return raw
+    shared_cache = cache_url(environ)
+    return shared_cache if shared_cache and shared_cache.startswith(REDIS_SCHEMES) else None
+
+
+def rate_limit_fallback(environ: Mapping[str, str] = os.environ) -> str:
+    """What a fetch does when the rate limit's Redis does not answer: `fail` (the default) or `local` (limit this
+    machine alone, in SQLite, until Redis answers again)."""
+    raw = (environ.get("SCHOLAR_PIPELINE_RATE_LIMIT_FALLBACK") or "fail").strip().lower()
+    if raw not in RATE_LIMIT_FALLBACKS:
+        raise ValueError(f"SCHOLAR_PIPELINE_RATE_LIMIT_FALLBACK={raw!r} must be `fail` or `local`")
+    return raw
+
+
 def cache_key(environ: Mapping[str, str] = os.environ) -> MultiFernet | None:
     """The cipher of SCHOLAR_PIPELINE_CACHE_KEY (Fernet keys, comma-separated to rotate) that encrypts the HTTP cache
     at rest, or None to keep it plain; a malformed key is a ValueError naming the variable, never showing the value."""

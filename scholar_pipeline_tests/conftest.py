@@ -4,6 +4,8 @@ session-wide secret scan (`secret_scan.py`)."""
 from __future__ import annotations
 
 import functools
+import os
+import shutil
 from pathlib import Path
 
 import dagster as dg
@@ -13,6 +15,7 @@ from dagster._core.storage.defs_state.base import set_defs_state_storage
 from scholar_pipeline.simulator import Corpus, ProviderSimulator
 from scholar_pipeline.simulator.server import PLACEHOLDER_KEYS
 from scholar_pipeline_tests.helpers import SEARCH
+from scholar_pipeline_tests.postgres import DEPLOY_DAGSTER_YAML, PG, fresh_database
 from scholar_pipeline_tests.secret_scan import MARKER, SecretScan
 
 DATA = Path(__file__).parent / "data"
@@ -97,3 +100,21 @@ def pipeline_env(tmp_path, monkeypatch, simulator):
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     return env
+
+
+@pytest.fixture
+def pg_database():
+    """A fresh PostgreSQL database for one instance."""
+    with fresh_database("scholar_instance") as name:
+        yield name
+
+
+@pytest.fixture
+def production_env(pipeline_env, pg_database, monkeypatch):
+    """The pipeline's environment (providers simulated) with DAGSTER_HOME holding deploy/dagster.yaml and the
+    DAGSTER_PG_* settings it reads, in this process too (DagsterInstance resolves `env:` when it loads)."""
+    shutil.copyfile(DEPLOY_DAGSTER_YAML, Path(pipeline_env["DAGSTER_HOME"]) / "dagster.yaml")
+    settings = PG | {"DAGSTER_PG_DB": pg_database}
+    for name, value in settings.items():
+        monkeypatch.setenv(name, value)
+    return dict(os.environ)

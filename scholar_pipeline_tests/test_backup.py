@@ -18,8 +18,7 @@ from scholar_pipeline.instance import prepare_instance
 from scholar_pipeline.warehouse import latest_provenance
 from scholar_pipeline.warehouse_backends import DuckDBFile
 from scholar_pipeline_tests.helpers import SEARCH, materialize
-from scholar_pipeline_tests.test_production_instance import (  # noqa: F401 (fixtures)
-    DEPLOY_DAGSTER_YAML, _connect, _select, fresh_database, pg_database, production_env)
+from scholar_pipeline_tests.postgres import DEPLOY_DAGSTER_YAML, fresh_database, pg_select
 from scholar_pipeline_tests.test_scenarios import BIN
 
 pytestmark = pytest.mark.slow
@@ -92,7 +91,7 @@ def test_backup_restores_rows_hashes_and_run_history_into_a_fresh_home_and_datab
         refused = cli("restore", str(damaged), "--home", str(restored_home), env=env)
         assert refused.returncode == 1 and f"{page} (sha256 differs from backup.json)" in refused.stderr
         assert not restored_home.exists()
-        assert _select(restore_db, "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'") == [(0,)]
+        assert pg_select(restore_db, "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'") == [(0,)]
 
         restored = cli("restore", str(folder), "--home", str(restored_home), env=env)
         assert restored.returncode == 0, restored.stderr

@@ -18,7 +18,6 @@ from scholar_pipeline.settings import executor_name
 from scholar_pipeline_tests.conftest import REPO_ROOT
 from scholar_pipeline_tests.helpers import SEARCH, query_db
 from scholar_pipeline_tests.test_deploy_files import DEPLOY, SERVICE_SCRIPT, VENV
-from scholar_pipeline_tests.test_production_instance import pg_database, production_env  # noqa: F401 (fixtures)
 from scholar_pipeline_tests.test_scenarios import _materialize_command
 
 BROKER, BACKEND = "redis://127.0.0.1:6379/12", "redis://127.0.0.1:6379/13"  # databases of their own

@@ -19,8 +19,7 @@ from scholar_pipeline.warehouse_backends import (
 )
 from scholar_pipeline_tests.conftest import REPO_ROOT
 from scholar_pipeline_tests.helpers import SEARCH, home, materialize
-from scholar_pipeline_tests.test_production_instance import (  # noqa: F401 (fixtures)
-    _select, fresh_database, pg_database, production_env)
+from scholar_pipeline_tests.postgres import fresh_database, pg_select
 from scholar_pipeline_tests.test_scenarios import BIN, _run_in_parallel
 
 # Trust auth here ignores it; set in PGPASSWORD too, which conftest's secret scan looks for in every stored file.
@@ -82,7 +81,7 @@ def test_eight_parallel_partition_runs_land_the_simulators_records_and_everythin
     # Nothing went to the DuckDB file or its writer lock: the runs wrote to the lake, each on its own.
     assert not (home() / "scholar.duckdb").exists() and not (home() / "locks" / "duckdb_writer.lock").exists()
     data_files = list(Path(lake.data_path).rglob("*.parquet"))
-    live_files = _select(database, "SELECT path FROM ducklake_data_file WHERE end_snapshot IS NULL")
+    live_files = pg_select(database, "SELECT path FROM ducklake_data_file WHERE end_snapshot IS NULL")
     assert data_files and live_files and {Path(path).name for (path,) in live_files} <= {p.name for p in data_files}
 
     # A partition run again replaces its rows in the lake: one copy, two landings on record.
@@ -143,7 +142,7 @@ def test_processes_opening_a_fresh_catalog_at_once_create_it_once(lake_database,
     assert [results.get(timeout=120) for _ in processes] == [0, 0, 0, 0]
     for process in processes:
         process.join(timeout=30)
-    tables = _select(lake_database, "SELECT table_name FROM ducklake_table WHERE end_snapshot IS NULL ORDER BY 1")
+    tables = pg_select(lake_database, "SELECT table_name FROM ducklake_table WHERE end_snapshot IS NULL ORDER BY 1")
     assert tables == [("provenance",), ("works",)]
 
 
@@ -180,7 +179,7 @@ def test_a_partition_lands_with_its_data_files_in_an_s3_compatible_store(pipelin
     assert _landed(lake, DAYS[0], "openalex") == _expected(simulator, DAYS[0], "openalex")
     stored = [item["Key"] for item in s3_store.list_objects_v2(Bucket="scholar-lake")["Contents"]]
     assert any(key.startswith("warehouse/main/works/") and key.endswith(".parquet") for key in stored)
-    live = _select(lake_database, "SELECT path FROM ducklake_data_file WHERE end_snapshot IS NULL")
+    live = pg_select(lake_database, "SELECT path FROM ducklake_data_file WHERE end_snapshot IS NULL")
     assert live and {Path(path).name for (path,) in live} <= {Path(key).name for key in stored}
     assert not (home() / "scholar.duckdb").exists()
 

@@ -28,7 +28,7 @@ from scholar_pipeline_tests.helpers import materialize, query_db
 BIN = Path(sys.executable).parent
 REDIS_URL = "redis://127.0.0.1:6379/0"
 PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
-CHECKS = ["code_location", "instance", "warehouse", "redis", "home"]
+CHECKS = ["code_location", "instance", "warehouse", "redis", "rate_limit", "home"]
 
 
 def _environment(home: Path, **extra: str) -> dict[str, str]:
@@ -79,13 +79,14 @@ def test_everything_passes_on_a_fresh_home_with_a_prepared_instance_and_redis(fr
     home = Path(fresh["SCHOLAR_PIPELINE_HOME"])
     assert checks["warehouse"]["detail"] == f"nothing landed yet in {home / 'scholar.duckdb'}"
     assert checks["redis"]["detail"].startswith(f"{REDIS_URL}: PONG (Redis ")
+    assert checks["rate_limit"]["detail"].startswith(f"shared across machines: {REDIS_URL}: PONG (Redis ")  # the cache's
     assert checks["home"]["detail"].startswith(f"{home}: writable, ")
     assert sorted(p.name for p in home.iterdir()) == ["dagster_home"]  # the write test left nothing behind
 
     # The lines a person reads: one per check, then the verdict.
     text = subprocess.run([str(BIN / "scholar-pipeline"), "health"], env=fresh, capture_output=True, text=True, timeout=120)
     lines = text.stdout.splitlines()
-    assert text.returncode == 0 and lines[-1] == "healthy: 5 checks ok"
+    assert text.returncode == 0 and lines[-1] == "healthy: 6 checks ok"
     assert [line.split()[:2] for line in lines[:-1]] == [[name, "ok"] for name in CHECKS]
 
 
@@ -96,6 +97,7 @@ def test_unset_dagster_home_is_skipped_unless_required(tmp_path):
     assert result.returncode == 0 and _checks(report)["instance"] | {"seconds": 0} == {
         "name": "instance", "ok": True, "skipped": True, "detail": "skipped: DAGSTER_HOME unset", "seconds": 0}
     assert _checks(report)["redis"]["skipped"] and _checks(report)["home"]["detail"].endswith("(writable)")
+    assert _checks(report)["rate_limit"]["detail"].startswith("skipped: per machine, in SQLite")
 
     required, report = _health(env, "--require-instance")
     assert required.returncode == 1 and report["failed"] == ["instance"]
@@ -121,9 +123,14 @@ def test_redis_on_a_closed_port_fails_fast(fresh):
 
     result, report = _health(env, "--timeout", "2")
 
-    assert result.returncode == 1 and report["failed"] == ["redis"]
+    assert result.returncode == 1 and report["failed"] == ["redis", "rate_limit"]  # the limits follow the cache's Redis
     detail = _checks(report)["redis"]["detail"]
     assert detail.startswith(f"redis://127.0.0.1:{port}/0: ConnectionError: ") and "refused" in detail
+
+    # A Redis of its own for the limits: only that check fails.
+    result, report = _health(fresh | {"SCHOLAR_PIPELINE_RATE_LIMIT_URL": f"redis://127.0.0.1:{port}/3"}, "--timeout", "2")
+    assert result.returncode == 1 and report["failed"] == ["rate_limit"]
+    assert _checks(report)["rate_limit"]["detail"].startswith(f"redis://127.0.0.1:{port}/3: ConnectionError: ")
 
 
 def test_redis_password_never_shows(fresh):

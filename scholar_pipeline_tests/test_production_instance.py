@@ -4,18 +4,13 @@ sensor) through `kill -9`, all of it in PostgreSQL and none in SQLite under DAGS
 
 import datetime as dt
 import os
-import shutil
 import signal
 import socket
 import subprocess
 import time
-import uuid
-from collections.abc import Iterator
-from contextlib import closing, contextmanager
 from pathlib import Path
 
 import dagster as dg
-import psycopg2
 import pytest
 import yaml
 from dagster._core.scheduler.instigation import InstigatorStatus
@@ -23,11 +18,10 @@ from dagster_postgres import PostgresEventLogStorage, PostgresRunStorage, Postgr
 
 from scholar_pipeline_tests.conftest import REPO_ROOT
 from scholar_pipeline_tests.helpers import SEARCH, query_db
+from scholar_pipeline_tests.postgres import DEPLOY_DAGSTER_YAML, pg_select
 from scholar_pipeline_tests.test_scenarios import BIN, LAUNCH_BACKFILL, BACKFILL_STATUS, _graphql, _launch_and_wait, _wait_for
 
 pytestmark = pytest.mark.slow
-DEPLOY_DAGSTER_YAML = REPO_ROOT / "deploy" / "dagster.yaml"
-PG = {"DAGSTER_PG_HOST": "127.0.0.1", "DAGSTER_PG_PORT": "5432", "DAGSTER_PG_USERNAME": "postgres", "DAGSTER_PG_PASSWORD": ""}
 PARTITION = "2024-03-01|openalex"
 ASSETS = (SEARCH.name, "raw"), (SEARCH.name, "works")
 SCHEDULE = {"repositoryLocationName": "scholar_pipeline", "repositoryName": "__repository__",
@@ -51,54 +45,6 @@ MATERIALIZATIONS = """query($path: [String!]!, $partitions: [String!]) { assetOr
         metadataEntries { label ... on IntMetadataEntry { intValue } ... on TextMetadataEntry { text } } } } } }"""
 SCHEDULER_HEARTBEAT = """{ instance { daemonHealth { daemonStatus(daemonType: "SCHEDULER") {
     healthy lastHeartbeatTime } } } }"""
-
-
-def _connect(dbname: str = "postgres"):
-    connection = psycopg2.connect(host=PG["DAGSTER_PG_HOST"], port=int(PG["DAGSTER_PG_PORT"]), user=PG["DAGSTER_PG_USERNAME"],
-                                  dbname=dbname)
-    connection.autocommit = True  # CREATE/DROP DATABASE refuse to run in a transaction
-    return connection
-
-
-def _select(dbname: str, sql: str, params=None) -> list[tuple]:
-    with closing(_connect(dbname)) as connection, connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        return cursor.fetchall()
-
-
-@contextmanager
-def fresh_database(prefix: str) -> Iterator[str]:
-    """A fresh PostgreSQL database, dropped afterwards (with any connection a killed service left)."""
-    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
-    try:
-        connection = _connect()
-    except psycopg2.OperationalError as error:
-        pytest.fail(f"PostgreSQL is not running on 127.0.0.1:5432 (.ci/run starts it): {error}")
-    with closing(connection), connection.cursor() as cursor:
-        cursor.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield name
-    finally:
-        with closing(_connect()) as connection, connection.cursor() as cursor:
-            cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-@pytest.fixture
-def pg_database():
-    """A fresh PostgreSQL database for one instance."""
-    with fresh_database("scholar_instance") as name:
-        yield name
-
-
-@pytest.fixture
-def production_env(pipeline_env, pg_database, monkeypatch):
-    """The pipeline's environment (providers simulated) with DAGSTER_HOME holding deploy/dagster.yaml and the
-    DAGSTER_PG_* settings it reads, in this process too (DagsterInstance resolves `env:` when it loads)."""
-    shutil.copyfile(DEPLOY_DAGSTER_YAML, Path(pipeline_env["DAGSTER_HOME"]) / "dagster.yaml")
-    settings = PG | {"DAGSTER_PG_DB": pg_database}
-    for name, value in settings.items():
-        monkeypatch.setenv(name, value)
-    return dict(os.environ)
 
 
 class Services:
@@ -213,11 +159,11 @@ def test_run_history_materializations_and_a_started_schedule_survive_kill_9_of_b
         assert works[0].asset_materialization.metadata["dagster/row_count"].value == len(expected)
         (state,) = [s for s in instance.all_instigator_state() if s.name == SCHEDULE["scheduleName"]]
         assert state.status == InstigatorStatus.RUNNING
-    assert sorted(_select(pg_database, "SELECT run_id, status FROM runs")) == sorted((r["runId"], r["status"]) for r in runs_before)
-    assert sorted(_select(pg_database, "SELECT asset_key, partition FROM event_logs WHERE run_id = %s "
+    assert sorted(pg_select(pg_database, "SELECT run_id, status FROM runs")) == sorted((r["runId"], r["status"]) for r in runs_before)
+    assert sorted(pg_select(pg_database, "SELECT asset_key, partition FROM event_logs WHERE run_id = %s "
                                        "AND dagster_event_type = 'ASSET_MATERIALIZATION'", [run_id])) == sorted(
         (dg.AssetKey(list(a)).to_string(), PARTITION) for a in ASSETS)
-    assert [(dg.deserialize_value(body).name, status) for body, status in _select(
+    assert [(dg.deserialize_value(body).name, status) for body, status in pg_select(
         pg_database, "SELECT instigator_body, status FROM instigators WHERE instigator_type = 'SCHEDULE'")] == [
         (SCHEDULE["scheduleName"], "RUNNING")]
     assert [p for p in dagster_home.rglob("*") if p.is_file() and p.read_bytes()[:16] == b"SQLite format 3\x00"] == []

@@ -17,11 +17,10 @@ from scholar_pipeline.client.deadline import DeadlineHTTPTransport
 from scholar_pipeline.client.encrypted_storage import EncryptedStorage
 from scholar_pipeline.client.provider_client import ProviderClient, RetryPolicy
 from scholar_pipeline.client.ratelimit import SqliteRateLimiter
+from scholar_pipeline.client.redis_ratelimit import RedisRateLimiter
 from scholar_pipeline.client.transports import CredentialsTransport, RateLimitedTransport, WholeBodyTransport
 from scholar_pipeline.providers.base import Provider
-from scholar_pipeline.settings import ProviderSettings, cache_key
-
-REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+from scholar_pipeline.settings import REDIS_SCHEMES, ProviderSettings, cache_key, rate_limit_fallback, rate_limit_url
 REDIS_KEY_PREFIX = "scholar-pipeline"
 
 
@@ -56,6 +55,16 @@ def cache_storage(home: Path, ttl_seconds: float, cache_url: str | None,
     return EncryptedStorage(hishel.SqliteStorage(database_path=str(path), default_ttl=ttl_seconds), cipher, str(path))
 
 
+def rate_limiter(home: Path, log=None, environ: Mapping[str, str] = os.environ) -> SqliteRateLimiter | RedisRateLimiter:
+    """Per machine in SQLite under the home, or across machines in Redis (settings.rate_limit_url), read from the
+    environment here, like the cache key: a URL with a password must not reach a resource's config."""
+    local = SqliteRateLimiter(home / "locks" / "rate_limits.sqlite", log=log)
+    url = rate_limit_url(environ)
+    if url is None:
+        return local
+    return RedisRateLimiter(url, fallback=local if rate_limit_fallback(environ) == "local" else None, log=log)
+
+
 @contextmanager
 def open_provider_client(
     provider: Provider,
@@ -74,7 +83,7 @@ def open_provider_client(
     """`network` replaces the connection pool at the bottom of the stack (a proxy, a test double).
 
     `timeout_seconds` bounds each connect and socket read; `deadline_seconds` a whole response."""
-    limiter = SqliteRateLimiter(home / "locks" / "rate_limits.sqlite", log=log)
+    limiter = rate_limiter(home, log)
     pool = network or DeadlineHTTPTransport(limits=httpx.Limits(max_connections=4, max_keepalive_connections=4))
     transport = CacheTransport(
         next_transport=CredentialsTransport(

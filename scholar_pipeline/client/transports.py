@@ -17,6 +17,7 @@ import httpx
 from scholar_pipeline.client.deadline import request_deadline
 from scholar_pipeline.client.masking import MASK, MASKED_HEADER, mask_secret, secret_forms
 from scholar_pipeline.client.ratelimit import SqliteRateLimiter
+from scholar_pipeline.client.redis_ratelimit import RedisRateLimiter
 from scholar_pipeline.providers.base import Credential
 
 # Stamped on every response below the cache, so a page replayed from it keeps the time it was really fetched.
@@ -84,7 +85,7 @@ class WholeBodyTransport(httpx.BaseTransport):
 
 
 class RateLimitedTransport(httpx.BaseTransport):
-    def __init__(self, inner: httpx.BaseTransport, limiter: SqliteRateLimiter, key: str, rate: float):
+    def __init__(self, inner: httpx.BaseTransport, limiter: SqliteRateLimiter | RedisRateLimiter, key: str, rate: float):
         self.inner, self.limiter, self.key, self.rate = inner, limiter, key, rate
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
