@@ -14,13 +14,15 @@ from scholar_pipeline.backup import BackupError, backup, restore
 from scholar_pipeline.health import DEFAULT_TIMEOUT_SECONDS, abandoned_checks, report, run_checks
 from scholar_pipeline.rebuild import PartitionSelection, rebuild
 from scholar_pipeline.settings import pipeline_home
+from scholar_pipeline.usage_report import usage_by_day, usage_table
 from scholar_pipeline.warehouse_backends import warehouse_from_env
 
 DAY = click.DateTime(formats=["%Y-%m-%d"])
 
 
 @click.group(help="Rebuild and audit what the pipeline landed, from the landing zone alone (no network, no HTTP cache); "
-                  "check the deployment's health; back it up and restore it.")
+                  "report what the fetches spent at each provider; check the deployment's health; back it up and "
+                  "restore it.")
 def main() -> None:
     pass
 
@@ -56,6 +58,26 @@ def audit_command() -> None:
         click.echo(str(finding))
     click.echo(f"audit of {home}: {len(findings)} findings" if findings else f"audit of {home}: everything matches what was recorded")
     sys.exit(1 if findings else 0)
+
+
+@main.command(name="usage")
+@click.option("--days", type=click.IntRange(min=1), default=7, show_default=True, help="how many days back to report")
+@click.option("--json", "as_json", is_flag=True, help="print the rows as JSON")
+def usage_command(days: int, as_json: bool) -> None:
+    """What the fetches spent at each provider per day: requests, cache hits, retries, errors, 429s, cost and the
+    quota the provider last reported."""
+    warehouse = warehouse_from_env(pipeline_home())
+    rows = []
+    if warehouse.exists():
+        with warehouse.read_connection() as con:
+            rows = usage_by_day(con, days)
+    if as_json:
+        click.echo(json.dumps(rows, default=str, indent=2))
+    elif not rows:
+        click.echo(f"no fetch recorded in the last {days} days in {warehouse.name}")
+    else:
+        for line in usage_table(rows):
+            click.echo(line)
 
 
 @main.command(name="health")

@@ -8,6 +8,7 @@ from pathlib import Path
 import dagster as dg
 import pyarrow as pa
 
+from scholar_pipeline.client.usage import Usage
 from scholar_pipeline.landing import Manifest
 from scholar_pipeline.schema import SCHEMA_VERSION, WORKS_SCHEMA
 from scholar_pipeline.works import PartitionRows
@@ -31,6 +32,23 @@ def raw_metadata(manifest: Manifest, manifest_path: Path) -> dict:
         "retrieved_at": dg.MetadataValue.timestamp(dt.datetime.fromisoformat(manifest.retrieved_at)),
         "code_version": dg.MetadataValue.text(manifest.code_version),
     }
+
+
+def usage_metadata(usage: Usage | None) -> dict:
+    """What the fetch spent at the provider (its cache hits are the manifest's `cache_hits`); the quota as the
+    provider last reported it, where it does."""
+    if usage is None:
+        return {}
+    figures = {"requests_sent": dg.MetadataValue.int(usage.requests), "retries": dg.MetadataValue.int(usage.retries),
+               "request_errors": dg.MetadataValue.int(usage.errors), "throttled_429": dg.MetadataValue.int(usage.throttled)}
+    if usage.cost_usd:
+        figures["cost_usd"] = dg.MetadataValue.float(usage.cost_usd)
+    for name in ("quota_remaining", "quota_limit"):
+        if getattr(usage, name) is not None:
+            figures[name] = dg.MetadataValue.int(getattr(usage, name))
+    if usage.remaining_usd is not None:
+        figures["remaining_usd"] = dg.MetadataValue.float(usage.remaining_usd)
+    return figures
 
 
 def works_metadata(rows: PartitionRows, manifest: Manifest, manifest_path: Path, *, code_version: str) -> dict:

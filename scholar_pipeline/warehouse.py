@@ -1,4 +1,4 @@
-"""The warehouse's tables: `works`, the append-only `provenance`, and the partition swap.
+"""The warehouse's tables: `works`, the append-only `provenance` and `provider_usage`, and the partition swap.
 
 They are the same on either backend (`warehouse_backends`): these functions take a DuckDB
 connection on which the tables answer to their bare names.
@@ -7,11 +7,12 @@ connection on which the tables answer to their bare names.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import duckdb
 
+from scholar_pipeline.client.usage import Usage
 from scholar_pipeline.landing import Manifest
 from scholar_pipeline.schema import SCHEMA_VERSION, WORKS_SCHEMA
 from scholar_pipeline.works import PartitionRows
@@ -40,6 +41,26 @@ CREATE TABLE IF NOT EXISTS provenance (
     retrieved_at TIMESTAMPTZ NOT NULL,
     landed_at TIMESTAMPTZ NOT NULL,
     raw_run_id VARCHAR
+)
+"""
+# What each fetch spent, landed or failed: `scholar-pipeline usage` reports it per provider and day.
+USAGE_DDL = """
+CREATE TABLE IF NOT EXISTS provider_usage (
+    query VARCHAR NOT NULL,
+    provider VARCHAR NOT NULL,
+    partition_date DATE NOT NULL,
+    run_id VARCHAR,
+    outcome VARCHAR NOT NULL,
+    recorded_at TIMESTAMPTZ NOT NULL,
+    requests INTEGER NOT NULL,
+    cache_hits INTEGER NOT NULL,
+    retries INTEGER NOT NULL,
+    errors INTEGER NOT NULL,
+    throttled INTEGER NOT NULL,
+    cost_usd DOUBLE NOT NULL,
+    quota_remaining BIGINT,
+    quota_limit BIGINT,
+    remaining_usd DOUBLE
 )
 """
 # Columns added after the first release; older files gain them on the next write.
@@ -108,6 +129,34 @@ def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(PROVENANCE_DDL)
     for column, sql_type in PROVENANCE_ADDED_COLUMNS.items():
         con.execute(f"ALTER TABLE provenance ADD COLUMN IF NOT EXISTS {column} {sql_type}")
+    con.execute(USAGE_DDL)
+
+
+@dataclass(frozen=True)
+class UsageRow:
+    """One fetch's spending, as `provider_usage` holds it."""
+
+    query: str
+    provider: str
+    partition_date: dt.date
+    run_id: str | None
+    outcome: str  # "fetched" or "failed"
+    usage: Usage
+    recorded_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc))
+
+    def values(self) -> dict:
+        return {"query": self.query, "provider": self.provider, "partition_date": self.partition_date,
+                "run_id": self.run_id, "outcome": self.outcome, "recorded_at": self.recorded_at, **self.usage.as_dict()}
+
+
+def record_usage(con: duckdb.DuckDBPyConnection, rows: list[UsageRow]) -> None:
+    """Append fetches' spending to `provider_usage`, in one transaction."""
+    if not rows:
+        return
+    ensure_tables(con)
+    names = list(rows[0].values())
+    con.executemany(f"INSERT INTO provider_usage ({', '.join(names)}) VALUES ({', '.join('?' for _ in names)})",
+                    [list(row.values().values()) for row in rows])
 
 
 def replace_partition(con: duckdb.DuckDBPyConnection, rows: PartitionRows, provenance: ProvenanceRow) -> int:

@@ -19,6 +19,7 @@ import tenacity
 
 from scholar_pipeline.client.masking import MASKED_HEADER, mask_secret, mask_url
 from scholar_pipeline.client.transports import FETCHED_AT_HEADER
+from scholar_pipeline.client.usage import UsageCounter
 from scholar_pipeline.providers.base import PageRequest
 
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
@@ -115,6 +116,7 @@ class ProviderClient:
         self.provider, self.base_url, self.http, self.storage, self.retry, self.log = provider, base_url, http, storage, retry, log
         self.secret = secret  # only to mask it in what is quoted from an exception
         self.explain_refusal = explain_refusal
+        self.usage = UsageCounter()
 
     def _quoted(self, error: BaseException) -> str:
         """An exception's text, safe to show: an HTTP library may quote the header or URL that carried the key."""
@@ -167,7 +169,7 @@ class ProviderClient:
             status=response.status_code,
             headers={k: v for k, v in response.headers.items() if k in KEPT_HEADERS or k.startswith(KEPT_HEADER_PREFIXES)},
             body=response.content,
-            from_cache=response.extensions.get("caching", {}).get("from_cache", False),  # hishel's CacheStatus
+            from_cache=_from_cache(response),
             fetched_at=_fetched_at(response),
             attempts_that_may_have_reached=sum(not _refused_before_any_work(error) for error in failures),
         )
@@ -186,7 +188,12 @@ class ProviderClient:
         return f"The provider rejected the request; check the saved search's text and {setting}_PAGE_SIZE against the message."
 
     def _send(self, url: str, cache_key: str) -> httpx.Response:
-        response = self.http.get(url, extensions={"caching": {"key": cache_key}})
+        try:
+            response = self.http.get(url, extensions={"caching": {"key": cache_key}})
+        except (httpx.TransportError, httpx.DecodingError):
+            self.usage.unanswered()
+            raise
+        self.usage.answered(response.status_code, response.headers, _from_cache(response))
         if response.status_code in RETRYABLE_STATUS:
             response.read()
             raise RetryableResponse(response)
@@ -197,6 +204,7 @@ class ProviderClient:
         def report(state: tenacity.RetryCallState) -> None:
             error = state.outcome.exception()
             failures.append(error)
+            self.usage.retrying()
             if self.log is None:
                 return
             advised = advised_wait(error.response) if isinstance(error, RetryableResponse) else None
@@ -207,6 +215,10 @@ class ProviderClient:
                 f"{state.upcoming_sleep:.1f}s{capped}: {mask_url(url)}"
             )
         return report
+
+
+def _from_cache(response: httpx.Response) -> bool:
+    return response.extensions.get("caching", {}).get("from_cache", False)  # hishel's CacheStatus
 
 
 def _refused_before_any_work(error: BaseException) -> bool:

@@ -36,10 +36,10 @@ from scholar_pipeline.defs.works_checks import (
 from scholar_pipeline.defs.works_table_checks import TABLE_CHECK_DESCRIPTIONS, table_results
 from scholar_pipeline.fetch import PartitionFetchError
 from scholar_pipeline.landing import Manifest
-from scholar_pipeline.metadata import raw_metadata, works_metadata
+from scholar_pipeline.metadata import raw_metadata, usage_metadata, works_metadata
 from scholar_pipeline.queries import SavedSearch
 from scholar_pipeline.settings import drift_severity, max_null_title_share
-from scholar_pipeline.warehouse import ProvenanceRow, replace_partition
+from scholar_pipeline.warehouse import ProvenanceRow, UsageRow, record_usage, replace_partition
 from scholar_pipeline.works import WORKS_CODE_VERSION, PartitionRows, PartitionRowsError, staged_rows
 
 RAW_CODE_VERSION = "raw-v2"
@@ -92,6 +92,7 @@ class SavedSearchRun:
         else:
             done = (Fetched(key) for key in self.keys)
         failed: dict[str, _Failure] = {}
+        self.unrecorded_usage: list[UsageRow] = []
         try:
             for count, fetched in enumerate(done, start=1):
                 said = _Said()
@@ -102,12 +103,18 @@ class SavedSearchRun:
                 self._say(fetched.key, said, failed.get(str(fetched.key)), f"{count} of {len(self.keys)} partitions done")
         finally:
             done.close()  # a stopped run: the fetching threads end after their current partition
+            self._record_usage_left()
         if failed:
             raise self._failure(failed)
 
     def _partition(self, fetched: Fetched, severity, said: _Said) -> Iterator[dg.AssetMaterialization | dg.AssetCheckEvaluation]:
         """One partition's events; `_PartitionFailed` once they cannot go on."""
         key = fetched.key
+        if fetched.usage is not None:
+            keys = key.keys_by_dimension
+            self.unrecorded_usage.append(UsageRow(
+                self.search.name, keys["provider"], dt.date.fromisoformat(keys["date"]), self.context.run.run_id,
+                "failed" if fetched.error else "fetched", fetched.usage))
         if fetched.error is not None:
             raise _PartitionFailed(_Failure(fetched.error, fetched.retryable))
         raw_record = None
@@ -117,7 +124,8 @@ class SavedSearchRun:
                               f"({sum(p.from_cache for p in manifest.pages)} from the HTTP cache)")
             # The data version is what the records say, not the bytes: providers send fields that change on every call.
             yield dg.AssetMaterialization(
-                asset_key=self.raw_key, partition=str(key), metadata=raw_metadata(manifest, fetched.manifest_path),
+                asset_key=self.raw_key, partition=str(key),
+                metadata={**raw_metadata(manifest, fetched.manifest_path), **usage_metadata(fetched.usage)},
                 tags={**source_version_tags(manifest.content_hash, RAW_CODE_VERSION), **self._partition_tags(key)},
             )
         try:
@@ -134,6 +142,9 @@ class SavedSearchRun:
                     self.warehouse.write_connection(log=self.context.log) if self.land else \
                     nullcontext() as con:
                 landed = self._land(con, rows, manifest, manifest_path, raw_record, severity, said) if self.land else None
+                if con is not None:  # what the fetches so far spent, in the connection the landing holds anyway
+                    record_usage(con, self.unrecorded_usage)
+                    self.unrecorded_usage.clear()
                 audited = self._audit(con, key) if LANDING_AUDIT in self.checks else None
                 tabled = self._table_checks(con, key)
         except Exception as error:
@@ -179,6 +190,17 @@ class SavedSearchRun:
             results = table_results(reader, self.search.name, keys["provider"], dt.date.fromisoformat(keys["date"]),
                                     self.max_null_title_share)
         return [result for result in results if result.check_name in self.checks]
+
+    def _record_usage_left(self) -> None:
+        """The spending of fetches no landing recorded (failed, or not landed in this run), in one write at the end."""
+        if not self.unrecorded_usage:
+            return
+        try:
+            with self.warehouse.write_connection(log=self.context.log) as con:
+                record_usage(con, self.unrecorded_usage)
+        except Exception as error:  # the partitions' own outcome stands; only the usage report misses them
+            self.context.log.warning(f"{self.search.name}: the usage of {len(self.unrecorded_usage)} fetches was not "
+                                     f"recorded in provider_usage ({type(error).__name__}: {error})")
 
     def _say(self, key: dg.MultiPartitionKey, said: _Said, failure: _Failure | None, progress: str) -> None:
         if failure is not None:

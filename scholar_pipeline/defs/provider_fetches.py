@@ -19,6 +19,7 @@ from pathlib import Path
 
 import dagster as dg
 
+from scholar_pipeline.client.usage import Usage
 from scholar_pipeline.defs.resources import ScholarApiResource
 from scholar_pipeline.fetch import fetch_partition
 from scholar_pipeline.landing import Manifest
@@ -38,6 +39,7 @@ class Fetched:
     manifest_path: Path | None = None
     error: str | None = None
     retryable: bool = True  # False when only the user can mend it (a missing key)
+    usage: Usage | None = None  # what the fetch spent, failed or not (None: no request was possible)
 
 
 class ProviderFetches:
@@ -103,6 +105,7 @@ class ProviderFetches:
     def _fetch_one(self, client, key: dg.MultiPartitionKey) -> Fetched:
         provider_name, day = key.keys_by_dimension["provider"], dt.date.fromisoformat(key.keys_by_dimension["date"])
         provider, landing = PROVIDERS[provider_name], self.scholar_api.landing
+        before = client.usage.snapshot()
         try:
             fetched = fetch_partition(
                 client, provider, self.scholar_api.settings_for(provider), landing, query=self.search.name,
@@ -113,8 +116,8 @@ class ProviderFetches:
                 total_reported=fetched.total_reported, content_hash=fetched.content_hash, code_version=self.code_version,
             )
         except Exception as error:
-            return Fetched(key, error=self.describe(key, error))
-        return Fetched(key, manifest=manifest, manifest_path=path)
+            return Fetched(key, error=self.describe(key, error), usage=client.usage.snapshot().minus(before))
+        return Fetched(key, manifest=manifest, manifest_path=path, usage=client.usage.snapshot().minus(before))
 
     def _where(self, key: dg.MultiPartitionKey) -> str:
         return where(self.search, key)

@@ -19,6 +19,8 @@ from scholar_pipeline.simulator.record_faults import JsonRecords
 
 MAX_PER_PAGE = 100
 PAGE_MODE_CEILING = 10_000
+# The free key's daily allowance as OpenAlex's headers state it: calls, and the USD budget a list call draws on.
+DAILY_CALLS, DAILY_USD, LIST_CALL_USD = 100_000, 1.0, 0.0001
 KNOWN_FILTERS = {"from_publication_date", "to_publication_date", "title_and_abstract.search", "default.search", "title.search"}
 
 
@@ -34,6 +36,19 @@ class OpenAlexApi:
     def __init__(self, corpus: Corpus):
         self.corpus = corpus
         self.routes = {"/works": self.works}
+        self.calls, self.spent_usd = 0, 0.0
+
+    def _quota_headers(self, cost_usd: float) -> dict[str, str]:
+        """OpenAlex's `X-RateLimit-*` headers (provider_facts.md): what is left of today's calls and USD budget, what
+        this call cost, and the seconds until the budget resets at midnight UTC; they move with every call."""
+        self.calls += 1
+        self.spent_usd += cost_usd
+        now = dt.datetime.now(dt.timezone.utc)
+        midnight = dt.datetime.combine(now.date() + dt.timedelta(days=1), dt.time(), dt.timezone.utc)
+        return {"x-ratelimit-limit": str(DAILY_CALLS), "x-ratelimit-remaining": str(max(DAILY_CALLS - self.calls, 0)),
+                "x-ratelimit-reset": str(int((midnight - now).total_seconds())), "x-ratelimit-credits-used": "1",
+                "x-ratelimit-limit-usd": f"{DAILY_USD:g}", "x-ratelimit-remaining-usd": f"{max(DAILY_USD - self.spent_usd, 0):.4f}",
+                "x-ratelimit-cost-usd": f"{cost_usd:g}"}
 
     def record_ids(self, first: dt.date, last: dt.date, text: str | None = None) -> list[str]:
         return [f"W{w.serial}" for w in self.corpus.works_matching(search_words(text), first, last, self.name)]
@@ -51,8 +66,9 @@ class OpenAlexApi:
         words = search_words(" ".join(value for key, value in filters.items() if key.endswith(".search")))
         works = self.corpus.works_matching(words, first, last, self.name)
         # Timing and cost vary from call to call, as the real API's do; nothing else in an unchanged answer does.
+        cost = random.choice([LIST_CALL_USD, LIST_CALL_USD, 2 * LIST_CALL_USD])
         meta = {"count": len(works), "db_response_time_ms": random.randint(4, 60), "page": None, "per_page": per_page,
-                "next_cursor": None, "groups_count": None, "cost_usd": random.choice([0.0001, 0.0001, 0.0002])}
+                "next_cursor": None, "groups_count": None, "cost_usd": cost}
         cursor = single(params, "cursor")
         if cursor is not None:
             offset = _decode_cursor(cursor)
@@ -66,7 +82,7 @@ class OpenAlexApi:
             results = works[(page - 1) * per_page: page * per_page]
             meta["page"] = page
         return SimResponse.json(200, {"meta": meta, "results": [render(w) for w in results], "group_by": []},
-                                {"x-ratelimit-limit": "100000", "x-ratelimit-remaining": "99990", "x-ratelimit-reset": "3600"})
+                                self._quota_headers(cost))
 
     @staticmethod
     def rate_limited() -> SimResponse:
