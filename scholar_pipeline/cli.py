@@ -12,6 +12,7 @@ import click
 from scholar_pipeline.audit import audit
 from scholar_pipeline.backup import BackupError, backup, restore
 from scholar_pipeline.health import DEFAULT_TIMEOUT_SECONDS, abandoned_checks, report, run_checks
+from scholar_pipeline.maintenance import maintain
 from scholar_pipeline.rebuild import PartitionSelection, rebuild
 from scholar_pipeline.settings import pipeline_home
 from scholar_pipeline.usage_report import usage_by_day, usage_table
@@ -21,8 +22,8 @@ DAY = click.DateTime(formats=["%Y-%m-%d"])
 
 
 @click.group(help="Rebuild and audit what the pipeline landed, from the landing zone alone (no network, no HTTP cache); "
-                  "report what the fetches spent at each provider; check the deployment's health; back it up and "
-                  "restore it.")
+                  "report what the fetches spent at each provider; check the deployment's health; maintain the warehouse; "
+                  "back it up and restore it.")
 def main() -> None:
     pass
 
@@ -58,6 +59,15 @@ def audit_command() -> None:
         click.echo(str(finding))
     click.echo(f"audit of {home}: {len(findings)} findings" if findings else f"audit of {home}: everything matches what was recorded")
     sys.exit(1 if findings else 0)
+
+
+@main.command(name="maintain")
+@click.option("--keep-days", type=click.IntRange(min=0), default=7, show_default=True,
+              help="DuckLake: keep the snapshots (and their files) of the last KEEP_DAYS days for time travel")
+def maintain_command(keep_days: int) -> None:
+    """Merge DuckLake's small files, expire its old snapshots and delete the files none needs; checkpoint a DuckDB
+    file. Safe while runs land data; run it daily or weekly (a schedule or cron)."""
+    maintain(warehouse_from_env(pipeline_home()), keep_days, log=click.echo)
 
 
 @main.command(name="usage")

@@ -515,3 +515,56 @@ def test_the_runbook_names_every_file_of_deploy():
     unnamed = {name for name in files - {"README.md", ".gitignore", "Dockerfile.dockerignore", ".env"}
                if f"`{name}" not in runbook}
     assert not unnamed, sorted(unnamed)
+
+
+# --- Kubernetes (deploy/k8s/) ------------------------------------------------------------------------------------------
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+def test_the_kubernetes_instance_is_the_production_one_with_a_run_launcher_dagster_k8s_accepts(tmp_path, monkeypatch):
+    from dagster._config import process_config
+    from dagster._core.instance.config import dagster_instance_config
+    from dagster_k8s import K8sRunLauncher
+
+    from scholar_pipeline_tests.postgres import PG
+
+    k8s, production = (yaml.safe_load(path.read_text()) for path in (DEPLOY / "k8s" / "dagster.yaml", DEPLOY / "dagster.yaml"))
+    assert {key: value for key, value in k8s.items() if key != "run_launcher"} == production
+    launcher = k8s["run_launcher"]
+    assert (launcher["module"], launcher["class"]) == ("dagster_k8s", "K8sRunLauncher")
+    assert process_config(K8sRunLauncher.config_type(), launcher["config"]).success
+    misspelt = {**launcher["config"], "env_secret": launcher["config"]["env_secrets"]}
+    assert not process_config(K8sRunLauncher.config_type(), misspelt).success  # the schema does refuse what is wrong
+    # The whole file, as Dagster reads an instance's dagster.yaml.
+    for name, value in (PG | {"DAGSTER_PG_DB": "dagster"}).items():
+        monkeypatch.setenv(name, value)
+    shutil.copy(DEPLOY / "k8s" / "dagster.yaml", tmp_path / "dagster.yaml")
+    config, _ = dagster_instance_config(str(tmp_path))
+    assert config["run_launcher"]["class"] == "K8sRunLauncher"
+
+
+def test_the_helm_values_serve_the_code_location_and_say_what_the_kubernetes_instance_says():
+    values = yaml.safe_load((DEPLOY / "k8s" / "values.yaml").read_text())
+    instance = yaml.safe_load((DEPLOY / "k8s" / "dagster.yaml").read_text())
+    (deployment,) = values["dagster-user-deployments"]["deployments"]
+    assert deployment["dagsterApiGrpcArgs"] == ["-m", "scholar_pipeline.definitions"]
+    launcher, config = values["runLauncher"]["config"]["k8sRunLauncher"], instance["run_launcher"]["config"]
+    assert values["runLauncher"]["type"] == instance["run_launcher"]["class"]
+    assert [secret["name"] for secret in launcher["envSecrets"]] == config["env_secrets"] == \
+        [secret["name"] for secret in deployment["envSecrets"]]
+    for name in ("env_vars", "volumes", "volume_mounts", "resources"):
+        assert launcher[_camel(name)] == config[name], name
+    assert [f"{e['name']}={e['value']}" for e in deployment["env"]] == config["env_vars"]  # code server and runs alike
+    assert (deployment["volumes"], deployment["volumeMounts"]) == (config["volumes"], config["volume_mounts"])
+    queued = values["dagsterDaemon"]["runCoordinator"]["config"]["queuedRunCoordinator"]
+    runs = instance["concurrency"]["runs"]
+    assert queued == {"maxConcurrentRuns": runs["max_concurrent_runs"], "tagConcurrencyLimits": runs["tag_concurrency_limits"]}
+    for section in ("run_retries", "run_monitoring"):
+        helm = values["dagsterDaemon"][_camel(section)]
+        assert helm == {_camel(key): value for key, value in instance[section].items() if _camel(key) in helm}
+        assert set(helm) >= {"enabled", "maxRetries"} if section == "run_retries" else set(helm) >= {"enabled", "maxRuntimeSeconds"}
+    assert values["pythonLogs"]["dagsterHandlerConfig"] == instance["python_logs"]["dagster_handler_config"]
+    assert values["telemetry"] == instance["telemetry"] and values["postgresql"]["enabled"] is False

@@ -38,13 +38,19 @@ def lake_database():
         yield name
 
 
+def _use_lake(database: str, data_path: str, monkeypatch) -> DuckLake:
+    """The warehouse in DuckLake for this test and the processes it starts; the catalog's password in PGPASSWORD too,
+    where the secret scan looks for it."""
+    monkeypatch.setenv("PGPASSWORD", LAKE_PASSWORD)
+    monkeypatch.setenv(WAREHOUSE_ENV, f"ducklake:postgres:{_catalog(database)}")
+    monkeypatch.setenv(DATA_PATH_ENV, data_path)
+    return DuckLake(_catalog(database), data_path)
+
+
 @pytest.fixture
 def ducklake_env(production_env, lake_database, tmp_path, monkeypatch):
     """The production instance (runs in parallel need PostgreSQL's run storage) with the warehouse in DuckLake."""
-    monkeypatch.setenv("PGPASSWORD", LAKE_PASSWORD)
-    monkeypatch.setenv(WAREHOUSE_ENV, f"ducklake:postgres:{_catalog(lake_database)}")
-    monkeypatch.setenv(DATA_PATH_ENV, str(tmp_path / "lake_files"))
-    return DuckLake(_catalog(lake_database), str(tmp_path / "lake_files")), lake_database
+    return _use_lake(lake_database, str(tmp_path / "lake_files"), monkeypatch), lake_database
 
 
 def _landed(lake: DuckLake, day: str, provider: str) -> list[str]:
@@ -171,11 +177,9 @@ def s3_store(monkeypatch):
 @pytest.mark.slow
 def test_a_partition_lands_with_its_data_files_in_an_s3_compatible_store(pipeline_env, simulator, lake_database, s3_store,
                                                                         monkeypatch):
-    monkeypatch.setenv(WAREHOUSE_ENV, f"ducklake:postgres:{_catalog(lake_database)}")
-    monkeypatch.setenv(DATA_PATH_ENV, "s3://scholar-lake/warehouse/")
+    lake = _use_lake(lake_database, "s3://scholar-lake/warehouse/", monkeypatch)
     materialize(DAYS[0], "openalex")
     materialize(DAYS[0], "openalex")  # again: the rows are replaced, not added
-    lake = DuckLake(_catalog(lake_database), "s3://scholar-lake/warehouse/")
     assert _landed(lake, DAYS[0], "openalex") == _expected(simulator, DAYS[0], "openalex")
     stored = [item["Key"] for item in s3_store.list_objects_v2(Bucket="scholar-lake")["Contents"]]
     assert any(key.startswith("warehouse/main/works/") and key.endswith(".parquet") for key in stored)
@@ -210,3 +214,33 @@ def test_an_unreachable_catalog_says_where_without_the_password(tmp_path):
 def test_a_new_catalog_without_a_data_path_is_refused_with_what_to_set(lake_database):
     with pytest.raises(WarehouseUnreachable, match=DATA_PATH_ENV):
         DuckLake(_catalog(lake_database)).write_connection().__enter__()
+
+
+@pytest.mark.slow
+def test_maintenance_merges_the_small_files_and_deletes_the_unneeded_keeping_every_row(pipeline_env, simulator, lake_database,
+                                                                                     tmp_path, monkeypatch):
+    lake = _use_lake(lake_database, str(tmp_path / "lake_files"), monkeypatch)
+    for day in DAYS[:3]:
+        materialize(day, "openalex")
+    materialize(DAYS[0], "openalex")  # replaced: its first file is needed only by older snapshots
+    with lake.read_connection() as con:
+        rows = con.execute("SELECT * EXCLUDE (retrieved_at) FROM works ORDER BY ALL").fetchall()
+    files = {p.name for p in Path(lake.data_path).rglob("*.parquet")}
+    live = {Path(path).name for (path,) in pg_select(lake_database, "SELECT path FROM ducklake_data_file WHERE end_snapshot IS NULL")}
+    assert len(live) > 3 and files > live
+
+    result = _cli("maintain", "--keep-days", "0")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.startswith("ducklake:postgres:dbname=") and LAKE_PASSWORD not in result.stdout
+    after = {Path(path).name for (path,) in pg_select(lake_database, "SELECT path FROM ducklake_data_file WHERE end_snapshot IS NULL")}
+    assert len(after) < len(live)
+    assert {p.name for p in Path(lake.data_path).rglob("*.parquet")} == after  # nothing else left on disk
+    with lake.read_connection() as con:
+        assert con.execute("SELECT * EXCLUDE (retrieved_at) FROM works ORDER BY ALL").fetchall() == rows
+    audit = _cli("audit")
+    assert audit.returncode == 0, audit.stdout
+
+
+def test_maintenance_of_the_duckdb_file_checkpoints_it(pipeline_env):
+    result = _cli("maintain")
+    assert result.returncode == 0 and result.stdout.startswith("nothing to maintain: ")
