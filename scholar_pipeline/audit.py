@@ -22,7 +22,7 @@ import duckdb
 from scholar_pipeline.landing import DamagedPage, LandingZone, partition_input_hash
 from scholar_pipeline.normalize import record_hash
 from scholar_pipeline.schema import RECORD_FIELDS
-from scholar_pipeline.warehouse import latest_provenance
+from scholar_pipeline.warehouse import latest_provenance, snapshot
 from scholar_pipeline.warehouse_backends import Warehouse
 from scholar_pipeline.works import hash_of_records
 
@@ -108,11 +108,12 @@ def _audit_landing_zone(landing: LandingZone, log, scope: AuditScope) -> list[Fi
 def _audit_warehouse(warehouse: Warehouse, landing: LandingZone, scope: AuditScope, log,
                      held: duckdb.DuckDBPyConnection | None) -> list[Finding]:
     """Rows against provenance. DuckDB is read in the writers' queue, one partition at a time, so that runs landing
-    meanwhile wait a moment, not the whole audit."""
+    meanwhile wait a moment, not the whole audit; each read of rows with the provenance they must match from one
+    snapshot (in DuckLake, landings commit meanwhile)."""
     def reading():
         return nullcontext(held) if held is not None else warehouse.read_connection(log=_Waiting(log))
 
-    with reading() as con:
+    with reading() as con, snapshot(con):
         tables = {row[0] for row in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
         if not {"works", "provenance"} <= tables:
             return []
@@ -120,11 +121,12 @@ def _audit_warehouse(warehouse: Warehouse, landing: LandingZone, scope: AuditSco
         recorded = {k: v for k, v in latest_provenance(con, partition).items() if scope.holds(*k)}
         landed = con.execute("SELECT query, provider, partition_date, count(*) FROM works GROUP BY ALL ORDER BY ALL").fetchall()
     findings = []
-    for partition, row in sorted(recorded.items()):
+    for partition in sorted(recorded):
         where = " / ".join(map(str, partition))
-        findings += _audit_manifest_of(landing, where, row["manifest_path"], row["page_sha256"])
-        with reading() as con:
+        with reading() as con, snapshot(con):  # the partition as last landed, which may be later than `recorded`
+            row = latest_provenance(con, partition)[partition]
             rows = _rows_of(con, partition)
+        findings += _audit_manifest_of(landing, where, row["manifest_path"], row["page_sha256"])
         findings += _audit_rows(rows, where, row["output_hash"], row["rows_landed"])
     for query, provider, day, count in landed:
         if scope.holds(query, provider, day) and (query, provider, day) not in recorded:

@@ -66,7 +66,7 @@ def audit_command() -> None:
               help="DuckLake: keep the snapshots (and their files) of the last KEEP_DAYS days for time travel")
 def maintain_command(keep_days: int) -> None:
     """Merge DuckLake's small files, expire its old snapshots and delete the files none needs; checkpoint a DuckDB
-    file. Safe while runs land data; run it daily or weekly (a schedule or cron)."""
+    file. Runs beside landings (one that meets a merge tries again); run it daily or weekly (a schedule or cron)."""
     maintain(warehouse_from_env(pipeline_home()), keep_days, log=click.echo)
 
 

@@ -6,8 +6,10 @@ year of daily partitions on seven providers is thousands of each, and reads slow
 with the file count. Maintenance merges the small files, expires the snapshots older than
 `keep_days` and deletes the files no snapshot needs any more, using DuckLake's own calls.
 A DuckDB file only needs a checkpoint (deleted rows' space is reused by later writes).
-Both are safe beside running landings: DuckLake's calls are transactions of their own; the
-DuckDB file is checkpointed in the writers' queue.
+Both run beside landings: DuckLake's calls are transactions of their own, and a landing
+whose commit meets a merge of its partition's files tries again (warehouse.replace_partition);
+merging never mixes partitions (`works` is partitioned by them). The DuckDB file is
+checkpointed in the writers' queue.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from scholar_pipeline.landing import LandingZone
-from scholar_pipeline.warehouse import ProvenanceRow, ensure_tables, latest_provenance, replace_partition
+from scholar_pipeline.warehouse import ProvenanceRow, latest_provenance, replace_partition
 from scholar_pipeline.warehouse_backends import Warehouse
 from scholar_pipeline.works import WORKS_CODE_VERSION, staged_rows
 
@@ -81,14 +81,12 @@ def rebuild(home: Path, warehouse: Warehouse, selection: PartitionSelection = Pa
                           or (force and previous["output_hash"] != rows.output_hash))
             landed_meanwhile = False
             if must_write:  # the writer lock per partition: runs landing other partitions wait seconds, not the whole rebuild
-                with warehouse.write_connection() as con:
-                    ensure_tables(con)
-                    landed_meanwhile = latest_provenance(con, key).get(key, {}).get("landed_at") != (previous or {}).get("landed_at")
-                    if not landed_meanwhile:
-                        provenance = ProvenanceRow.of(manifest, manifest_path, rows, run_id=None,
-                                                      raw_run_id=previous["raw_run_id"] if previous else None,
-                                                      code_version=WORKS_CODE_VERSION)
-                        replace_partition(con, rows, provenance)
+                provenance = ProvenanceRow.of(manifest, manifest_path, rows, run_id=None,
+                                              raw_run_id=previous["raw_run_id"] if previous else None,
+                                              code_version=WORKS_CODE_VERSION)
+                with warehouse.write_connection() as con:  # a run that landed it since wins: checked in the swap's transaction
+                    landed_meanwhile = replace_partition(
+                        con, rows, provenance, only_if_last_landed_at=(previous or {}).get("landed_at")) is None
         result = Rebuilt(
             query=key[0], provider=key[1], partition_date=key[2],
             recorded_hash=previous["output_hash"] if previous else manifest.content_hash,

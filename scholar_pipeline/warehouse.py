@@ -7,10 +7,15 @@ connection on which the tables answer to their bare names.
 from __future__ import annotations
 
 import datetime as dt
+import random
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
 
 from scholar_pipeline.client.usage import Usage
 from scholar_pipeline.landing import Manifest
@@ -150,43 +155,94 @@ class UsageRow:
 
 
 def record_usage(con: duckdb.DuckDBPyConnection, rows: list[UsageRow]) -> None:
-    """Append fetches' spending to `provider_usage`, in one transaction."""
+    """Append fetches' spending to `provider_usage`: one statement, so all of it or none (and one DuckLake snapshot)."""
     if not rows:
         return
     ensure_tables(con)
-    names = list(rows[0].values())
-    con.executemany(f"INSERT INTO provider_usage ({', '.join(names)}) VALUES ({', '.join('?' for _ in names)})",
-                    [list(row.values().values()) for row in rows])
+    con.register("usage_rows", pa.Table.from_pylist([row.values() for row in rows]))
+    try:
+        con.execute("INSERT INTO provider_usage BY NAME SELECT * FROM usage_rows")
+    finally:
+        con.unregister("usage_rows")
 
 
-def replace_partition(con: duckdb.DuckDBPyConnection, rows: PartitionRows, provenance: ProvenanceRow) -> int:
+@contextmanager
+def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
+    """BEGIN ... COMMIT, or ROLLBACK on an exception, which is the one raised: a COMMIT that failed (a DuckLake
+    conflict) has rolled back already, and DuckDB would answer the ROLLBACK with "no transaction is active"."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        yield con
+        con.execute("COMMIT")
+    except BaseException:
+        with suppress(duckdb.Error):
+            con.execute("ROLLBACK")
+        raise
+
+
+class _LandedMeanwhile(Exception):
+    """The partition was landed again since the caller looked: its swap is rolled back."""
+
+
+@contextmanager
+def snapshot(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
+    """Reads that must agree, from one snapshot: in DuckLake, landings commit between statements (a DuckDB file's
+    reader holds the file, so none does). Nothing is written: it ends in a ROLLBACK."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        yield con
+    finally:
+        with suppress(duckdb.Error):
+            con.execute("ROLLBACK")
+
+
+ANY_LANDING = object()  # replace_partition's `only_if_last_landed_at` when any earlier landing may be replaced
+CONFLICT_ATTEMPTS = 5  # DuckLake: another landing deleted from a file this one deletes from (the same partition)
+
+
+def replace_partition(con: duckdb.DuckDBPyConnection, rows: PartitionRows, provenance: ProvenanceRow, *,
+                      only_if_last_landed_at=ANY_LANDING, log=None) -> int | None:
     """Swap one (query, provider, date) slice of `works` for the staged rows and log it, in one transaction.
 
     DuckDB streams the staging file (`works.staged_rows`) into the table, so no table of the
-    partition's rows is ever in Python's memory. Returns how many rows the slice holds
-    after the commit, counted in DuckDB, for checks that must look at what landed rather
-    than at what was meant to."""
+    partition's rows is ever in Python's memory. Returns how many rows the slice holds at the
+    commit, counted in the transaction, for checks that must look at what landed rather than at
+    what was meant to. `only_if_last_landed_at` (a time, or None for never): the swap is made
+    only if the partition's last landing is still that one, checked in the same transaction;
+    None is returned when it is not. A DuckLake commit that conflicts with another landing
+    of the same partition is tried again, up to CONFLICT_ATTEMPTS times, saying so to `log`."""
     ensure_tables(con)
+    key = [provenance.query, provenance.provider, provenance.partition_date]
+    for attempt in range(1, CONFLICT_ATTEMPTS + 1):
+        try:
+            with transaction(con):
+                if only_if_last_landed_at is not ANY_LANDING:
+                    last = con.execute("SELECT max(landed_at) FROM provenance WHERE query = ? AND provider = ? "
+                                       "AND partition_date = ?", key).fetchone()[0]
+                    if last != only_if_last_landed_at:
+                        raise _LandedMeanwhile
+                return _swap(con, rows, provenance, key)
+        except _LandedMeanwhile:
+            return None
+        except duckdb.TransactionException as error:
+            if attempt == CONFLICT_ATTEMPTS:
+                raise
+            wait = random.uniform(0.5, 1.0) * 2 ** (attempt - 1)
+            if log is not None:
+                log(f"{' / '.join(map(str, key))}: the commit met another transaction ({error}); trying again in "
+                    f"{wait:.1f} s ({attempt} of {CONFLICT_ATTEMPTS})")
+            time.sleep(wait)
+    raise AssertionError("unreachable")
+
+
+def _swap(con: duckdb.DuckDBPyConnection, rows: PartitionRows, provenance: ProvenanceRow, key: list) -> int:
     columns = ", ".join(f'"{name}"' for name in WORKS_SCHEMA.names)
     record = asdict(provenance)
-    con.execute("BEGIN TRANSACTION")
-    try:
-        con.execute(
-            "DELETE FROM works WHERE query = ? AND provider = ? AND partition_date = ?",
-            [provenance.query, provenance.provider, provenance.partition_date],
-        )
-        con.execute(f"INSERT INTO works ({columns}) SELECT {columns} FROM read_parquet(?)", [str(rows.path)])
-        con.execute(
-            f"INSERT INTO provenance ({', '.join(record)}) VALUES ({', '.join('?' for _ in record)})", list(record.values())
-        )
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
-    return con.execute(
-        "SELECT count(*) FROM works WHERE query = ? AND provider = ? AND partition_date = ?",
-        [provenance.query, provenance.provider, provenance.partition_date],
-    ).fetchone()[0]
+    con.execute("DELETE FROM works WHERE query = ? AND provider = ? AND partition_date = ?", key)
+    con.execute(f"INSERT INTO works ({columns}) SELECT {columns} FROM read_parquet(?)", [str(rows.path)])
+    con.execute(f"INSERT INTO provenance ({', '.join(record)}) VALUES ({', '.join('?' for _ in record)})",
+                list(record.values()))
+    return con.execute("SELECT count(*) FROM works WHERE query = ? AND provider = ? AND partition_date = ?", key).fetchone()[0]
 
 
 def latest_provenance(con: duckdb.DuckDBPyConnection, partition: tuple[str, str, dt.date] | None = None) -> dict[tuple[str, str, dt.date], dict]:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import os
 import time
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, closing, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Mapping, Protocol
@@ -43,6 +43,11 @@ LAKE = "lake"  # the name the DuckLake catalog is attached as
 # create it and one fails on PostgreSQL's unique index of type names.
 CATALOG_LOCK_ID = 0x5C401A4  # pg_advisory_lock key, one per PostgreSQL database
 S3_SCHEME = "s3://"
+CONNECT_TIMEOUT_SECONDS = 10  # reaching the catalog's PostgreSQL, from DuckDB and from psycopg2
+CATALOG_LOCK_TIMEOUT = "120s"  # waiting for another process that is creating the catalog
+# `works` is partitioned as it is replaced: DuckLake finds a conflict between two transactions that delete from one data
+# file, so a file must never hold two partitions (nor can merging files mix them).
+PARTITIONED_BY = ("query", "provider", "partition_date")
 
 
 class WarehouseBusy(RuntimeError):
@@ -141,7 +146,8 @@ class DuckDBFile:
 @dataclass(frozen=True)
 class DuckLake:
     """DuckLake with its catalog in PostgreSQL (`catalog` is the libpq connection string) and its Parquet files
-    under `data_path`, which the catalog records when it is created; later connections may leave it unset."""
+    under `data_path`, which the catalog records when it is created. Later connections to local files may leave it
+    unset; with s3:// files every connection needs it, to reach the store."""
 
     catalog: str = field(repr=False)  # may hold a password: shown only as `name`
     data_path: str | None = None
@@ -169,6 +175,8 @@ class DuckLake:
 
     @contextmanager
     def read_connection(self, log=None, timeout_seconds: float = 1800) -> Iterator[duckdb.DuckDBPyConnection]:
+        """Each statement reads the snapshot of its moment: landings commit meanwhile, so a reader of several
+        statements that must agree takes them in one transaction (`warehouse.snapshot`)."""
         with self._connection(read_only=True) as con:
             yield con
 
@@ -183,7 +191,7 @@ class DuckLake:
             options = ["READ_ONLY"] if read_only else []
             if self.data_path and not read_only:
                 options.append(f"DATA_PATH {_sql_string(self.data_path)}")
-            attach = f"ATTACH {_sql_string(DUCKLAKE_PREFIX + self.catalog)} AS {LAKE}"
+            attach = f"ATTACH {_sql_string(DUCKLAKE_PREFIX + _with_connect_timeout(self.catalog))} AS {LAKE}"
             try:
                 con.execute(attach + (f" ({', '.join(options)})" if options else ""))
             except duckdb.Error as error:
@@ -198,7 +206,7 @@ class DuckLake:
         import psycopg2
 
         try:
-            with psycopg2.connect(self.catalog, connect_timeout=10) as pg, pg.cursor() as cursor:
+            with closing(self._pg()) as pg, pg.cursor() as cursor:
                 cursor.execute("SELECT to_regclass('ducklake_table') IS NOT NULL")
                 if not cursor.fetchone()[0]:
                     return "missing"
@@ -213,37 +221,54 @@ class DuckLake:
         then find them made."""
         import psycopg2
 
-        pg = psycopg2.connect(self.catalog, connect_timeout=10)
-        try:
+        with closing(self._pg()) as pg, pg.cursor() as cursor:
             pg.autocommit = True
-            with pg.cursor() as cursor:
+            cursor.execute(f"SET lock_timeout = '{CATALOG_LOCK_TIMEOUT}'")
+            try:
                 cursor.execute("SELECT pg_advisory_lock(%s)", [CATALOG_LOCK_ID])
-                try:
-                    if self._catalog_state() == "ready":
-                        return
-                    if not self.data_path:
-                        raise WarehouseUnreachable(f"DuckLake {self.name} has no catalog yet: set {DATA_PATH_ENV} "
-                                                   "to the folder or s3:// URL its data files go to")
-                    if log is not None:
-                        log.info(f"creating the DuckLake catalog and tables in {self.name}")
-                    with self._connection(read_only=False) as con:
-                        ensure_tables(con)
-                finally:
-                    cursor.execute("SELECT pg_advisory_unlock(%s)", [CATALOG_LOCK_ID])
-        finally:
-            pg.close()
+            except psycopg2.errors.LockNotAvailable:
+                raise WarehouseUnreachable(f"DuckLake {self.name}: another process held the lock on creating the "
+                                           f"catalog for {CATALOG_LOCK_TIMEOUT}; if none is creating it, look for a "
+                                           "stuck session in pg_stat_activity") from None
+            try:
+                if self._catalog_state() == "ready":
+                    return
+                if not self.data_path:
+                    raise WarehouseUnreachable(f"DuckLake {self.name} has no catalog yet: set {DATA_PATH_ENV} "
+                                               "to the folder or s3:// URL its data files go to")
+                if log is not None:
+                    log.info(f"creating the DuckLake catalog and tables in {self.name}")
+                with self._connection(read_only=False) as con:
+                    ensure_tables(con)
+                    con.execute(f"ALTER TABLE works SET PARTITIONED BY ({', '.join(PARTITIONED_BY)})")
+            finally:
+                cursor.execute("SELECT pg_advisory_unlock(%s)", [CATALOG_LOCK_ID])
+
+    def _pg(self):
+        """A psycopg2 connection to the catalog's database; an error names it, with its password masked."""
+        import psycopg2
+
+        try:
+            return psycopg2.connect(self.catalog, connect_timeout=CONNECT_TIMEOUT_SECONDS)
+        except psycopg2.Error as error:
+            raise WarehouseUnreachable(f"DuckLake catalog {self.name}: {mask_credentials(str(error)).strip()}") from None
 
 
 def _reach_object_store(con: duckdb.DuckDBPyConnection, environ: Mapping[str, str] = os.environ) -> None:
     """Data files in S3 or an S3-compatible store (MinIO, R2, Ceph): httpfs with a DuckDB secret made from the
     variables the AWS tools read, `AWS_ENDPOINT_URL` (or `AWS_ENDPOINT_URL_S3`) naming a store other than AWS's.
-    Without `AWS_ACCESS_KEY_ID` the bucket is read anonymously."""
+    Without `AWS_ACCESS_KEY_ID`, the AWS tools' credential chain (a profile in AWS_SHARED_CREDENTIALS_FILE, a pod's or an
+    instance's role) through DuckDB's aws extension."""
     load_extension(con, "httpfs", "duckdb-ext-httpfs")
     options = {"REGION": environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION") or "us-east-1"}
+    provider = ""
     if environ.get("AWS_ACCESS_KEY_ID"):
         options |= {"KEY_ID": environ["AWS_ACCESS_KEY_ID"], "SECRET": environ.get("AWS_SECRET_ACCESS_KEY", "")}
         if environ.get("AWS_SESSION_TOKEN"):
             options["SESSION_TOKEN"] = environ["AWS_SESSION_TOKEN"]
+    else:
+        load_extension(con, "aws", "duckdb-ext-aws")
+        provider = "PROVIDER credential_chain, "
     endpoint = environ.get("AWS_ENDPOINT_URL_S3") or environ.get("AWS_ENDPOINT_URL")
     settings = ""
     if endpoint:
@@ -251,7 +276,17 @@ def _reach_object_store(con: duckdb.DuckDBPyConnection, environ: Mapping[str, st
         options["ENDPOINT"] = parts.netloc
         settings = f", USE_SSL {'true' if parts.scheme == 'https' else 'false'}, URL_STYLE 'path'"
     listed = ", ".join(f"{name} {_sql_string(value)}" for name, value in options.items())
-    con.execute(f"CREATE SECRET scholar_pipeline_s3 (TYPE s3, {listed}{settings})")
+    con.execute(f"CREATE SECRET scholar_pipeline_s3 (TYPE s3, {provider}{listed}{settings})")
+
+
+def _with_connect_timeout(catalog: str) -> str:
+    """The libpq string (key=value or URI) with a connect timeout, unless it sets one: libpq waits for the operating
+    system's, minutes, for a host that drops packets."""
+    if "connect_timeout" in catalog:
+        return catalog
+    if "://" in catalog:
+        return f"{catalog}{'&' if '?' in catalog else '?'}connect_timeout={CONNECT_TIMEOUT_SECONDS}"
+    return f"{catalog} connect_timeout={CONNECT_TIMEOUT_SECONDS}"
 
 
 def _sql_string(text: str) -> str:

@@ -87,6 +87,13 @@ def query_db(sql: str, params=None) -> list[tuple]:
         return con.execute(sql, params or []).fetchall()
 
 
+def nothing_landed() -> bool:
+    """No row in `works` or `provenance` (a failed fetch still records what it spent in `provider_usage`)."""
+    if not (home() / "scholar.duckdb").exists():
+        return True
+    return query_db("SELECT (SELECT count(*) FROM works) + (SELECT count(*) FROM provenance)")[0][0] == 0
+
+
 def max_in_any_window(times: list[float], seconds: float = 1.0) -> int:
     """The most events that fall in any window of `seconds` starting at an event."""
     times = sorted(times)

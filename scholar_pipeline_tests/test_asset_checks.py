@@ -66,10 +66,10 @@ def test_no_records_lost_counts_the_rows_in_duckdb_not_the_rows_meant_for_it(pip
     the staged rows still says every record, the count after the commit does not."""
     replace_partition = partition_runs.replace_partition
 
-    def land_all_but_the_first_row(con, rows, provenance):
+    def land_all_but_the_first_row(con, rows, provenance, **options):
         fewer = tmp_path / "fewer.parquet"
         pq.write_table(pq.read_table(rows.path).slice(1), fewer)
-        return replace_partition(con, dataclasses.replace(rows, path=fewer), provenance)
+        return replace_partition(con, dataclasses.replace(rows, path=fewer), provenance, **options)
 
     monkeypatch.setattr(partition_runs, "replace_partition", land_all_but_the_first_row)
     check = _check(materialize(DAY, "openalex"), "no_records_lost")

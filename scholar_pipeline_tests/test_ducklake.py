@@ -5,20 +5,26 @@ catalog is created once however many processes start on a fresh one; its passwor
 import datetime as dt
 import json
 import multiprocessing
+import os
 import subprocess
 from pathlib import Path
+from types import SimpleNamespace
 
 import dagster as dg
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from scholar_pipeline.defs.dataset import build_dataset_assets
 from scholar_pipeline.defs.resources import scholar_api_from_env, warehouse_from_env
 from scholar_pipeline.defs.saved_searches import build_saved_search_assets
+from scholar_pipeline.schema import WORKS_SCHEMA
+from scholar_pipeline.warehouse import ProvenanceRow, replace_partition, transaction
 from scholar_pipeline.warehouse_backends import (
     DATA_PATH_ENV, WAREHOUSE_ENV, DuckDBFile, DuckLake, WarehouseUnreachable, warehouse_at,
 )
 from scholar_pipeline_tests.conftest import REPO_ROOT
-from scholar_pipeline_tests.helpers import SEARCH, home, materialize
+from scholar_pipeline_tests.helpers import SEARCH, home, materialize, query_db
 from scholar_pipeline_tests.postgres import fresh_database, pg_select
 from scholar_pipeline_tests.test_scenarios import BIN, _run_in_parallel
 
@@ -123,6 +129,18 @@ def test_eight_parallel_partition_runs_land_the_simulators_records_and_everythin
     manifest = json.loads((home() / "exports" / "manifest.json").read_text())
     assert manifest["tables"]["works"] == works
 
+    # Merged files, then runs that re-land the same partitions at the same moment: each lands, on a second try if
+    # its commit met another's, and each partition holds its records once.
+    assert _cli("maintain", "--keep-days", "0").returncode == 0
+    again = [f"{day}|openalex" for day in DAYS[:2]] * 2
+    for run in _run_in_parallel(again):
+        assert run.returncode == 0, run.stdout[-3000:]
+    for day in DAYS:
+        for provider in PROVIDERS:
+            assert _landed(lake, day, provider) == _expected(simulator, day, provider), (day, provider)
+    assert pg_select(database, "SELECT count(*) FROM ducklake_data_file f JOIN ducklake_table t USING (table_id) "
+                               "WHERE t.table_name = 'works' AND f.end_snapshot IS NULL AND t.end_snapshot IS NULL")[0][0] == 8
+
 
 def _first_writer(catalog: str, data_path: str, start, results) -> None:
     results.put("ready")
@@ -149,7 +167,7 @@ def test_processes_opening_a_fresh_catalog_at_once_create_it_once(lake_database,
     for process in processes:
         process.join(timeout=30)
     tables = pg_select(lake_database, "SELECT table_name FROM ducklake_table WHERE end_snapshot IS NULL ORDER BY 1")
-    assert tables == [("provenance",), ("works",)]
+    assert tables == [("provenance",), ("provider_usage",), ("works",)]
 
 
 @pytest.fixture
@@ -176,7 +194,7 @@ def s3_store(monkeypatch):
 
 @pytest.mark.slow
 def test_a_partition_lands_with_its_data_files_in_an_s3_compatible_store(pipeline_env, simulator, lake_database, s3_store,
-                                                                        monkeypatch):
+                                                                        tmp_path, monkeypatch):
     lake = _use_lake(lake_database, "s3://scholar-lake/warehouse/", monkeypatch)
     materialize(DAYS[0], "openalex")
     materialize(DAYS[0], "openalex")  # again: the rows are replaced, not added
@@ -186,6 +204,18 @@ def test_a_partition_lands_with_its_data_files_in_an_s3_compatible_store(pipelin
     live = pg_select(lake_database, "SELECT path FROM ducklake_data_file WHERE end_snapshot IS NULL")
     assert live and {Path(path).name for (path,) in live} <= {Path(key).name for key in stored}
     assert not (home() / "scholar.duckdb").exists()
+
+    # No key in the environment: the AWS credential chain finds the profile in AWS_SHARED_CREDENTIALS_FILE.
+    profile = tmp_path / "aws_credentials"
+    profile.write_text(f"[default]\naws_access_key_id = {os.environ['AWS_ACCESS_KEY_ID']}\n"
+                       f"aws_secret_access_key = {os.environ['AWS_SECRET_ACCESS_KEY']}\n")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(profile))
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID")
+    assert _landed(lake, DAYS[0], "openalex") == _expected(simulator, DAYS[0], "openalex")
+    with lake.read_connection() as con:
+        (secret,) = con.execute("SELECT secret_string FROM duckdb_secrets() WHERE name = 'scholar_pipeline_s3'").fetchone()
+    assert "provider=credential_chain" in secret and "key_id=scholar-test-key-id" in secret
+    assert os.environ["AWS_SECRET_ACCESS_KEY"] not in secret  # DuckDB redacts it
 
 
 def test_the_location_chooses_the_backend_and_a_password_is_never_shown(tmp_path):
@@ -241,6 +271,52 @@ def test_maintenance_merges_the_small_files_and_deletes_the_unneeded_keeping_eve
     assert audit.returncode == 0, audit.stdout
 
 
-def test_maintenance_of_the_duckdb_file_checkpoints_it(pipeline_env):
+def test_maintenance_of_the_duckdb_file_checkpoints_it(pipeline_env, simulator):
     result = _cli("maintain")
     assert result.returncode == 0 and result.stdout.startswith("nothing to maintain: ")
+    materialize(DAYS[0], "openalex")
+    rows = query_db("SELECT * FROM works ORDER BY ALL")
+    result = _cli("maintain")
+    assert result.returncode == 0 and f"{home() / 'scholar.duckdb'}: checkpointed (" in result.stdout, result.stdout
+    assert query_db("SELECT * FROM works ORDER BY ALL") == rows
+
+
+class _CommitsAnotherLandingFirst:
+    """Staged rows whose file name, asked for between the swap's DELETE and its COMMIT, first lets another transaction
+    commit a DELETE of the same partition: the swap's COMMIT then meets DuckLake's conflict, once."""
+
+    def __init__(self, path: Path, lake: DuckLake, key: list):
+        self._path, self.lake, self.key, self.asked = path, lake, key, 0
+
+    @property
+    def path(self) -> Path:
+        self.asked += 1
+        if self.asked == 1:
+            with self.lake.write_connection() as other, transaction(other):
+                other.execute("DELETE FROM works WHERE query = ? AND provider = ? AND partition_date = ?", self.key)
+        return self._path
+
+
+def test_a_landing_that_meets_another_on_the_same_partition_commits_on_a_second_try(lake_database, tmp_path):
+    lake = DuckLake(_catalog(lake_database), str(tmp_path / "files"))
+    day, key = dt.date(2024, 3, 1), ["q", "openalex", dt.date(2024, 3, 1)]
+    staged = tmp_path / "staged.parquet"
+    pq.write_table(pa.Table.from_pylist([{"query": "q", "provider": "openalex", "partition_date": day,
+                                          "provider_id": f"W{i}", "record_hash": f"h{i}"} for i in range(3)],
+                                        schema=WORKS_SCHEMA), staged)
+    plain = SimpleNamespace(path=staged, row_count=3, duplicates_dropped=0, output_hash="o")
+    provenance = ProvenanceRow(query="q", provider="openalex", partition_date=day, run_id=None, manifest_path="m",
+                               request_urls=[], page_sha256=[], pages=0, bytes=0, cache_hits=0, total_reported=None,
+                               records_fetched=3, rows_landed=3, duplicates_dropped=0, input_hash="i", content_hash="c",
+                               output_hash="o", schema_version="s", code_version="c", raw_run_id=None,
+                               retrieved_at=dt.datetime.now(dt.timezone.utc), landed_at=dt.datetime.now(dt.timezone.utc))
+    with lake.write_connection() as con:
+        assert replace_partition(con, plain, provenance) == 3  # the partition's first file
+    said: list[str] = []
+    contested = _CommitsAnotherLandingFirst(staged, lake, key)
+    with lake.write_connection() as con:
+        assert replace_partition(con, contested, provenance, log=said.append) == 3
+    assert contested.asked == 2 and len(said) == 1 and "met another transaction" in said[0] and "1 of 5" in said[0]
+    with lake.read_connection() as con:
+        assert con.execute("SELECT provider_id FROM works ORDER BY 1").fetchall() == [("W0",), ("W1",), ("W2",)]
+        assert con.execute("SELECT count(*) FROM provenance").fetchone()[0] == 2

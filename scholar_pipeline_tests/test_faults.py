@@ -15,7 +15,7 @@ from scholar_pipeline.defs.resources import ScholarApiResource, warehouse_from_e
 from scholar_pipeline.defs.saved_searches import build_saved_search_assets
 from scholar_pipeline.simulator import Corpus, ProviderSimulator
 from scholar_pipeline.simulator.faults import FaultRule, parse_faults
-from scholar_pipeline_tests.helpers import SEARCH, home, materialize, query_db, step_failure
+from scholar_pipeline_tests.helpers import SEARCH, home, materialize, nothing_landed, query_db, step_failure
 
 DAY = "2024-03-01"
 CORPUS = dict(seed=11, min_per_day=120, max_per_day=240)
@@ -123,7 +123,7 @@ def test_a_page_unusable_on_every_attempt_fails_the_partition_by_name_and_lands_
     assert "quarantine/sim_search/openalex/2024-03-01/" in message
     assert [r.fault for r in requests] == [None, fault, fault, fault]
     assert [n["page"] for n in _quarantined("openalex")] == [2, 2, 2] and all(cause in n["cause"] for n in _quarantined("openalex"))
-    assert not (home() / "scholar.duckdb").exists()
+    assert nothing_landed()
 
 
 def test_an_empty_page_on_every_attempt_is_taken_as_the_end_and_the_shortfall_fails_its_check_as_an_error(pipeline_env, monkeypatch):
@@ -151,7 +151,7 @@ def test_a_refused_request_fails_at_once_and_keeps_the_providers_answer(pipeline
     assert "SCHOLAR_PIPELINE_SPRINGER_PAGE_SIZE" in message and "The answer is kept in " in message
     (note,) = _quarantined("springer")
     assert note["status"] == 403 and "premium" in next((home() / "landing" / "quarantine").rglob("*.body")).read_text().lower()
-    assert not (home() / "scholar.duckdb").exists()
+    assert nothing_landed()
 
 
 def test_an_expired_cursor_restarts_the_chain_and_lands_the_clean_result(pipeline_env, monkeypatch):

@@ -16,7 +16,7 @@ from scholar_pipeline.providers import PROVIDERS
 from scholar_pipeline.providers.base import MalformedPage, PageRequest, SearchTextError
 from scholar_pipeline.queries import SavedSearch
 from scholar_pipeline.simulator import Corpus, ProviderSimulator
-from scholar_pipeline_tests.helpers import files_containing, home, materialize, query_db, step_failure
+from scholar_pipeline_tests.helpers import files_containing, home, materialize, nothing_landed, query_db, step_failure
 
 SPRINGER = PROVIDERS["springer"]
 DAY = dt.date(2024, 3, 1)
@@ -148,7 +148,7 @@ def test_a_page_size_above_the_plan_is_explained_and_lands_nothing(springer_env,
     assert "asked for p=100: set SCHOLAR_PIPELINE_SPRINGER_PAGE_SIZE to 25 or less" in message
     assert KEY not in message
     assert [r.status for r in simulator.requests_for("springer")] == [403]  # a refusal is not retried
-    assert not (home() / "scholar.duckdb").exists()
+    assert nothing_landed()
 
 
 def test_refusals_are_explained_by_what_was_asked():

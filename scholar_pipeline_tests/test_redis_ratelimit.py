@@ -129,6 +129,28 @@ def test_redis_down_with_the_local_fallback_limits_this_machine_and_says_so_once
         assert con.execute("SELECT count(*) FROM rate_send_log WHERE key = ?", [key]).fetchone()[0] == 3
 
 
+def test_after_an_outage_the_local_fallback_asks_redis_again_only_now_and_then(tmp_path, key, caplog):
+    log = logging.getLogger("test_redis_ratelimit")
+    limiter = RedisRateLimiter(REDIS, fallback=SqliteRateLimiter(tmp_path / "rl.sqlite"), log=log, retry_redis=0.5)
+    asked, reserve = [], limiter.reserve_script
+
+    def down(*args, **kwargs):
+        asked.append(1)
+        raise redis.ConnectionError("Redis went away")
+
+    limiter.reserve_script = down
+    with caplog.at_level(logging.INFO, logger="test_redis_ratelimit"):
+        for _ in range(4):  # within half a second: Redis is asked once, the local limiter serves all four
+            limiter.acquire(key, rate=20)
+        assert len(asked) == 1
+        limiter.reserve_script = reserve
+        time.sleep(0.6)
+        limiter.acquire(key, rate=20)
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("this machine alone" in m for m in messages) == 1 and any("answers again" in m for m in messages)
+    assert redis.Redis.from_url(REDIS).exists(f"scholar-pipeline:rate:{{{key}}}:sends")  # the last send went through Redis
+
+
 def test_the_limiter_url_and_fallback_are_settings():
     assert rate_limit_url({}) is None
     assert rate_limit_url({"SCHOLAR_PIPELINE_CACHE_URL": REDIS}) == REDIS  # the shared cache's Redis by default

@@ -134,7 +134,7 @@ def test_a_run_leaves_no_staging_file_whether_it_lands_or_fails(pipeline_env, si
     assert query_db("SELECT count(*) FROM works")[0][0] > 0
     assert not list(staging.iterdir())
 
-    def failing_swap(con, rows, provenance):
+    def failing_swap(con, rows, provenance, **options):
         assert rows.path.parent == staging and rows.path.exists()
         raise duckdb.IOException("disk full")
 

@@ -9,7 +9,7 @@ import pytest
 
 from scholar_pipeline.simulator import Corpus, ProviderSimulator
 from scholar_pipeline_tests.conftest import REPO_ROOT
-from scholar_pipeline_tests.helpers import home, materialize, query_db
+from scholar_pipeline_tests.helpers import materialize, nothing_landed, query_db
 from scholar_pipeline_tests.test_scenarios import BIN
 
 DAY, OTHER_DAY = "2024-03-01", "2024-03-02"
@@ -78,7 +78,7 @@ def test_a_failed_fetch_is_recorded_with_what_it_spent(pipeline_env, simulator, 
     assert _usage("crossref") == [{"outcome": "failed", "requests": 6, "cache_hits": 0, "retries": 5, "errors": 6,
                                    "throttled": 0, "cost_usd": 0, "quota_remaining": None, "quota_limit": None,
                                    "remaining_usd": None}]
-    assert not (home() / "scholar.duckdb").exists() or query_db("SELECT count(*) FROM works")[0][0] == 0
+    assert nothing_landed()
     assert json.loads(_cli("--json").stdout)[0]["failed"] == 1
 
 

@@ -16,7 +16,9 @@ machines' clocks need not agree. A process killed while queued leaves one unused
 
 Redis unreachable or slow (`timeout` seconds per command, no retries): the run fails with
 an error naming the server (`fallback="fail"`, the default), or this machine limits alone
-with the SQLite limiter (`fallback="local"`) and says so once; a run never hangs on it.
+with the SQLite limiter (`fallback="local"`) and says so once, asking Redis again only
+every `retry_redis` seconds (a Redis that drops packets costs `timeout` per try); a run
+never hangs on it.
 With the local fallback, machines no longer see each other's sends, so together they may
 exceed the limit until Redis is back: the providers then answer 429, which the client
 retries.
@@ -35,7 +37,6 @@ from scholar_pipeline.client.masking import mask_credentials
 from scholar_pipeline.client.ratelimit import KEEP_SENDS, SqliteRateLimiter
 
 KEY_PREFIX = "scholar-pipeline:rate"
-FALLBACKS = ("fail", "local")
 
 # KEYS: tat, last_sent. ARGV: period. Returns the seconds until the caller's slot.
 RESERVE = """
@@ -89,15 +90,16 @@ class RedisRateLimiter:
     """`acquire` and `sending` as `SqliteRateLimiter` has them, for every machine sharing `url`."""
 
     def __init__(self, url: str, *, fallback: SqliteRateLimiter | None = None, transit: float = 0.1, log=None,
-                 long_wait: float = 5.0, timeout: float = 5.0):
+                 long_wait: float = 5.0, timeout: float = 5.0, retry_redis: float = 30.0):
         self.shown = mask_credentials(url)
         self.client = redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout,
                                            retry_on_timeout=False, retry=None)
         self.reserve_script = self.client.register_script(RESERVE)
         self.confirm_script = self.client.register_script(CONFIRM)
         self.answered_script = self.client.register_script(ANSWERED)
-        self.fallback, self.transit, self.log, self.long_wait = fallback, transit, log, long_wait
+        self.fallback, self.transit, self.log, self.long_wait, self.retry_redis = fallback, transit, log, long_wait, retry_redis
         self._fell_back = threading.Event()  # said once per outage, not once per request
+        self._redis_again_at = 0.0  # time.monotonic() before which the local fallback is used without asking Redis
 
     def acquire(self, key: str, rate: float, log=None) -> float:
         with self.sending(key, rate, log) as waited:
@@ -108,8 +110,10 @@ class RedisRateLimiter:
         """Wait for the turn of this machine's caller, yield the seconds waited, and count the send as arrived when
         the block ends without an exception (the answer came back)."""
         log = log if log is not None else self.log
+        send = None
         try:
-            waited, send = self._acquire(key, rate, log)
+            if self.fallback is None or time.monotonic() >= self._redis_again_at:
+                waited, send = self._acquire(key, rate, log)
         except redis.RedisError as error:
             if self.fallback is None:
                 raise RateLimiterUnavailable(
@@ -117,7 +121,7 @@ class RedisRateLimiter:
                     f"({type(error).__name__}: {mask_credentials(str(error))}). Start Redis, or set "
                     "SCHOLAR_PIPELINE_RATE_LIMIT_FALLBACK=local to limit each machine on its own meanwhile.") from None
             self._say_fallback(key, error, log)
-            send = None
+            self._redis_again_at = time.monotonic() + self.retry_redis
         if send is None:
             with self.fallback.sending(key, rate, log) as waited:
                 yield waited

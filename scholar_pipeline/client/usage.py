@@ -7,7 +7,7 @@ partition gets its own figures even though one client fetches a provider's days 
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, replace
 
 REMAINING_HEADERS = ("x-ratelimit-remaining", "x-ratelimitremaining")  # OpenAlex; CORE (no hyphen)
 LIMIT_HEADERS = ("x-ratelimit-limit",)
@@ -81,5 +81,3 @@ def _float(value: str | None) -> float | None:
     except ValueError:  # a provider's header in a form we do not know: no figure rather than a wrong one
         return None
 
-
-USAGE_FIELDS = tuple(field.name for field in fields(Usage))

@@ -51,6 +51,7 @@ import pyarrow as pa
 
 from scholar_pipeline.identifiers import ARXIV_DOI_PREFIX
 from scholar_pipeline.schema import IDENTIFIERS, UNIQUE_WORKS_SCHEMA
+from scholar_pipeline.warehouse import transaction
 
 RULES = ["doi", "pmid", "pmcid", "arxiv_id", "title_year_author"]  # in the order they are applied
 SAME_RECORD, SINGLE = "provider_id", "none"
@@ -271,19 +272,15 @@ ORDER BY w.work_id
 
 
 def build_unique_works(con: duckdb.DuckDBPyConnection) -> int:
-    """Replace table `unique_works` with the works `works` holds now, in one transaction; returns its rows."""
-    con.register("matched", match_records(con).as_table())
+    """Replace table `unique_works` with the works `works` holds now, in one transaction, whose snapshot the matching
+    reads too (DuckLake lands partitions meanwhile); returns its rows."""
     con.register("empty_unique_works", UNIQUE_WORKS_SCHEMA.empty_table())
     try:
-        con.execute("BEGIN TRANSACTION")
-        try:
+        with transaction(con):
+            con.register("matched", match_records(con).as_table())
             con.execute("CREATE OR REPLACE TABLE unique_works AS SELECT * FROM empty_unique_works")
             con.execute(f"INSERT INTO unique_works BY NAME {UNIQUE_WORKS_SELECT}")
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
+            return con.execute("SELECT count(*) FROM unique_works").fetchone()[0]
     finally:
         con.unregister("matched")
         con.unregister("empty_unique_works")
-    return con.execute("SELECT count(*) FROM unique_works").fetchone()[0]

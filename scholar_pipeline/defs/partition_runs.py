@@ -143,8 +143,7 @@ class SavedSearchRun:
                     nullcontext() as con:
                 landed = self._land(con, rows, manifest, manifest_path, raw_record, severity, said) if self.land else None
                 if con is not None:  # what the fetches so far spent, in the connection the landing holds anyway
-                    record_usage(con, self.unrecorded_usage)
-                    self.unrecorded_usage.clear()
+                    self._record_usage(con)
                 audited = self._audit(con, key) if LANDING_AUDIT in self.checks else None
                 tabled = self._table_checks(con, key)
         except Exception as error:
@@ -165,7 +164,7 @@ class SavedSearchRun:
         """Replace the partition's rows with the staged rows of its recorded fetch; its works metadata and check results."""
         provenance = ProvenanceRow.of(manifest, manifest_path, rows, run_id=self.context.run.run_id,
                                       raw_run_id=raw_record.run_id, code_version=WORKS_CODE_VERSION)
-        rows_in_duckdb = replace_partition(con, rows, provenance)
+        rows_in_duckdb = replace_partition(con, rows, provenance, log=self.context.log.warning)
         said.parts.append(f"{rows_in_duckdb} rows in `works` ({rows.duplicates_dropped} duplicates dropped)")
         results = landing_results(manifest, rows, rows_in_duckdb, provenance.provider, severity)
         return (works_metadata(rows, manifest, manifest_path, code_version=WORKS_CODE_VERSION),
@@ -191,14 +190,25 @@ class SavedSearchRun:
                                     self.max_null_title_share)
         return [result for result in results if result.check_name in self.checks]
 
+    def _record_usage(self, con) -> None:
+        """What the fetches not yet recorded spent, in one statement (all or none): a failure leaves them for the next
+        try and is only said, since the partitions' own outcome stands."""
+        try:
+            record_usage(con, self.unrecorded_usage)
+        except Exception as error:
+            self.context.log.warning(f"{self.search.name}: the usage of {len(self.unrecorded_usage)} fetches is not "
+                                     f"recorded in provider_usage yet ({type(error).__name__}: {error})")
+            return
+        self.unrecorded_usage.clear()
+
     def _record_usage_left(self) -> None:
         """The spending of fetches no landing recorded (failed, or not landed in this run), in one write at the end."""
         if not self.unrecorded_usage:
             return
         try:
             with self.warehouse.write_connection(log=self.context.log) as con:
-                record_usage(con, self.unrecorded_usage)
-        except Exception as error:  # the partitions' own outcome stands; only the usage report misses them
+                self._record_usage(con)
+        except Exception as error:  # no write connection: the usage report misses these fetches
             self.context.log.warning(f"{self.search.name}: the usage of {len(self.unrecorded_usage)} fetches was not "
                                      f"recorded in provider_usage ({type(error).__name__}: {error})")
 
