@@ -14,6 +14,7 @@ from scholar_pipeline.backup import BackupError, backup, restore
 from scholar_pipeline.health import DEFAULT_TIMEOUT_SECONDS, abandoned_checks, report, run_checks
 from scholar_pipeline.maintenance import maintain
 from scholar_pipeline.rebuild import PartitionSelection, rebuild
+from scholar_pipeline.search.query import MODES, SearchIndexMissing, search
 from scholar_pipeline.settings import pipeline_home
 from scholar_pipeline.usage_report import usage_by_day, usage_table
 from scholar_pipeline.warehouse_backends import warehouse_from_env
@@ -22,7 +23,7 @@ DAY = click.DateTime(formats=["%Y-%m-%d"])
 
 
 @click.group(help="Rebuild and audit what the pipeline landed, from the landing zone alone (no network, no HTTP cache); "
-                  "report what the fetches spent at each provider; check the deployment's health; maintain the warehouse; "
+                  "search the collected works; report what the fetches spent at each provider; check the deployment's health; maintain the warehouse; "
                   "back it up and restore it.")
 def main() -> None:
     pass
@@ -59,6 +60,34 @@ def audit_command() -> None:
         click.echo(str(finding))
     click.echo(f"audit of {home}: {len(findings)} findings" if findings else f"audit of {home}: everything matches what was recorded")
     sys.exit(1 if findings else 0)
+
+
+@main.command(name="search")
+@click.argument("text")
+@click.option("--mode", type=click.Choice(MODES), default="bm25", show_default=True, help="how works are ranked")
+@click.option("--limit", type=click.IntRange(min=1), default=10, show_default=True)
+@click.option("--query", "saved_search", help="only works this saved search found")
+@click.option("--from", "first_year", type=int, help="published in this year or later")
+@click.option("--to", "last_year", type=int, help="published in this year or earlier")
+@click.option("--json", "as_json", is_flag=True, help="print the hits as a JSON array")
+def search_command(text: str, mode: str, limit: int, saved_search: str | None, first_year: int | None,
+                   last_year: int | None, as_json: bool) -> None:
+    """The collected works (dataset/search_index) best matching TEXT: score, year, title, DOI and the providers that
+    found each."""
+    try:
+        hits = search(pipeline_home(), text, mode=mode, limit=limit, query=saved_search, first_year=first_year,
+                      last_year=last_year)
+    except SearchIndexMissing as error:
+        raise click.ClickException(str(error)) from None
+    if as_json:
+        click.echo(json.dumps([hit.as_dict() for hit in hits], ensure_ascii=False, indent=2))
+        return
+    if not hits:
+        click.echo(f"no work matches {text!r}")
+    for rank, hit in enumerate(hits, start=1):
+        title = (hit.title or "(no title)") if len(hit.title or "") <= 100 else hit.title[:99] + "…"
+        click.echo(f"{rank:>3}. {hit.score:6.2f}  {hit.year or '----'}  {title}")
+        click.echo(f"     {('https://doi.org/' + hit.doi) if hit.doi else hit.work_id}  ({', '.join(hit.providers)})")
 
 
 @main.command(name="maintain")

@@ -35,6 +35,7 @@ from scholar_pipeline.defs.saved_searches import SAVED_SEARCHES, daily_schedule_
 from scholar_pipeline.queries import SavedSearch
 from scholar_pipeline.metadata import markdown_cell
 from scholar_pipeline.schema import SCHEMA_VERSION, UNIQUE_WORKS_SCHEMA
+from scholar_pipeline.search.index import build_search_index, index_path
 from scholar_pipeline.settings import dataset_automation_on
 from scholar_pipeline.warehouse import ensure_tables
 
@@ -43,6 +44,7 @@ UNIQUE_WORKS = dg.AssetKey([GROUP, "unique_works"])
 REVIEW_COUNTS = dg.AssetKey([GROUP, "review_counts"])
 MONITORING = dg.AssetKey([GROUP, "monitoring"])
 EXPORTS = dg.AssetKey([GROUP, "exports"])
+SEARCH_INDEX = dg.AssetKey([GROUP, "search_index"])
 CHART_DAYS = 90  # the window the monitoring chart and its summary show
 DATASET_CODE_VERSION = "dataset-v1"
 
@@ -312,10 +314,31 @@ def manifest_verifies(scholar_api: ScholarApiResource) -> dg.AssetCheckResult:
                                                               "problem_count": len(problems)})
 
 
+@_dataset_asset(
+    SEARCH_INDEX, [UNIQUE_WORKS], kinds={"duckdb"},
+    description="`unique_works` searchable by `scholar-pipeline search`: title and abstract under BM25 (English "
+                "stemmer and stop words), in $SCHOLAR_PIPELINE_HOME/search/search.duckdb, rebuilt whole and swapped in "
+                "when `unique_works` changes.",
+)
+def search_index(context: dg.AssetExecutionContext, scholar_api: ScholarApiResource, warehouse: WarehouseResource):
+    with warehouse.backend.read_connection(log=context.log) as con:
+        version = unique_works_version(con)
+        fingerprint, unchanged = unchanged_inputs(context, version)
+        if unchanged and index_path(scholar_api.home_path).exists():
+            return
+        built = build_search_index(con, scholar_api.home_path)
+    context.log.info(f"search_index: {built.documents} works indexed in {built.seconds} s")
+    yield dg.MaterializeResult(
+        data_version=dg.DataVersion(hashlib.sha256(f"{DATASET_CODE_VERSION}\n{version}".encode()).hexdigest()),
+        metadata={"documents": built.documents, "with_abstract": built.with_abstract, "seconds": built.seconds,
+                  "path": dg.MetadataValue.path(str(built.path)), FINGERPRINT: fingerprint},
+    )
+
+
 def build_dataset_assets(searches: list[SavedSearch]) -> list:
     """Every asset and check of group `dataset`, downstream of these saved searches."""
     return [build_unique_works_asset(searches), every_works_row_once, review_counts, monitoring,
-            build_freshness_check(searches), exports, manifest_verifies]
+            build_freshness_check(searches), exports, manifest_verifies, search_index]
 
 
 dataset_assets = build_dataset_assets(SAVED_SEARCHES)

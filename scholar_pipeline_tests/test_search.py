@@ -1,0 +1,151 @@
+"""Search over the collected works: BM25 finds a record of the real recorded pages from three distinctive words of its
+title, filters by saved search and year, and `dataset/search_index` keeps the index in step with `unique_works`."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+import subprocess
+import unicodedata
+from collections import Counter
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import pyarrow as pa
+import pytest
+
+from scholar_pipeline.dataset.unique_works import build_unique_works
+from scholar_pipeline.defs.dataset import SEARCH_INDEX, build_dataset_assets
+from scholar_pipeline.defs.resources import scholar_api_from_env, warehouse_from_env
+from scholar_pipeline.defs.saved_searches import build_saved_search_assets
+from scholar_pipeline.normalize import normalize_page_checked
+from scholar_pipeline.providers.base import MalformedPage
+from scholar_pipeline.schema import WORKS_SCHEMA
+from scholar_pipeline.search.index import build_search_index, index_path
+from scholar_pipeline.search.query import SearchIndexMissing, search
+from scholar_pipeline_tests.conftest import DATA, REPO_ROOT
+from scholar_pipeline_tests.helpers import SEARCH, home, materialize
+from scholar_pipeline_tests.test_scenarios import BIN
+
+DAY = dt.date(2024, 3, 1)
+REQUIRED_SHARE = 0.9  # of records with a title found in the top 3 by three distinctive words of it
+
+
+def _real_works() -> pa.Table:
+    """Every record of the real recorded pages, as `works` rows of two saved searches (odd and even pages)."""
+    tables = []
+    for number, page in enumerate(sorted((DATA / "real_responses").glob("*/*"))):
+        if page.suffix not in (".json", ".xml"):
+            continue
+        try:
+            rows = normalize_page_checked(page.parent.name, page.read_bytes()).table
+        except MalformedPage:
+            continue
+        extra = {"query": "real_odd" if number % 2 else "real_even", "partition_date": DAY,
+                 "raw_page_sha256": page.name, "retrieved_at": dt.datetime(2024, 3, 2, tzinfo=dt.timezone.utc)}
+        for name, value in extra.items():
+            rows = rows.append_column(name, pa.array([value] * rows.num_rows, WORKS_SCHEMA.field(name).type))
+        tables.append(rows.select(WORKS_SCHEMA.names).cast(WORKS_SCHEMA))
+    return pa.concat_tables(tables)
+
+
+@pytest.fixture(scope="module")
+def real_index(tmp_path_factory) -> tuple[Path, list[dict]]:
+    """The search index of the unique works of the real pages, under a home of its own; and those works."""
+    home_dir = tmp_path_factory.mktemp("search_home")
+    con = duckdb.connect()
+    con.register("rows", _real_works())
+    con.execute("CREATE TABLE works AS SELECT * FROM rows")
+    build_unique_works(con)
+    summary = build_search_index(con, home_dir)
+    works = con.execute("SELECT work_id, title, abstract, year(publication_date) AS year, queries FROM unique_works").fetch_arrow_table()
+    assert summary.documents == works.num_rows > 700 and summary.path == index_path(home_dir)
+    return home_dir, works.to_pylist()
+
+
+def _words(text: str | None) -> list[str]:
+    plain = unicodedata.normalize("NFKD", text or "").encode("ascii", "ignore").decode().lower()
+    return re.findall(r"[a-z][a-z0-9]{2,}", plain)
+
+
+def distinctive_words(title: str, frequency: Counter, count: int = 3) -> list[str]:
+    """The `count` words of the title that the fewest works use (first in the title on a tie)."""
+    words = list(dict.fromkeys(_words(title)))
+    return sorted(words, key=lambda word: (frequency[word], words.index(word)))[:count]
+
+
+def test_three_distinctive_words_of_a_title_find_its_work_in_the_top_3_for_nine_in_ten(real_index, capsys):
+    home_dir, works = real_index
+    frequency = Counter(word for work in works for word in set(_words(work["title"]) + _words(work["abstract"])))
+    titled = [work for work in works if _words(work["title"])]
+    found = [work["work_id"] in [hit.work_id for hit in search(home_dir, " ".join(distinctive_words(work["title"], frequency)),
+                                                                limit=3)]
+             for work in titled]
+    share = sum(found) / len(titled)
+    with capsys.disabled():
+        print(f"\nBM25, three distinctive title words: {sum(found)} of {len(titled)} works in the top 3 ({share:.1%})")
+    assert share >= REQUIRED_SHARE
+
+
+def test_filters_keep_the_saved_search_and_the_years_asked_for(real_index):
+    home_dir, works = real_index
+    by_id = {work["work_id"]: work for work in works}
+    everything = search(home_dir, "climate", limit=1000)
+    assert len(everything) > 5 and [h.score for h in everything] == sorted((h.score for h in everything), reverse=True)
+    odd = search(home_dir, "climate", limit=1000, query="real_odd")
+    assert odd and {h.work_id for h in odd} == {h.work_id for h in everything if "real_odd" in by_id[h.work_id]["queries"]}
+    years = sorted(by_id[h.work_id]["year"] for h in everything if by_id[h.work_id]["year"])
+    first, last = years[len(years) // 4], years[3 * len(years) // 4]
+    between = search(home_dir, "climate", limit=1000, first_year=first, last_year=last)
+    assert between and {h.work_id for h in between} == {
+        h.work_id for h in everything if by_id[h.work_id]["year"] is not None and first <= by_id[h.work_id]["year"] <= last}
+    assert search(home_dir, "qwxzv zzqj", limit=5) == []
+
+
+def test_the_command_prints_hits_or_json_and_says_when_there_is_no_index(real_index, tmp_path):
+    home_dir, works = real_index
+    run = lambda home, *args: subprocess.run([str(BIN / "scholar-pipeline"), "search", *args], cwd=REPO_ROOT, text=True,
+                                              capture_output=True, timeout=120,
+                                              env={"SCHOLAR_PIPELINE_HOME": str(home), "PATH": str(BIN), "HOME": str(tmp_path)})
+    missing = run(tmp_path, "climate")
+    assert missing.returncode == 1 and "no search index at" in missing.stderr and "dataset/search_index" in missing.stderr
+    hits = json.loads(run(home_dir, "climate change adaptation", "--limit", "4", "--json").stdout)
+    assert len(hits) == 4 and {"work_id", "doi", "title", "score", "year", "providers"} <= set(hits[0])
+    assert hits == [h.as_dict() for h in search(home_dir, "climate change adaptation", limit=4)]
+    text = run(home_dir, "climate change adaptation", "--limit", "2").stdout.splitlines()
+    assert len(text) == 4 and text[0].startswith("  1. ") and f"{hits[0]['score']:6.2f}" in text[0]
+
+
+def test_a_search_without_an_index_names_what_to_materialize(tmp_path):
+    with pytest.raises(SearchIndexMissing, match="materialize dataset/search_index"):
+        search(tmp_path, "anything")
+
+
+def test_the_asset_indexes_every_unique_work_and_rebuilds_only_when_they_change(pipeline_env, simulator):
+    assets = [*build_saved_search_assets(SEARCH), *build_dataset_assets([SEARCH])]
+    resources = {"scholar_api": scholar_api_from_env(), "warehouse": warehouse_from_env()}
+
+    def build(instance, selection=dg.AssetSelection.groups("dataset")) -> list[dg.AssetMaterialization]:
+        result = dg.materialize(assets, instance=instance, selection=selection, resources=resources)
+        return list(result.asset_materializations_for_node("dataset__search_index"))
+
+    with dg.instance_for_test() as instance:
+        materialize("2024-03-01", "openalex", instance=instance)
+        first = build(instance)
+        with duckdb.connect(str(home() / "scholar.duckdb"), read_only=True) as con:
+            works = con.execute("SELECT count(*) FROM unique_works").fetchone()[0]
+            work_id, title = con.execute("SELECT work_id, title FROM unique_works WHERE title IS NOT NULL "
+                                         "ORDER BY work_id LIMIT 1").fetchone()
+        assert first[0].asset_key == SEARCH_INDEX and first[0].metadata["documents"].value == works > 0
+        assert build(instance, [SEARCH_INDEX]) == []  # unique_works unchanged: nothing to do
+        index_path(home()).unlink()
+        assert build(instance, [SEARCH_INDEX])[0].metadata["documents"].value == works  # a lost index is built again
+        assert work_id in [hit.work_id for hit in search(home(), title, limit=5)]
+        materialize("2024-03-01", "crossref", instance=instance)  # the same works found again: their sources change
+        rebuilt = build(instance)
+        with duckdb.connect(str(home() / "scholar.duckdb"), read_only=True) as con:
+            assert rebuilt and rebuilt[0].metadata["documents"].value == con.execute(
+                "SELECT count(*) FROM unique_works").fetchone()[0]
+        assert {"crossref", "openalex"} <= {p for hit in search(home(), title, limit=5) for p in hit.providers}
