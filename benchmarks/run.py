@@ -2,7 +2,7 @@
 
     .venv/bin/python -m benchmarks.run [FIGURE ...]     (figures: rate_limits, day_floor, normalization, peer,
                                                          warehouse_landing, backfill, warm_rerun, memory,
-                                                         dataset_build)
+                                                         dataset_build, search_latency)
 
 No test asserts on these numbers: they move with the machine. The README's performance
 section quotes them with the machine they were measured on.
@@ -19,13 +19,14 @@ import sys
 from pathlib import Path
 
 from benchmarks import (
-    backfill, dataset_build, day_floor, memory, normalization, peer, rate_limits, warehouse_landing, warm_rerun,
+    backfill, dataset_build, day_floor, memory, normalization, peer, rate_limits, search_latency, warehouse_landing,
+    warm_rerun,
 )
 
 FIGURES = {
     "rate_limits": rate_limits.run, "day_floor": day_floor.run, "normalization": normalization.run, "peer": peer.run,
     "warehouse_landing": warehouse_landing.run, "backfill": backfill.run, "warm_rerun": warm_rerun.run, "memory": memory.run,
-    "dataset_build": dataset_build.run,
+    "dataset_build": dataset_build.run, "search_latency": search_latency.run,
 }
 RESULTS = Path(__file__).resolve().parent / "results.json"
 

@@ -14,6 +14,7 @@ from scholar_pipeline.backup import BackupError, backup, restore
 from scholar_pipeline.health import DEFAULT_TIMEOUT_SECONDS, abandoned_checks, report, run_checks
 from scholar_pipeline.maintenance import maintain
 from scholar_pipeline.rebuild import PartitionSelection, rebuild
+from scholar_pipeline.search.embeddings import SemanticUnavailable
 from scholar_pipeline.search.query import MODES, SearchIndexMissing, search
 from scholar_pipeline.settings import pipeline_home
 from scholar_pipeline.usage_report import usage_by_day, usage_table
@@ -64,20 +65,21 @@ def audit_command() -> None:
 
 @main.command(name="search")
 @click.argument("text")
-@click.option("--mode", type=click.Choice(MODES), default="bm25", show_default=True, help="how works are ranked")
+@click.option("--mode", type=click.Choice(MODES), help="how works are ranked (default: hybrid with the semantic extra, "
+                                                       "else bm25)")
 @click.option("--limit", type=click.IntRange(min=1), default=10, show_default=True)
 @click.option("--query", "saved_search", help="only works this saved search found")
 @click.option("--from", "first_year", type=int, help="published in this year or later")
 @click.option("--to", "last_year", type=int, help="published in this year or earlier")
 @click.option("--json", "as_json", is_flag=True, help="print the hits as a JSON array")
-def search_command(text: str, mode: str, limit: int, saved_search: str | None, first_year: int | None,
+def search_command(text: str, mode: str | None, limit: int, saved_search: str | None, first_year: int | None,
                    last_year: int | None, as_json: bool) -> None:
     """The collected works (dataset/search_index) best matching TEXT: score, year, title, DOI and the providers that
-    found each."""
+    found each. Modes: bm25 (words), semantic (meaning; the `semantic` extra), hybrid (both, fused by rank)."""
     try:
         hits = search(pipeline_home(), text, mode=mode, limit=limit, query=saved_search, first_year=first_year,
                       last_year=last_year)
-    except SearchIndexMissing as error:
+    except (SearchIndexMissing, SemanticUnavailable) as error:
         raise click.ClickException(str(error)) from None
     if as_json:
         click.echo(json.dumps([hit.as_dict() for hit in hits], ensure_ascii=False, indent=2))

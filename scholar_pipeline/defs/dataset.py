@@ -317,7 +317,8 @@ def manifest_verifies(scholar_api: ScholarApiResource) -> dg.AssetCheckResult:
 @_dataset_asset(
     SEARCH_INDEX, [UNIQUE_WORKS], kinds={"duckdb"},
     description="`unique_works` searchable by `scholar-pipeline search`: title and abstract under BM25 (English "
-                "stemmer and stop words), in $SCHOLAR_PIPELINE_HOME/search/search.duckdb, rebuilt whole and swapped in "
+                "stemmer and stop words) and, with the `semantic` extra, as all-MiniLM-L6-v2 embeddings (only new or "
+                "changed works embedded), in $SCHOLAR_PIPELINE_HOME/search/search.duckdb, rebuilt whole and swapped in "
                 "when `unique_works` changes.",
 )
 def search_index(context: dg.AssetExecutionContext, scholar_api: ScholarApiResource, warehouse: WarehouseResource):
@@ -326,11 +327,14 @@ def search_index(context: dg.AssetExecutionContext, scholar_api: ScholarApiResou
         fingerprint, unchanged = unchanged_inputs(context, version)
         if unchanged and index_path(scholar_api.home_path).exists():
             return
-        built = build_search_index(con, scholar_api.home_path)
-    context.log.info(f"search_index: {built.documents} works indexed in {built.seconds} s")
+        built = build_search_index(con, scholar_api.home_path, log=context.log.info)
+    context.log.info(f"search_index: {built.documents} works indexed in {built.seconds} s"
+                     + (f", {built.embedded} embedded, {built.embeddings_reused} embeddings kept" if built.embedded is not None
+                        else " (BM25 only: the semantic extra is not installed)"))
     yield dg.MaterializeResult(
         data_version=dg.DataVersion(hashlib.sha256(f"{DATASET_CODE_VERSION}\n{version}".encode()).hexdigest()),
         metadata={"documents": built.documents, "with_abstract": built.with_abstract, "seconds": built.seconds,
+                  "embedded": built.embedded, "embeddings_reused": built.embeddings_reused,
                   "path": dg.MetadataValue.path(str(built.path)), FINGERPRINT: fingerprint},
     )
 

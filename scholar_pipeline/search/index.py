@@ -1,6 +1,9 @@
-"""The search index of `unique_works`: title and abstract under BM25 (DuckDB's `fts`, English stemmer and stop words).
+"""The search index of `unique_works`: title and abstract under BM25 (DuckDB's `fts`, English stemmer and stop words)
+and, with the `semantic` extra, as embeddings (`embeddings.py`) searched by cosine similarity.
 
-It lives in a DuckDB file of its own, `<home>/search/search.duckdb`, not in the warehouse:
+Embeddings are keyed by a hash of the text embedded: a rebuild copies those of unchanged
+works from the previous index and embeds only new or changed ones. The index lives in a
+DuckDB file of its own, `<home>/search/search.duckdb`, not in the warehouse:
 it is derived (rebuilt from `unique_works` whenever that changes), searching it must not
 wait behind landings in the warehouse's writer queue, and it serves either warehouse
 backend. A build writes a new file beside it and renames it over the old one, so a search
@@ -10,6 +13,7 @@ file lock.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 from dataclasses import dataclass
@@ -17,8 +21,10 @@ from pathlib import Path
 
 import duckdb
 import filelock
+import pyarrow as pa
 
 from scholar_pipeline.duckdb_extensions import load_extension
+from scholar_pipeline.search.embeddings import DIMENSIONS, document_text, embedder, semantic_installed
 
 # One row per work: what is searched (title, abstract) and what a hit shows or is filtered on.
 DOCUMENTS_SQL = """
@@ -36,6 +42,8 @@ class IndexSummary:
     documents: int
     with_abstract: int
     seconds: float
+    embedded: int | None  # texts embedded by this build (None: without the semantic extra, no embeddings)
+    embeddings_reused: int | None
 
 
 def index_path(home: Path) -> Path:
@@ -47,10 +55,16 @@ def load_search_extensions(con: duckdb.DuckDBPyConnection) -> None:
     load_extension(con, "fts", "duckdb-ext-fts")
 
 
-def build_search_index(warehouse_con: duckdb.DuckDBPyConnection, home: Path) -> IndexSummary:
-    """Index the works `unique_works` holds now (read through `warehouse_con`) and swap the index in whole."""
+def build_search_index(warehouse_con: duckdb.DuckDBPyConnection, home: Path, *, log=None,
+                       semantic: bool | None = None) -> IndexSummary:
+    """Index the works `unique_works` holds now (read through `warehouse_con`) and swap the index in whole; with
+    `semantic` (by default: when the extra is installed) embed what the previous index did not hold."""
     started = time.monotonic()
+    semantic = semantic_installed() if semantic is None else semantic
     documents = warehouse_con.execute(DOCUMENTS_SQL).fetch_arrow_table()
+    texts = [document_text(title, abstract) for title, abstract in
+             zip(documents.column("title").to_pylist(), documents.column("abstract").to_pylist())]
+    documents = documents.append_column("text_hash", pa.array([hashlib.sha256(t.encode()).hexdigest() for t in texts]))
     path = index_path(home)
     path.parent.mkdir(parents=True, exist_ok=True)
     with filelock.FileLock(str(path.parent / ".search.duckdb.lock")):
@@ -64,9 +78,35 @@ def build_search_index(warehouse_con: duckdb.DuckDBPyConnection, home: Path) -> 
                 con.unregister("incoming")
                 con.execute(f"PRAGMA create_fts_index('documents', 'work_id', 'title', 'abstract', {FTS_OPTIONS})")
                 with_abstract = con.execute("SELECT count(abstract) FROM documents").fetchone()[0]
+                embedded, reused = _embed(con, path, dict(zip(documents.column("text_hash").to_pylist(), texts)), log) \
+                    if semantic else (None, None)
                 con.execute("CHECKPOINT")
             os.replace(building, path)
         finally:
             building.unlink(missing_ok=True)
             building.with_name(building.name + ".wal").unlink(missing_ok=True)
-    return IndexSummary(path, documents.num_rows, with_abstract, round(time.monotonic() - started, 3))
+    return IndexSummary(path, documents.num_rows, with_abstract, round(time.monotonic() - started, 3), embedded, reused)
+
+
+def _embed(con: duckdb.DuckDBPyConnection, previous: Path, texts: dict[str, str], log) -> tuple[int, int]:
+    """Table `embeddings` (text_hash, embedding FLOAT[384]) for every document: copied from the previous index where it
+    holds the same text, embedded otherwise; returns (embedded, reused)."""
+    con.execute(f"CREATE TABLE embeddings (text_hash VARCHAR PRIMARY KEY, embedding FLOAT[{DIMENSIONS}])")
+    if previous.exists():
+        con.execute(f"ATTACH '{previous}' AS previous (READ_ONLY)")
+        if con.execute("SELECT count(*) FROM duckdb_tables() WHERE database_name = 'previous' "
+                       "AND table_name = 'embeddings'").fetchone()[0]:
+            con.execute("INSERT INTO embeddings SELECT * FROM previous.embeddings "
+                        "WHERE text_hash IN (SELECT text_hash FROM documents)")
+        con.execute("DETACH previous")
+    reused = con.execute("SELECT count(*) FROM embeddings").fetchone()[0]
+    have = {h for (h,) in con.execute("SELECT text_hash FROM embeddings").fetchall()}
+    missing = sorted(h for h in texts if h not in have)
+    if missing:
+        vectors = embedder().embed([texts[h] for h in missing], log=log)
+        con.register("new_embeddings", pa.table({
+            "text_hash": missing,
+            "embedding": pa.array(vectors, type=pa.list_(pa.float32(), DIMENSIONS))}))
+        con.execute("INSERT INTO embeddings SELECT * FROM new_embeddings")
+        con.unregister("new_embeddings")
+    return len(missing), reused
