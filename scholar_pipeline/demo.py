@@ -27,10 +27,12 @@ import dagster as dg
 import httpx
 
 from scholar_pipeline.instance import BrokenInstanceError, default_dagster_home, prepare_instance
+from scholar_pipeline.queries import load_saved_searches
+from scholar_pipeline.search.query import SearchIndexMissing, search
 from scholar_pipeline.settings import PROJECT_ROOT, pipeline_home, queries_file
-from scholar_pipeline.warehouse_backends import warehouse_from_env
 from scholar_pipeline.simulator import ProviderSimulator
 from scholar_pipeline.simulator.server import PLACEHOLDER_KEYS
+from scholar_pipeline.warehouse_backends import warehouse_from_env
 
 FIRST_DAY = dt.date(2024, 3, 1)
 SIMULATOR_PORT = 8900
@@ -216,6 +218,18 @@ def print_summary() -> None:
                 "SELECT sum(n), string_agg(match_rule || ' ' || n, ', ' ORDER BY n DESC, match_rule) FROM "
                 "(SELECT match_rule, count(*) n FROM unique_works GROUP BY ALL)").fetchone()
             print(f"  unique_works: {unique} works (matched by {by_rule}); exports in {pipeline_home() / 'exports'}")
+    print_search_example()
+
+
+def print_search_example() -> None:
+    """The best hit of the first saved search's own text, as `scholar-pipeline search` gives it."""
+    text = load_saved_searches(queries_file())[0].text
+    try:
+        hits = search(pipeline_home(), text, limit=1)
+    except SearchIndexMissing:
+        return
+    if hits:
+        print(f"  .venv/bin/scholar-pipeline search \"{text}\": {hits[0].title[:70]} ({hits[0].year}), ...")
 
 
 def serve(dagster_home: Path, ui_port: int, simulator: ProviderSimulator) -> int:

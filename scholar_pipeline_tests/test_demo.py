@@ -85,6 +85,7 @@ def test_demo_prints_one_line_per_partition_and_the_summary_and_lands_the_rows(t
     for provider, rows in landed.items():  # e.g. "  demo_search   2024-03-01|openalex   205 rows landed   1.2 s"
         assert any(line.split()[:5] == ["demo_search", f"2024-03-01|{provider}", str(rows), "rows", "landed"] for line in lines), output
     assert "table works:" in output
+    assert sum('scholar-pipeline search "soil microbiome": ' in line for line in lines) == 1, output  # the index answers
     assert any(line.split()[:3] == ["demo_search", "crossref", str(landed["crossref"])] for line in lines), output
 
     # Recorded in the instance the UI serves.
