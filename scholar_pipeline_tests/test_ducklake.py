@@ -193,6 +193,7 @@ def s3_store(monkeypatch):
 
 
 @pytest.mark.slow
+@pytest.mark.writes_secret_on_purpose("aws_credentials")  # the profile the AWS credential chain is to find
 def test_a_partition_lands_with_its_data_files_in_an_s3_compatible_store(pipeline_env, simulator, lake_database, s3_store,
                                                                         tmp_path, monkeypatch):
     lake = _use_lake(lake_database, "s3://scholar-lake/warehouse/", monkeypatch)
