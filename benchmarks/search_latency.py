@@ -70,12 +70,14 @@ def run() -> list[dict]:
         built_s = time.perf_counter() - started
         vectors = rng.standard_normal((WORKS, DIMENSIONS)).astype(np.float32)
         vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-        with duckdb.connect(str(index_path(Path(home)))) as index_con:
+        with duckdb.connect(str(index_path(Path(home)))) as index_con:  # where the semantic build puts them
             index_con.register("vectors", pa.table({
-                "text_hash": index_con.execute("SELECT text_hash FROM documents ORDER BY work_id").fetch_arrow_table().column(0),
+                "work_id": index_con.execute("SELECT work_id FROM documents ORDER BY work_id").fetch_arrow_table().column(0),
                 "embedding": pa.FixedSizeListArray.from_arrays(pa.array(vectors.ravel()), DIMENSIONS)}))
-            index_con.execute(f"CREATE TABLE embeddings AS SELECT text_hash, embedding::FLOAT[{DIMENSIONS}] AS embedding "
-                              "FROM vectors")
+            index_con.execute(f"ALTER TABLE documents ADD COLUMN embedding FLOAT[{DIMENSIONS}]")
+            index_con.execute(f"UPDATE documents SET embedding = vectors.embedding::FLOAT[{DIMENSIONS}] FROM vectors "
+                              "WHERE documents.work_id = vectors.work_id")
+            index_con.execute("CHECKPOINT")
         queries = [" ".join(f"w{n}" for n in rng.integers(10, 2000, 3)) for _ in range(QUERIES)]
         modes = ["bm25", "semantic", "hybrid"] if semantic_installed() else ["bm25"]
         with SearchIndex.open(Path(home)) as index:

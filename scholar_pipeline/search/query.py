@@ -57,7 +57,8 @@ class SearchIndex:
 
     def __init__(self, path: Path, con: duckdb.DuckDBPyConnection):
         self.path, self.con = path, con
-        self.embedded = con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'embeddings'").fetchone()[0] > 0
+        self.embedded = con.execute("SELECT count(*) FROM duckdb_columns() WHERE table_name = 'documents' "
+                                    "AND column_name = 'embedding'").fetchone()[0] > 0
 
     @classmethod
     @contextmanager
@@ -98,13 +99,13 @@ class SearchIndex:
 
 
 def _bm25(where: str) -> str:
-    return (f"SELECT {HIT_COLUMNS}, score FROM (SELECT *, fts_main_documents.match_bm25(work_id, ?) AS score "
+    return (f"SELECT {HIT_COLUMNS}, score FROM (SELECT {HIT_COLUMNS}, fts_main_documents.match_bm25(work_id, ?) AS score "
             f"FROM documents) WHERE score IS NOT NULL AND {where}")
 
 
 def _semantic(where: str) -> str:
     return (f"SELECT {HIT_COLUMNS}, array_cosine_similarity(embedding, ?::FLOAT[{DIMENSIONS}]) AS score "
-            f"FROM documents JOIN embeddings USING (text_hash) WHERE {where}")
+            f"FROM documents WHERE embedding IS NOT NULL AND {where}")
 
 
 def _ranked(con: duckdb.DuckDBPyConnection, ranking: str, parameters: list, limit: int) -> list[Hit]:
