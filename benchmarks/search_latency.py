@@ -20,7 +20,7 @@ import numpy as np
 import pyarrow as pa
 
 from scholar_pipeline.search.embeddings import DIMENSIONS, semantic_installed
-from scholar_pipeline.search.index import build_search_index, index_path
+from scholar_pipeline.search.index import build_search_index, index_path, read_documents
 from scholar_pipeline.search.query import SearchIndex
 
 WORKS = 100_000
@@ -66,7 +66,7 @@ def run() -> list[dict]:
         con.register("generated", _unique_works(rng))
         con.execute("CREATE TABLE unique_works AS SELECT * FROM generated")
         started = time.perf_counter()
-        build_search_index(con, Path(home), semantic=False)
+        build_search_index(read_documents(con), Path(home), semantic=False)
         built_s = time.perf_counter() - started
         vectors = rng.standard_normal((WORKS, DIMENSIONS)).astype(np.float32)
         vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)

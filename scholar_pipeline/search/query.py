@@ -5,7 +5,7 @@
 - `semantic`: cosine similarity of the query's embedding to each work's (the `semantic`
   extra, and an index built with it).
 - `hybrid` (the default when both are there): reciprocal rank fusion of the two rankings,
-  each cut at its best HYBRID_DEPTH works: a work's score is the sum over the rankings
+  each cut at its best HYBRID_DEPTH works (or `limit`, if more): a work's score is the sum over the rankings
   that hold it of 1 / (RRF_K + its rank).
 Ties are broken by `work_id`, so the same index gives the same ranking.
 """
@@ -95,7 +95,8 @@ class SearchIndex:
         vector = embedder().embed([text])[0]
         if mode == "semantic":
             return _ranked(self.con, _semantic(where), [vector, *values], limit)
-        return _fused(self.con, [(_bm25(where), [text, *values]), (_semantic(where), [vector, *values])], limit)
+        return _fused(self.con, [(_bm25(where), [text, *values]), (_semantic(where), [vector, *values])], limit,
+                      depth=max(HYBRID_DEPTH, limit))
 
 
 def _bm25(where: str) -> str:
@@ -114,10 +115,10 @@ def _ranked(con: duckdb.DuckDBPyConnection, ranking: str, parameters: list, limi
     return [_hit(row) for row in rows]
 
 
-def _fused(con: duckdb.DuckDBPyConnection, rankings: list[tuple[str, list]], limit: int) -> list[Hit]:
-    """Reciprocal rank fusion of the rankings' best HYBRID_DEPTH works each."""
+def _fused(con: duckdb.DuckDBPyConnection, rankings: list[tuple[str, list]], limit: int, depth: int) -> list[Hit]:
+    """Reciprocal rank fusion of the rankings' best `depth` works each."""
     parts = [f"SELECT {HIT_COLUMNS}, 1.0 / ({RRF_K} + row_number() OVER (ORDER BY score DESC, work_id)) AS score "
-             f"FROM ({ranking}) QUALIFY row_number() OVER (ORDER BY score DESC, work_id) <= {HYBRID_DEPTH}"
+             f"FROM ({ranking}) QUALIFY row_number() OVER (ORDER BY score DESC, work_id) <= {depth}"
              for ranking, _ in rankings]
     fused = (f"SELECT {HIT_COLUMNS}, sum(score) AS score FROM ({' UNION ALL '.join(parts)}) "
              f"GROUP BY {HIT_COLUMNS}")
