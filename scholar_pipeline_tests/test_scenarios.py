@@ -163,7 +163,8 @@ def test_code_location_loads_in_a_webserver_and_lists_the_assets(dagster_dev):
     assert entry["locationOrLoadError"]["__typename"] == "RepositoryLocation", json.dumps(entry)
     assets = {("/".join(n["assetKey"]["path"]), n["groupName"]) for n in data["assetNodes"]}
     assert assets == {("new_search/raw", "new_search"), ("new_search/works", "new_search"), ("dataset/unique_works", "dataset"),
-                      ("dataset/review_counts", "dataset"), ("dataset/monitoring", "dataset"), ("dataset/exports", "dataset")}
+                      ("dataset/review_counts", "dataset"), ("dataset/monitoring", "dataset"), ("dataset/exports", "dataset"),
+                      ("dataset/search_index", "dataset")}
 
 
 LAUNCH_BACKFILL = """mutation($params: LaunchBackfillParams!) { launchPartitionBackfill(backfillParams: $params) {
