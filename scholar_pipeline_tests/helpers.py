@@ -116,6 +116,7 @@ def _stored_content(path: Path) -> bytes:
             return data + "\n".join(con.iterdump()).encode(errors="surrogateescape")
     if path.suffix == ".duckdb":
         with duckdb.connect(str(path), read_only=True) as con:
-            tables = [t for (t,) in con.execute("SELECT table_name FROM information_schema.tables").fetchall()]
-            return data + b"\n".join(str(con.execute(f'SELECT * FROM "{t}"').fetchall()).encode() for t in tables)
+            tables = con.execute("SELECT table_schema, table_name FROM information_schema.tables").fetchall()
+            return data + b"\n".join(str(con.execute(f'SELECT * FROM "{schema}"."{table}"').fetchall()).encode()
+                                     for schema, table in tables)
     return data
