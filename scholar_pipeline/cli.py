@@ -9,6 +9,8 @@ from pathlib import Path
 
 import click
 
+from scholar_pipeline.alerts.dispatch import send_sample
+from scholar_pipeline.alerts.ledger import BASELINE, deliveries
 from scholar_pipeline.audit import audit
 from scholar_pipeline.backup import BackupError, backup, restore
 from scholar_pipeline.health import DEFAULT_TIMEOUT_SECONDS, abandoned_checks, report, run_checks
@@ -16,7 +18,8 @@ from scholar_pipeline.maintenance import maintain
 from scholar_pipeline.rebuild import PartitionSelection, rebuild
 from scholar_pipeline.search.embeddings import SemanticUnavailable
 from scholar_pipeline.search.query import MODES, SearchIndexMissing, search
-from scholar_pipeline.settings import pipeline_home
+from scholar_pipeline.queries import SavedSearch, SavedSearchError, load_saved_searches
+from scholar_pipeline.settings import pipeline_home, queries_file
 from scholar_pipeline.usage_report import usage_by_day, usage_table
 from scholar_pipeline.warehouse_backends import warehouse_from_env
 
@@ -24,7 +27,7 @@ DAY = click.DateTime(formats=["%Y-%m-%d"])
 
 
 @click.group(help="Rebuild and audit what the pipeline landed, from the landing zone alone (no network, no HTTP cache); "
-                  "search the collected works; report what the fetches spent at each provider; check the deployment's health; maintain the warehouse; "
+                  "search the collected works; test the saved searches' alerts; report what the fetches spent at each provider; check the deployment's health; maintain the warehouse; "
                   "back it up and restore it.")
 def main() -> None:
     pass
@@ -181,3 +184,48 @@ def restore_command(folder: Path, home: Path | None, force: bool, no_instance: b
     except BackupError as error:
         click.echo(f"error: {error}", err=True)
         sys.exit(1)
+
+
+@main.group(name="alerts")
+def alerts_group() -> None:
+    """Saved-search alerts: digests of new works sent to the channels under a search's `alerts:` in queries.yaml."""
+
+
+def _saved_search(name: str) -> SavedSearch:
+    try:
+        searches = {search.name: search for search in load_saved_searches(queries_file())}
+    except SavedSearchError as error:
+        raise click.ClickException(str(error)) from None
+    if name not in searches:
+        raise click.ClickException(f"no saved search {name!r} in {queries_file()}; there are: {', '.join(searches)}")
+    if not searches[name].alerts:
+        raise click.ClickException(f"saved search {name!r} has no `alerts:` in {queries_file()}; add channels first")
+    return searches[name]
+
+
+@alerts_group.command(name="test")
+@click.argument("saved_search")
+def alerts_test_command(saved_search: str) -> None:
+    """Send a sample digest, marked [test], to every channel of SAVED_SEARCH, with its newest works when the warehouse
+    has some; nothing is recorded. Exit 1 when any channel failed."""
+    results = send_sample(warehouse_from_env(pipeline_home()), _saved_search(saved_search))
+    for channel, where, error in results:
+        click.echo(f"ok    {channel}: sent to {where}" if where else f"FAIL  {channel}: {error}")
+    sys.exit(1 if any(error for *_, error in results) else 0)
+
+
+@alerts_group.command(name="status")
+@click.option("--query", "saved_search", help="only this saved search")
+def alerts_status_command(saved_search: str | None) -> None:
+    """The digests sent so far, oldest first: when, which search and channel, how many works, the digest id."""
+    warehouse = warehouse_from_env(pipeline_home())
+    rows = []
+    if warehouse.exists():
+        with warehouse.read_connection() as con:
+            rows = deliveries(con, saved_search)
+    if not rows:
+        click.echo("no alert sent yet")
+    for row in rows:
+        what = "baseline (works known when alerts started)" if row["kind"] == BASELINE else "digest"
+        click.echo(f"{row['sent_at']:%Y-%m-%d %H:%M} UTC  {row['query']} → {row['channel']}: {row['works']:,} works, "
+                   f"{what} {row['digest_id']}")

@@ -68,6 +68,7 @@ def run_checks(timeout: float = DEFAULT_TIMEOUT_SECONDS, require_instance: bool 
         ("redis", lambda: check_redis(cache_url(), timeout), timeout),
         ("rate_limit", lambda: check_rate_limit(timeout), timeout),
         ("home", lambda: check_home_writable(home), timeout),
+        ("alerts", check_alert_channels, timeout),
     ]
     secrets = _secrets()
     results = []
@@ -139,6 +140,23 @@ def check_code_location() -> str:
     assets = len(repository.asset_graph.get_all_asset_keys())
     return (f"{len(searches)} saved searches from {queries_file()}; {assets} assets, "
             f"{len(repository.schedule_defs)} schedules, {len(repository.sensor_defs)} sensors")
+
+
+def check_alert_channels() -> str:
+    """Every variable that a saved search's alert channels read their secrets from is set (here, as where the daemon
+    runs), so a digest does not first fail at sending; `scholar-pipeline alerts test` checks the channels themselves."""
+    try:
+        searches = [search for search in load_saved_searches(queries_file()) if search.alerts]
+    except SavedSearchError:
+        raise Skipped("the saved-search file does not load (code_location says why)") from None
+    if not searches:
+        raise Skipped("no saved search has alerts")
+    channels = [(search.name, channel) for search in searches for channel in search.alerts.channels]
+    unset = [f"{name} → {channel.label}: ${variable}" for name, channel in channels
+             for variable in channel.secret_variables() if not os.environ.get(variable)]
+    if unset:
+        raise CheckFailed(f"unset: {'; '.join(unset)}; set them where the Dagster daemon runs")
+    return f"{len(channels)} channels of {len(searches)} saved searches, each with its variables set"
 
 
 def check_instance(timeout: float, require: bool) -> str:

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 import yaml
 from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError, ValidationInfo, field_validator
 
+from scholar_pipeline.alerts.config import Alerts
 from scholar_pipeline.providers import PROVIDER_NAMES, PROVIDERS
 from scholar_pipeline.providers.base import SearchTextError
 
@@ -22,7 +23,7 @@ _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _SAFE_NAME = re.compile(r"[a-z][a-z0-9_]*")
 # Names whose asset group the code location already has: `dataset` holds the cross-search assets.
 _RESERVED_NAMES = frozenset({"dataset"})
-_FIELDS = "name, text, providers, start_date and optionally description"
+_FIELDS = "name, text, providers, start_date and optionally description and alerts"
 _TEXT_LINE = re.compile(r"(?:^|[\s{,])text\s*:")  # a line giving a search text, block or flow style
 
 
@@ -37,6 +38,7 @@ class SavedSearch(BaseModel):
     text: Annotated[str, StringConstraints(strip_whitespace=True, max_length=MAX_TEXT_LENGTH)]
     start_date: dt.date
     description: str | None = None
+    alerts: Alerts | None = None  # digests of new works to Slack, e-mail or a webhook (alerts/config.py)
 
     @field_validator("name", mode="before")
     @classmethod

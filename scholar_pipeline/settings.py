@@ -154,6 +154,12 @@ def dataset_automation_on(environ: Mapping[str, str] = os.environ) -> bool:
     return raw == "on"
 
 
+def alerts_interval_seconds(environ: Mapping[str, str] = os.environ) -> int:
+    """How often the `saved_search_alerts` sensor looks for digests that are due (and retries failed sends)."""
+    raw = environ.get("SCHOLAR_PIPELINE_ALERTS_INTERVAL_SECONDS")
+    return 60 if raw in (None, "") else _positive("SCHOLAR_PIPELINE_ALERTS_INTERVAL_SECONDS", raw, int)
+
+
 EXECUTORS = ("in_process", "celery")
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import duckdb
 
+from scholar_pipeline.warehouse import has_table
+
 COLUMNS = ("day", "provider", "fetches", "failed", "requests", "cache_hits", "retries", "errors", "throttled",
            "cost_usd", "quota_remaining", "quota_limit", "remaining_usd")
 USAGE_SQL = """
@@ -29,7 +31,7 @@ ORDER BY day DESC, provider
 
 def usage_by_day(con: duckdb.DuckDBPyConnection, days: int) -> list[dict]:
     """One row per (day, provider) of the last `days` days, newest first; none if nothing was ever fetched."""
-    if not con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = 'provider_usage'").fetchone()[0]:
+    if not has_table(con, "provider_usage"):
         return []
     return [dict(zip(COLUMNS, row)) for row in con.execute(USAGE_SQL, [days]).fetchall()]
 

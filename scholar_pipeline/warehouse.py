@@ -137,6 +137,10 @@ def ensure_tables(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(USAGE_DDL)
 
 
+def has_table(con: duckdb.DuckDBPyConnection, table: str) -> bool:
+    return con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [table]).fetchone()[0] > 0
+
+
 @dataclass(frozen=True)
 class UsageRow:
     """One fetch's spending, as `provider_usage` holds it."""

@@ -23,7 +23,9 @@ REAL_RESPONSES = DATA / "real_responses"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SECRET_ENV = ("OPENALEX_API_KEY", "PUBMED_API_KEY", "SPRINGER_NATURE_API_KEY", "CORE_API_KEY", "CROSSREF_PLUS_TOKEN",
               "SCHOLAR_PIPELINE_CACHE_KEY", "DAGSTER_PG_PASSWORD", "PGPASSWORD",
-              "AWS_SECRET_ACCESS_KEY")
+              "AWS_SECRET_ACCESS_KEY",
+              # test_alerts.py: the webhook URLs, the token in their paths and the SMTP password.
+              "ALERTS_SLACK_WEBHOOK", "ALERTS_WEBHOOK_URL", "ALERTS_WEBHOOK_TOKEN", "ALERTS_SMTP_PASSWORD")
 
 
 def pytest_configure(config: pytest.Config) -> None:

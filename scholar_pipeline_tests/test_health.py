@@ -28,7 +28,17 @@ from scholar_pipeline_tests.helpers import materialize, query_db
 BIN = Path(sys.executable).parent
 REDIS_URL = "redis://127.0.0.1:6379/0"
 PG = {"host": "127.0.0.1", "port": 5432, "user": "postgres"}
-CHECKS = ["code_location", "instance", "warehouse", "redis", "rate_limit", "home"]
+CHECKS = ["code_location", "instance", "warehouse", "redis", "rate_limit", "home", "alerts"]
+ALERTING_QUERIES = """queries:
+  - name: watched
+    text: soil microbiome
+    providers: [openalex]
+    start_date: 2024-01-01
+    alerts:
+      channels:
+        - {type: webhook, url_env: ALERTS_WEBHOOK_URL}
+        - {type: email, host: smtp.example.org, user: me, password_env: ALERTS_SMTP_PASSWORD, from: a@example.org, to: [b@example.org]}
+"""
 
 
 def _environment(home: Path, **extra: str) -> dict[str, str]:
@@ -69,7 +79,10 @@ def fresh(tmp_path) -> dict[str, str]:
     return _environment(home, DAGSTER_HOME=str(dagster_home), SCHOLAR_PIPELINE_CACHE_URL=REDIS_URL)
 
 
-def test_everything_passes_on_a_fresh_home_with_a_prepared_instance_and_redis(fresh):
+def test_everything_passes_on_a_fresh_home_with_a_prepared_instance_and_redis(fresh, tmp_path):
+    (tmp_path / "queries.yaml").write_text(ALERTING_QUERIES)
+    fresh |= {"SCHOLAR_PIPELINE_QUERIES": str(tmp_path / "queries.yaml"), "ALERTS_SMTP_PASSWORD": "smtp-password-for-health",
+              "ALERTS_WEBHOOK_URL": "https://hooks.example.org/services/health-check-token"}
     result, report = _health(fresh)
 
     assert result.returncode == 0 and report["ok"], result.stdout
@@ -82,12 +95,23 @@ def test_everything_passes_on_a_fresh_home_with_a_prepared_instance_and_redis(fr
     assert checks["rate_limit"]["detail"].startswith(f"shared across machines: {REDIS_URL}: PONG (Redis ")  # the cache's
     assert checks["home"]["detail"].startswith(f"{home}: writable, ")
     assert sorted(p.name for p in home.iterdir()) == ["dagster_home"]  # the write test left nothing behind
+    assert checks["alerts"]["detail"] == "2 channels of 1 saved searches, each with its variables set"
 
     # The lines a person reads: one per check, then the verdict.
     text = subprocess.run([str(BIN / "scholar-pipeline"), "health"], env=fresh, capture_output=True, text=True, timeout=120)
     lines = text.stdout.splitlines()
-    assert text.returncode == 0 and lines[-1] == "healthy: 6 checks ok"
+    assert text.returncode == 0 and lines[-1] == "healthy: 7 checks ok"
     assert [line.split()[:2] for line in lines[:-1]] == [[name, "ok"] for name in CHECKS]
+
+
+def test_an_alert_channel_without_its_variable_fails_naming_it(tmp_path):
+    (tmp_path / "queries.yaml").write_text(ALERTING_QUERIES)
+    env = _environment(tmp_path / "home", SCHOLAR_PIPELINE_QUERIES=str(tmp_path / "queries.yaml"),
+                       ALERTS_WEBHOOK_URL="https://hooks.example.org/services/health-check-token")
+    result, report = _health(env)
+    assert result.returncode == 1 and report["failed"] == ["alerts"]
+    assert _checks(report)["alerts"]["detail"] == ("unset: watched → email: $ALERTS_SMTP_PASSWORD; set them where the "
+                                                   "Dagster daemon runs")
 
 
 def test_unset_dagster_home_is_skipped_unless_required(tmp_path):

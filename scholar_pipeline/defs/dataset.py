@@ -38,7 +38,7 @@ from scholar_pipeline.schema import SCHEMA_VERSION, UNIQUE_WORKS_SCHEMA
 from scholar_pipeline.search.embeddings import MODEL_ID, semantic_installed
 from scholar_pipeline.search.index import build_search_index, index_path, read_documents
 from scholar_pipeline.settings import dataset_automation_on
-from scholar_pipeline.warehouse import ensure_tables
+from scholar_pipeline.warehouse import ensure_tables, has_table
 
 GROUP = "dataset"
 UNIQUE_WORKS = dg.AssetKey([GROUP, "unique_works"])
@@ -94,10 +94,6 @@ def unchanged_inputs(context: dg.AssetExecutionContext, *inputs: str) -> tuple[s
                          "nothing to do")
         return fingerprint, True
     return fingerprint, False
-
-
-def has_table(con: duckdb.DuckDBPyConnection, table: str) -> bool:
-    return con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [table]).fetchone()[0] > 0
 
 
 def unique_works_version(con: duckdb.DuckDBPyConnection) -> str:

@@ -1,0 +1,339 @@
+"""Saved-search alerts: digests of new unique works, sent once per work and channel to real servers on loopback
+(an HTTP receiver standing in for Slack and for a JSON webhook, an SMTP server with STARTTLS and login)."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import html.parser
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import dagster as dg
+import pytest
+from click.testing import CliRunner
+
+from scholar_pipeline.alerts.digest import Digest, DigestWork, ReviewCounts
+from scholar_pipeline.alerts.dispatch import send_due_digests
+from scholar_pipeline.alerts.ledger import deliveries
+from scholar_pipeline.alerts.render import email_html, email_text, slack_message
+from scholar_pipeline.cli import main as cli
+from scholar_pipeline.dataset.unique_works import build_unique_works
+from scholar_pipeline.defs.alerts import AlertsNotDelivered, build_alerts_sensor
+from scholar_pipeline.defs.resources import warehouse_from_env
+from scholar_pipeline.warehouse_backends import Warehouse, warehouse_from_env as warehouse_in
+from scholar_pipeline.queries import SavedSearch, SavedSearchError, load_saved_searches
+from scholar_pipeline_tests.helpers import SEARCH, home, materialize_range
+from scholar_pipeline_tests.receivers import HttpReceiver, SmtpReceiver
+from scholar_pipeline_tests.test_ducklake import _use_lake, lake_database  # noqa: F401 - the fixture, used by name
+
+SMTP_USER = "alerts@example.org"
+BIN = Path(sys.executable).parent
+REPO_ROOT = Path(__file__).resolve().parent.parent
+LATER = dt.timedelta(hours=1)  # past the quiet period of every test search
+
+
+def search_with_alerts(smtp_port: int, quiet_minutes: float = 0, top: int = 5) -> SavedSearch:
+    return SavedSearch.model_validate({
+        **SEARCH.model_dump(exclude={"alerts"}),
+        "description": "Evaluation of large language models",
+        "alerts": {"quiet_minutes": quiet_minutes, "top": top, "channels": [
+            {"type": "slack", "webhook_url_env": "ALERTS_SLACK_WEBHOOK"},
+            {"type": "webhook", "url_env": "ALERTS_WEBHOOK_URL"},
+            {"type": "email", "host": "127.0.0.1", "port": smtp_port, "user": SMTP_USER, "password_env": "ALERTS_SMTP_PASSWORD",
+             "from": SMTP_USER, "to": ["team@example.org", "lead@example.org"]},
+        ]},
+    })
+
+
+@pytest.fixture
+def channels(tmp_path, monkeypatch, pipeline_env):
+    """The three receivers, the variables naming their secrets (each webhook's path holds a token), the search."""
+    token = secrets.token_hex(16)
+    password = secrets.token_hex(12)
+    with HttpReceiver() as slack, HttpReceiver() as webhook, SmtpReceiver(tmp_path, SMTP_USER, password) as smtp:
+        monkeypatch.setenv("ALERTS_WEBHOOK_TOKEN", token)  # scanned for on its own, as the secret part of both URLs
+        monkeypatch.setenv("ALERTS_SLACK_WEBHOOK", f"{slack.url}/services/T0/B0/{token}")
+        monkeypatch.setenv("ALERTS_WEBHOOK_URL", f"{webhook.url}/hooks/{token}")
+        monkeypatch.setenv("ALERTS_SMTP_PASSWORD", password)
+        monkeypatch.setenv("SSL_CERT_FILE", str(smtp.cert_path))
+        yield search_with_alerts(smtp.port), slack, webhook, smtp, token
+
+
+def warehouse() -> Warehouse:
+    """The warehouse the environment names (the DuckDB file under the test's home, or DuckLake)."""
+    return warehouse_in(home())
+
+
+def query(sql: str, params=None) -> list[tuple]:
+    with warehouse().read_connection() as con:
+        return con.execute(sql, params or []).fetchall()
+
+
+def land_and_match(first: str, last: str, instance) -> None:
+    materialize_range(first, last, instance=instance)
+    with warehouse().write_connection() as con:
+        build_unique_works(con)
+
+
+def works_without_records_before(day: str) -> int:
+    """Counted independently of the alerts: works of the search none of whose sources is from before `day`."""
+    return query("SELECT count(*) FROM unique_works u WHERE list_contains(u.queries, ?) AND "
+                    "NOT list_bool_or([s.partition_date < ?::DATE FOR s IN u.sources])", [SEARCH.name, day])[0][0]
+
+
+def test_each_new_work_is_announced_once_to_every_channel(channels):
+    search, slack, webhook, smtp, token = channels
+    with dg.instance_for_test() as instance:
+        land_and_match("2024-03-01", "2024-03-01", instance)
+        first = send_due_digests(warehouse(), [search], now=dt.datetime.now(dt.timezone.utc) + LATER)
+        assert first.sent == [] and not slack.requests and not webhook.requests and not smtp.messages  # the baseline
+        land_and_match("2024-03-02", "2024-03-03", instance)
+        second = send_due_digests(warehouse(), [search], now=dt.datetime.now(dt.timezone.utc) + LATER)
+        third = send_due_digests(warehouse(), [search], now=dt.datetime.now(dt.timezone.utc) + 2 * LATER)
+    new = works_without_records_before("2024-03-02")
+    assert new > 20 and len(second.sent) == 3 and third.sent == [] and not second.failed
+
+    [hook] = webhook.requests
+    assert hook.path.endswith(token) and hook.headers["Idempotency-Key"] == hook.body["digest_id"]  # no token shown
+    assert hook.body["new_works"] == new and len(hook.body["works"]) == 5 and hook.body["more"] == new - 5
+    shown = {w["work_id"] for w in hook.body["works"]}
+    titles = dict(query("SELECT work_id, title FROM unique_works WHERE work_id IN (SELECT unnest(?::VARCHAR[]))", [list(shown)]))
+    assert {w["work_id"]: w["title"] for w in hook.body["works"]} == titles
+    assert all(w["link"] == f"https://doi.org/{w['doi']}" for w in hook.body["works"] if w["doi"])
+    counts = hook.body["review_counts"]
+    (identified,) = query("SELECT records_identified FROM (SELECT provider, sum(records_fetched) records_identified "
+                             "FROM (SELECT * FROM provenance QUALIFY row_number() OVER (PARTITION BY query, provider, "
+                             "partition_date ORDER BY landed_at DESC) = 1) GROUP BY 1) WHERE provider = 'openalex'")[0]
+    assert counts["records_identified"]["openalex"] == identified
+    assert counts["unique_records"] == query("SELECT count(*) FROM unique_works")[0][0]
+
+    [message] = slack.bodies(f"/services/T0/B0/{token}")
+    assert message["text"] == f"{new} new works in saved search {SEARCH.name}"
+    sections = [b for b in message["blocks"] if b["type"] == "section"][1:]
+    assert [s["text"]["text"].split("|", 1)[0] for s in sections] == [f"*<{w['link']}" for w in hook.body["works"]]
+
+    [mail] = smtp.messages
+    assert smtp.logins == [SMTP_USER] and smtp.envelopes == [(SMTP_USER, ["team@example.org", "lead@example.org"])]
+    recorded = {d["channel"]: d for d in deliveries_now() if d["kind"] == "digest"}
+    assert sorted(recorded) == ["email", "slack", "webhook"] and all(d["works"] == new for d in recorded.values())
+    assert mail["Subject"] == message["text"] and mail["X-Scholar-Pipeline-Digest"] == recorded["email"]["digest_id"]
+    assert hook.body["digest_id"] == recorded["webhook"]["digest_id"]
+    plain, rich = mail.get_body(("plain",)), mail.get_body(("html",))
+    assert all(w["title"][:60] in plain.get_content() for w in hook.body["works"])
+    assert f"... and {new - 5} more" in plain.get_content() and "<ol><li>" in rich.get_content()
+
+
+def deliveries_now() -> list[dict]:
+    with warehouse().read_connection() as con:
+        return deliveries(con)
+
+
+def test_a_failed_send_fails_the_tick_and_goes_out_on_the_next(channels):
+    search, slack, webhook, smtp, token = channels
+    webhook.statuses = [500, 503]
+    sensor = build_alerts_sensor([search])
+    with dg.instance_for_test() as instance:
+        known_then_new(search, instance, "2024-03-02")
+        tick = lambda: sensor(dg.build_sensor_context(instance=instance, resources={"warehouse": warehouse_from_env()}))  # noqa: E731
+        for _ in range(2):
+            with pytest.raises(AlertsNotDelivered) as failed:
+                tick()
+            assert "saved search sim_search, channel webhook: the webhook answered 5" in str(failed.value)
+            assert token not in str(failed.value) and "/hooks/" not in str(failed.value)
+        assert "new works sent to webhook http://127.0.0.1/… (from $ALERTS_WEBHOOK_URL)" in tick().skip_message
+        assert tick().skip_message == "nothing new to announce"
+    # Slack and mail went out on the first tick, once; the webhook got the same digest three times, the last taken.
+    assert len(slack.requests) == 1 and len(smtp.messages) == 1 and len(webhook.requests) == 3
+    assert len({r.body["digest_id"] for r in webhook.requests}) == 1
+    assert sorted(d["channel"] for d in deliveries_now() if d["kind"] == "digest") == ["email", "slack", "webhook"]
+
+
+def webhook_only(search: SavedSearch, **settings) -> SavedSearch:
+    return search.model_copy(update={"alerts": search.alerts.model_copy(
+        update={**settings, "channels": search.alerts.channels[1:2]})})
+
+
+def in_minutes(minutes: float) -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc) + dt.timedelta(minutes=minutes)
+
+
+def known_then_new(search: SavedSearch, instance, day: str) -> None:
+    """2024-03-01 landed and taken as known (the channels' baseline), then `day` landed."""
+    land_and_match("2024-03-01", "2024-03-01", instance)
+    send_due_digests(warehouse(), [search])
+    land_and_match(day, day, instance)
+
+
+def test_a_digest_waits_for_the_quiet_period_and_batches_what_lands_meanwhile(channels):
+    search, slack, webhook, smtp, token = channels
+    search = webhook_only(search, quiet_minutes=30)
+    with dg.instance_for_test() as instance:
+        known_then_new(search, instance, "2024-03-02")
+        waiting = send_due_digests(warehouse(), [search], now=in_minutes(10))
+        land_and_match("2024-03-03", "2024-03-03", instance)
+        sent = send_due_digests(warehouse(), [search], now=in_minutes(31))
+    assert waiting.sent == [] and "sent once the search has had no landing for 30 min" in waiting.waiting[0]
+    [one] = webhook.bodies()
+    assert one["new_works"] == works_without_records_before("2024-03-02") and len(sent.sent) == 1
+
+
+def test_the_oldest_new_work_is_not_held_past_max_wait(channels):
+    search, slack, webhook, smtp, token = channels
+    search = webhook_only(search, quiet_minutes=600, max_wait_hours=1)
+    with dg.instance_for_test() as instance:
+        known_then_new(search, instance, "2024-03-02")
+        early = send_due_digests(warehouse(), [search], now=in_minutes(50))
+        late = send_due_digests(warehouse(), [search], now=in_minutes(70))
+    assert early.sent == [] and len(late.sent) == 1 and len(webhook.requests) == 1
+
+
+def alerting_queries(path: Path, smtp_port: int, extra_channel: str = "") -> Path:
+    """A saved-search file whose one search has the three channels of the `channels` fixture."""
+    path.write_text(textwrap.dedent(f"""\
+        queries:
+          - name: sim_search
+            text: {SEARCH.text}
+            providers: [openalex, crossref]
+            start_date: 2024-01-01
+            alerts:
+              quiet_minutes: 0
+              channels:
+                - {{type: slack, webhook_url_env: ALERTS_SLACK_WEBHOOK}}
+                - {{type: webhook, url_env: ALERTS_WEBHOOK_URL}}
+                - {{type: email, host: 127.0.0.1, port: {smtp_port}, user: {SMTP_USER}, password_env: ALERTS_SMTP_PASSWORD,
+                   from: {SMTP_USER}, to: [team@example.org]}}
+    """) + extra_channel)
+    return path
+
+
+def test_alerts_test_sends_a_sample_and_records_nothing(channels, tmp_path, monkeypatch):
+    search, slack, webhook, smtp, token = channels
+    queries = alerting_queries(tmp_path / "alerting.yaml", smtp.port,
+                               "        - {type: webhook, name: broken, url_env: ALERTS_UNSET_WEBHOOK}\n")
+    monkeypatch.setenv("SCHOLAR_PIPELINE_QUERIES", str(queries))
+    result = CliRunner().invoke(cli, ["alerts", "test", "sim_search"])
+    assert result.exit_code == 1, result.output
+    assert "ok    slack: sent to Slack webhook http://127.0.0.1/… (from $ALERTS_SLACK_WEBHOOK)" in result.output
+    assert "FAIL  broken: saved search sim_search, channel broken: environment variable ALERTS_UNSET_WEBHOOK is not set" \
+        in result.output
+    assert token not in result.output
+    [message] = slack.bodies()
+    assert message["text"] == "[test] 1 new work in saved search sim_search"
+    assert smtp.messages[0]["Subject"] == "[test] 1 new work in saved search sim_search"
+    assert deliveries_now() == [] if warehouse().exists() else True
+    assert CliRunner().invoke(cli, ["alerts", "status"]).output == "no alert sent yet\n"
+
+
+def test_titles_and_links_with_markup_characters_render_as_text():
+    title = "Rates <5% & the R&D of <i>E. coli</i> > expected"
+    sici = "10.1002/(sici)1097-4571(199806)49:8<693::aid-asi4>3.0.co;2-0"
+    work = DigestWork(work_id="w1", title=title, year=1998, venue="JASIS & T", doi=sici, url=None, providers=["crossref"])
+    digest = Digest(digest_id="d1", search="s", description="A <b>bold</b> search", channel="slack", new_works=1,
+                    top=[work], counts=ReviewCounts({"crossref": 3}, 1, 0, 2))
+    blocks = slack_message(digest)["blocks"]
+    section = blocks[3]["text"]["text"]
+    link = "https://doi.org/10.1002/%28sici%291097-4571%28199806%2949%3A8%3C693%3A%3Aaid-asi4%3E3.0.co%3B2-0"
+    assert section.startswith(f"*<{link}|Rates &lt;5% &amp; the R&amp;D of &lt;i&gt;E. coli&lt;/i&gt; &gt; expected>*")
+    assert "JASIS &amp; T" in section and blocks[1]["text"]["text"] == "A &lt;b&gt;bold&lt;/b&gt; search"
+
+    class Text(html.parser.HTMLParser):
+        def __init__(self):
+            super().__init__(convert_charrefs=True)
+            self.text, self.hrefs = [], []
+
+        def handle_starttag(self, tag, attrs):
+            self.hrefs += [value for name, value in attrs if name == "href"]
+
+        def handle_data(self, data):
+            self.text.append(data)
+
+    parsed = Text()
+    parsed.feed(email_html(digest))
+    assert title in parsed.text and parsed.hrefs == [link] and "A <b>bold</b> search" in parsed.text
+    assert f"1. {title}\n" in email_text(digest)
+
+
+@pytest.mark.parametrize("channel, problem", [
+    ("{type: slack, webhook_url: 'https://hooks.slack.com/services/T/B/x'}",
+     "`webhook_url` would write a secret into the saved-search file; put it in an environment variable and write "
+     "`webhook_url_env: <VARIABLE>`"),
+    ("{type: email, host: smtp.example.org, user: me, password: hunter22, from: a@b.org, to: [c@d.org]}",
+     "`password` would write a secret"),
+    ("{type: email, host: smtp.example.org, security: none, user: me, password_env: P, from: a@b.org, to: [c@d.org]}",
+     "a login over `security: none` would send the password in clear"),
+    ("{type: teams, url_env: X}", "alerts.channels.0: Input tag 'teams' found using 'type' does not match"),
+])
+def test_a_secret_or_a_mistake_in_the_alerts_stops_the_load_naming_it(tmp_path, channel, problem):
+    queries = tmp_path / "queries.yaml"
+    queries.write_text(f"queries:\n  - name: s\n    text: t\n    providers: [openalex]\n    start_date: 2024-01-01\n"
+                       f"    alerts:\n      channels:\n        - {channel}\n")
+    with pytest.raises(SavedSearchError) as error:
+        load_saved_searches(queries)
+    assert problem in str(error.value) and "hunter22" not in str(error.value) and "T/B/x" not in str(error.value)
+
+
+def _daemon(env: dict[str, str], log: Path) -> subprocess.Popen:
+    with open(log, "wb") as out:
+        return subprocess.Popen([str(BIN / "dagster-daemon"), "run", "-w", "workspace.yaml"], cwd=REPO_ROOT, env=env,
+                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def _stop(daemon: subprocess.Popen) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(daemon.pid, signal.SIGKILL)  # the daemon and its code server, with no chance to tidy up
+    daemon.wait(timeout=30)
+
+
+def _until(condition, what: str, daemon: subprocess.Popen, log: Path, seconds: float = 150) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert daemon.poll() is None, f"the daemon exited: {log.read_text()[-3000:]}"
+        assert time.monotonic() < deadline, f"timed out waiting for {what}: {log.read_text()[-3000:]}"
+        time.sleep(0.5)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(400)
+def test_the_daemon_sends_each_digest_once_across_a_kill_and_restart(channels, tmp_path, pipeline_env):
+    search, slack, webhook, smtp, token = channels
+    queries = alerting_queries(Path(pipeline_env["SCHOLAR_PIPELINE_QUERIES"]), smtp.port)
+    [search] = load_saved_searches(queries)
+    with dg.instance_for_test() as instance:
+        known_then_new(search, instance, "2024-03-02")
+    env = {**os.environ, "SCHOLAR_PIPELINE_ALERTS_INTERVAL_SECONDS": "1", "SCHOLAR_PIPELINE_DATASET_AUTOMATION": "off"}
+    first_log, second_log = tmp_path / "daemon-1.log", tmp_path / "daemon-2.log"
+    daemon = _daemon(env, first_log)
+    try:
+        _until(lambda: webhook.requests and slack.requests and smtp.messages, "the first digests", daemon, first_log)
+        _until(lambda: len([d for d in deliveries_now() if d["kind"] == "digest"]) == 3, "the deliveries' record",
+               daemon, first_log)
+    finally:
+        _stop(daemon)
+    daemon = _daemon(env, second_log)
+    try:
+        ticks = lambda: second_log.read_text().count("Checking for new runs for sensor: saved_search_alerts")  # noqa: E731
+        _until(lambda: ticks() >= 3, "three ticks of the restarted daemon", daemon, second_log)
+    finally:
+        _stop(daemon)
+    assert len(slack.requests) == len(webhook.requests) == len(smtp.messages) == 1
+    assert webhook.requests[0].body["new_works"] == works_without_records_before("2024-03-02")
+
+
+def test_deliveries_are_recorded_in_ducklake_too(channels, lake_database, tmp_path, monkeypatch):
+    search, slack, webhook, smtp, token = channels
+    search = webhook_only(search)
+    _use_lake(lake_database, str(tmp_path / "lake_files"), monkeypatch)
+    with dg.instance_for_test() as instance:
+        known_then_new(search, instance, "2024-03-02")
+        sent = send_due_digests(warehouse(), [search], now=in_minutes(60))
+        again = send_due_digests(warehouse(), [search], now=in_minutes(120))
+    assert len(sent.sent) == 1 and again.sent == [] and len(webhook.requests) == 1
+    assert webhook.requests[0].body["new_works"] == works_without_records_before("2024-03-02")
+    assert [d["kind"] for d in deliveries_now()] == ["baseline", "digest"]
