@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import sys
@@ -227,5 +228,5 @@ def alerts_status_command(saved_search: str | None) -> None:
         click.echo("no alert sent yet")
     for row in rows:
         what = "baseline (works known when alerts started)" if row["kind"] == BASELINE else "digest"
-        click.echo(f"{row['sent_at']:%Y-%m-%d %H:%M} UTC  {row['query']} → {row['channel']}: {row['works']:,} works, "
+        click.echo(f"{row['sent_at'].astimezone(dt.timezone.utc):%Y-%m-%d %H:%M} UTC  {row['query']} → {row['channel']}: {row['works']:,} works, "
                    f"{what} {row['digest_id']}")

@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
+from scholar_pipeline.alerts.channels import setup_problem
 from scholar_pipeline.client.masking import mask_credentials, mask_secret, mask_url_password
 from scholar_pipeline.client.stack import REDIS_SCHEMES
 from scholar_pipeline.providers import PROVIDERS
@@ -152,10 +153,10 @@ def check_alert_channels() -> str:
     if not searches:
         raise Skipped("no saved search has alerts")
     channels = [(search.name, channel) for search in searches for channel in search.alerts.channels]
-    unset = [f"{name} → {channel.label}: ${variable}" for name, channel in channels
-             for variable in channel.secret_variables() if not os.environ.get(variable)]
-    if unset:
-        raise CheckFailed(f"unset: {'; '.join(unset)}; set them where the Dagster daemon runs")
+    problems = [f"{name} → {channel.label}: {problem}" for name, channel in channels
+                if (problem := setup_problem(channel)) is not None]
+    if problems:
+        raise CheckFailed("; ".join(problems))
     return f"{len(channels)} channels of {len(searches)} saved searches, each with its variables set"
 
 

@@ -243,6 +243,8 @@ def _plain_problem(error: Any) -> str:
     field = ".".join(map(str, error["loc"]))
     if error["type"] == "value_error":
         return f"{field}: {error['ctx']['error']}"
+    if error["loc"][0] == "alerts" and error["type"] in ("missing", "extra_forbidden"):
+        return f"{field}: {'missing' if error['type'] == 'missing' else 'not a field here'} (the README's \"Alerts\" lists the fields)"
     if error["type"] == "missing":
         return f"{field}: missing (a saved search has {_FIELDS})"
     if error["type"] == "extra_forbidden":

@@ -75,6 +75,10 @@ class Warehouse(Protocol):
     def read_connection(self, log=None, timeout_seconds: float = 1800) -> AbstractContextManager[duckdb.DuckDBPyConnection]:
         """A connection that only reads; closed on exit."""
 
+    def exclusive(self, task: str) -> AbstractContextManager[bool]:
+        """Whether this process may run `task` now, held until exit: one at a time among all that use the warehouse
+        (a sensor's pass whose previous evaluation outlived its deadline, two daemons during a deploy)."""
+
 
 @dataclass(frozen=True)
 class DuckDBFile:
@@ -108,6 +112,20 @@ class DuckDBFile:
         file, so a reader that runs beside the pipeline (the audit) waits its turn instead of failing."""
         with self._queued_connection(log, timeout_seconds, read_only=True) as con:
             yield con
+
+    @contextmanager
+    def exclusive(self, task: str) -> Iterator[bool]:
+        (self.home / "locks").mkdir(parents=True, exist_ok=True)
+        lock = filelock.FileLock(str(self.home / "locks" / f"{task}.lock"))
+        try:
+            lock.acquire(timeout=0)
+        except filelock.Timeout:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            lock.release()
 
     @property
     def lock_path(self) -> Path:
@@ -179,6 +197,20 @@ class DuckLake:
         statements that must agree takes them in one transaction (`warehouse.snapshot`)."""
         with self._connection(read_only=True) as con:
             yield con
+
+    @contextmanager
+    def exclusive(self, task: str) -> Iterator[bool]:
+        """A session-level advisory lock in the catalog's PostgreSQL, keyed by the task's name; PostgreSQL releases
+        it when the session ends, however the process ends."""
+        with closing(self._pg()) as pg, pg.cursor() as cursor:
+            pg.autocommit = True
+            cursor.execute("SELECT pg_try_advisory_lock(hashtext(%s))", [f"scholar_pipeline:{task}"])
+            held = cursor.fetchone()[0]
+            try:
+                yield held
+            finally:
+                if held:
+                    cursor.execute("SELECT pg_advisory_unlock(hashtext(%s))", [f"scholar_pipeline:{task}"])
 
     @contextmanager
     def _connection(self, read_only: bool) -> Iterator[duckdb.DuckDBPyConnection]:

@@ -112,6 +112,13 @@ def pg_database():
 
 
 @pytest.fixture
+def lake_database():
+    """A fresh PostgreSQL database for a DuckLake catalog."""
+    with fresh_database("scholar_lake") as name:
+        yield name
+
+
+@pytest.fixture
 def production_env(pipeline_env, pg_database, monkeypatch):
     """The pipeline's environment (providers simulated) with DAGSTER_HOME holding deploy/dagster.yaml and the
     DAGSTER_PG_* settings it reads, in this process too (DagsterInstance resolves `env:` when it loads)."""

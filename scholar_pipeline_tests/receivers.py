@@ -31,9 +31,10 @@ class Received:
 
 
 class HttpReceiver:
-    """Takes POSTed JSON; answers each with the next of `statuses` (then 200 `ok`, as Slack does)."""
+    """Takes POSTed JSON; answers each with the next of `statuses` (then 200 `ok`, as Slack does), an error with
+    `invalid_payload` or, with `echo_path`, as many web frameworks' error pages do: naming the path."""
 
-    def __init__(self, statuses: list[int] | None = None) -> None:
+    def __init__(self, statuses: list[int] | None = None, echo_path: bool = False) -> None:
         self.requests: list[Received] = []
         self.statuses = list(statuses or [])
         receiver = self
@@ -43,7 +44,7 @@ class HttpReceiver:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 receiver.requests.append(Received(self.path, dict(self.headers), body))
                 status = receiver.statuses.pop(0) if receiver.statuses else 200
-                answer = b"ok" if status == 200 else b"invalid_payload"
+                answer = b"ok" if status == 200 else f"Cannot POST {self.path}".encode() if echo_path else b"invalid_payload"
                 self.send_response(status)
                 self.send_header("Content-Length", str(len(answer)))
                 self.end_headers()
@@ -88,9 +89,10 @@ def self_signed_certificate(folder: Path) -> tuple[Path, Path]:
 
 
 class SmtpReceiver:
-    """aiosmtpd on loopback requiring STARTTLS before AUTH, accepting `user` with `password`; keeps every message."""
+    """aiosmtpd on loopback requiring STARTTLS before AUTH, accepting `user` with `password`; keeps every message,
+    and refuses the recipients in `refuse` as a server refuses an unknown mailbox."""
 
-    def __init__(self, folder: Path, user: str, password: str) -> None:
+    def __init__(self, folder: Path, user: str, password: str, refuse: frozenset[str] = frozenset()) -> None:
         import ssl
 
         self.cert_path, key_path = self_signed_certificate(folder)
@@ -102,6 +104,12 @@ class SmtpReceiver:
         receiver = self
 
         class Handler:
+            async def handle_RCPT(self, server, session, envelope, address, rcpt_options) -> str:
+                if address in refuse:
+                    return "550 5.1.1 no such mailbox"
+                envelope.rcpt_tos.append(address)
+                return "250 OK"
+
             async def handle_DATA(self, server, session, envelope) -> str:
                 receiver.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos)))
                 receiver.messages.append(email.message_from_bytes(envelope.original_content, policy=email.policy.default))

@@ -16,22 +16,25 @@ import time
 from pathlib import Path
 
 import dagster as dg
+import duckdb
 import pytest
 from click.testing import CliRunner
 
 from scholar_pipeline.alerts.digest import Digest, DigestWork, ReviewCounts
+from scholar_pipeline.alerts import dispatch
 from scholar_pipeline.alerts.dispatch import send_due_digests
-from scholar_pipeline.alerts.ledger import deliveries
-from scholar_pipeline.alerts.render import email_html, email_text, slack_message
+from scholar_pipeline.alerts.ledger import DIGEST, deliveries, ensure_ledger, pending_works, record_delivery, record_intent
+from scholar_pipeline.alerts.render import SLACK_HEADER, SLACK_SECTION, email_html, email_text, slack_escape, slack_message
 from scholar_pipeline.cli import main as cli
 from scholar_pipeline.dataset.unique_works import build_unique_works
 from scholar_pipeline.defs.alerts import AlertsNotDelivered, build_alerts_sensor
 from scholar_pipeline.defs.resources import warehouse_from_env
 from scholar_pipeline.warehouse_backends import Warehouse, warehouse_from_env as warehouse_in
+from scholar_pipeline.providers import PROVIDER_NAMES
 from scholar_pipeline.queries import SavedSearch, SavedSearchError, load_saved_searches
 from scholar_pipeline_tests.helpers import SEARCH, home, materialize_range
 from scholar_pipeline_tests.receivers import HttpReceiver, SmtpReceiver
-from scholar_pipeline_tests.test_ducklake import _use_lake, lake_database  # noqa: F401 - the fixture, used by name
+from scholar_pipeline_tests.test_ducklake import _use_lake
 
 SMTP_USER = "alerts@example.org"
 BIN = Path(sys.executable).parent
@@ -129,6 +132,10 @@ def test_each_new_work_is_announced_once_to_every_channel(channels):
     assert all(w["title"][:60] in plain.get_content() for w in hook.body["works"])
     assert f"... and {new - 5} more" in plain.get_content() and "<ol><li>" in rich.get_content()
 
+    status = CliRunner().invoke(cli, ["alerts", "status"]).output.splitlines()
+    assert len(status) == 6 and all(line.endswith(f"{new} works, digest {recorded[line.split()[5].rstrip(':')]['digest_id']}")
+                                    for line in status[3:])
+
 
 def deliveries_now() -> list[dict]:
     with warehouse().read_connection() as con:
@@ -194,6 +201,21 @@ def test_the_oldest_new_work_is_not_held_past_max_wait(channels):
     assert early.sent == [] and len(late.sent) == 1 and len(webhook.requests) == 1
 
 
+def test_a_refetch_of_the_same_days_does_not_restart_the_max_wait(channels):
+    """The daily schedule fetches the last 30 days again every day: works waiting since their first landing two hours
+    ago are due after one hour's max wait, however recently their partitions were landed again."""
+    search, slack, webhook, smtp, token = channels
+    search = webhook_only(search, quiet_minutes=600, max_wait_hours=1)
+    with dg.instance_for_test() as instance:
+        known_then_new(search, instance, "2024-03-02")
+        with warehouse().write_connection() as con:  # all of that happened two hours ago
+            con.execute("UPDATE provenance SET landed_at = landed_at - INTERVAL 2 HOUR")
+            con.execute("UPDATE alert_deliveries SET sent_at = sent_at - INTERVAL 2 HOUR")
+        land_and_match("2024-03-02", "2024-03-02", instance)  # fetched again now, the same records
+        sent = send_due_digests(warehouse(), [search])
+    assert len(sent.sent) == 1 and webhook.bodies()[0]["new_works"] == works_without_records_before("2024-03-02")
+
+
 def alerting_queries(path: Path, smtp_port: int, extra_channel: str = "") -> Path:
     """A saved-search file whose one search has the three channels of the `channels` fixture."""
     path.write_text(textwrap.dedent(f"""\
@@ -218,17 +240,23 @@ def test_alerts_test_sends_a_sample_and_records_nothing(channels, tmp_path, monk
     queries = alerting_queries(tmp_path / "alerting.yaml", smtp.port,
                                "        - {type: webhook, name: broken, url_env: ALERTS_UNSET_WEBHOOK}\n")
     monkeypatch.setenv("SCHOLAR_PIPELINE_QUERIES", str(queries))
+    before = CliRunner().invoke(cli, ["alerts", "test", "sim_search"])  # nothing landed: a made-up work
+    assert before.exit_code == 1 and slack.bodies()[0]["text"] == "[test] 1 new work in saved search sim_search"
+    with dg.instance_for_test() as instance:
+        land_and_match("2024-03-01", "2024-03-01", instance)
     result = CliRunner().invoke(cli, ["alerts", "test", "sim_search"])
     assert result.exit_code == 1, result.output
     assert "ok    slack: sent to Slack webhook http://127.0.0.1/… (from $ALERTS_SLACK_WEBHOOK)" in result.output
     assert "FAIL  broken: saved search sim_search, channel broken: environment variable ALERTS_UNSET_WEBHOOK is not set" \
         in result.output
     assert token not in result.output
-    [message] = slack.bodies()
-    assert message["text"] == "[test] 1 new work in saved search sim_search"
-    assert smtp.messages[0]["Subject"] == "[test] 1 new work in saved search sim_search"
-    assert deliveries_now() == [] if warehouse().exists() else True
-    assert CliRunner().invoke(cli, ["alerts", "status"]).output == "no alert sent yet\n"
+    message = slack.bodies()[1]
+    assert message["text"] == "[test] 10 new works in saved search sim_search"
+    assert smtp.messages[1]["Subject"] == "[test] 10 new works in saved search sim_search"
+    titles = {title for (title,) in query("SELECT title FROM unique_works")}
+    shown = [b["text"]["text"] for b in message["blocks"] if b["type"] == "section"][1:]
+    assert len(shown) == 10 and all(any(slack_escape(t) in text for t in titles) for text in shown)
+    assert deliveries_now() == [] and CliRunner().invoke(cli, ["alerts", "status"]).output == "no alert sent yet\n"
 
 
 def test_titles_and_links_with_markup_characters_render_as_text():
@@ -337,3 +365,115 @@ def test_deliveries_are_recorded_in_ducklake_too(channels, lake_database, tmp_pa
     assert len(sent.sent) == 1 and again.sent == [] and len(webhook.requests) == 1
     assert webhook.requests[0].body["new_works"] == works_without_records_before("2024-03-02")
     assert [d["kind"] for d in deliveries_now()] == ["baseline", "digest"]
+
+
+def test_a_recipient_the_server_refuses_is_reported_and_the_others_get_the_digest_once(channels, tmp_path, monkeypatch):
+    search, slack, webhook, smtp, token = channels
+    (tmp_path / "refusing").mkdir()
+    with SmtpReceiver(tmp_path / "refusing", SMTP_USER, os.environ["ALERTS_SMTP_PASSWORD"],
+                      refuse=frozenset({"gone@example.org"})) as refusing:
+        monkeypatch.setenv("SSL_CERT_FILE", str(refusing.cert_path))
+        mail = search.alerts.channels[2].model_copy(update={"port": refusing.port, "to": ["team@example.org", "gone@example.org"]})
+        search = search.model_copy(update={"alerts": search.alerts.model_copy(update={"channels": [mail]})})
+        with dg.instance_for_test() as instance:
+            known_then_new(search, instance, "2024-03-02")
+            first = send_due_digests(warehouse(), [search], now=in_minutes(60))
+            second = send_due_digests(warehouse(), [search], now=in_minutes(120))
+    assert refusing.envelopes == [(SMTP_USER, ["team@example.org"])]
+    assert "sent to team@example.org via 127.0.0.1" in first.sent[0] and "the server refused gone@example.org" in first.sent[0]
+    assert second.sent == [] and not first.failed
+
+
+def _works_table(con: duckdb.DuckDBPyConnection, works: dict[str, list[tuple[str, str]]]) -> None:
+    """`unique_works` as the ledger reads it: each work's (provider, provider_id) records, all of search `q` on one day."""
+    con.execute("CREATE OR REPLACE TABLE unique_works (work_id VARCHAR, sources STRUCT(query VARCHAR, provider VARCHAR, "
+                "provider_id VARCHAR, partition_date DATE, record_hash VARCHAR)[])")
+    for work_id, records in works.items():
+        con.execute("INSERT INTO unique_works VALUES (?, ?)", [work_id, [
+            {"query": "q", "provider": p, "provider_id": i, "partition_date": dt.date(2024, 3, 1), "record_hash": "h"}
+            for p, i in records]])
+
+
+def test_a_work_announced_stays_announced_when_it_gains_a_record_and_another_id():
+    con = duckdb.connect()
+    con.execute("CREATE TABLE provenance AS SELECT 'q' query, unnest(['arxiv', 'crossref']) provider, "
+                "DATE '2024-03-01' partition_date, now() landed_at")
+    ensure_ledger(con)
+    _works_table(con, {"arxiv:2401.00001": [("arxiv", "2401.00001")], "doi:10.1/a": [("crossref", "10.1/a")]})
+    first = pending_works(con, "q", "slack")
+    assert first.work_ids == ["arxiv:2401.00001", "doi:10.1/a"]
+    record_delivery(con, digest_id="d1", query="q", channel="slack", kind=DIGEST, pending=first, sent_at=in_minutes(0))
+    # The preprint's journal version lands: the work takes its DOI as id and gains a record; another work is new.
+    _works_table(con, {"doi:10.1/journal": [("arxiv", "2401.00001"), ("crossref", "10.1/journal")],
+                       "doi:10.1/a": [("crossref", "10.1/a")], "doi:10.1/b": [("crossref", "10.1/b")]})
+    second = pending_works(con, "q", "slack")
+    assert second.work_ids == ["doi:10.1/b"] and second.records == [{"provider": "crossref", "provider_id": "10.1/b"}]
+    assert pending_works(con, "q", "email").work_ids == ["doi:10.1/a", "doi:10.1/b", "doi:10.1/journal"]  # per channel
+    # A digest about to go out (not yet confirmed) does not count as announced.
+    record_intent(con, digest_id="d2", query="q", channel="slack", pending=second, at=in_minutes(0))
+    assert pending_works(con, "q", "slack").work_ids == ["doi:10.1/b"]
+
+
+def test_a_crash_between_the_send_and_its_record_sends_the_same_digest_again_and_says_so(channels, monkeypatch):
+    search, slack, webhook, smtp, token = channels
+    search = webhook_only(search)
+    logged = []
+    with dg.instance_for_test() as instance:
+        known_then_new(search, instance, "2024-03-02")
+        with monkeypatch.context() as broken:
+            broken.setattr(dispatch, "settle_intent", lambda *a, **k: (_ for _ in ()).throw(OSError("No space left on device")))
+            with pytest.raises(RuntimeError) as unrecorded:
+                send_due_digests(warehouse(), [search], now=in_minutes(60))
+        again = send_due_digests(warehouse(), [search], now=in_minutes(61), log=logged.append)
+        last = send_due_digests(warehouse(), [search], now=in_minutes(62))
+    first_id = webhook.requests[0].body["digest_id"]
+    assert f"sim_search → webhook ({first_id})" in str(unrecorded.value) and "make the warehouse writable" in str(unrecorded.value)
+    assert [r.body["digest_id"] for r in webhook.requests] == [first_id, first_id] and last.sent == [] and len(again.sent) == 1
+    assert any(f"digest {first_id} was sent before and its outcome never recorded" in line for line in logged)
+    assert [d["kind"] for d in deliveries_now()] == ["baseline", "digest"]
+
+
+def test_a_second_pass_steps_aside_while_one_runs(channels):
+    search, slack, webhook, smtp, token = channels
+    search = webhook_only(search)
+    with dg.instance_for_test() as instance:
+        known_then_new(search, instance, "2024-03-02")
+        with warehouse().exclusive("alerts") as first:
+            aside = send_due_digests(warehouse(), [search], now=in_minutes(60))
+        after = send_due_digests(warehouse(), [search], now=in_minutes(61))
+    assert first and aside.sent == [] and "another pass of the alerts is still running" in aside.waiting[0]
+    assert len(after.sent) == 1 and len(webhook.requests) == 1
+
+
+def test_an_error_page_echoing_the_webhook_path_or_a_quoted_url_never_shows_the_token(channels, monkeypatch, capfd):
+    search, slack, webhook, smtp, token = channels
+    with HttpReceiver(statuses=[404], echo_path=True) as echoing:
+        monkeypatch.setenv("ALERTS_WEBHOOK_URL", f"{echoing.url}/hooks/{token}")
+        monkeypatch.setenv("ALERTS_SLACK_WEBHOOK", f'"{slack.url}/services/T0/B0/{token}"')  # quoted in an env file
+        outcome = send_due_digests_once_new(search)
+    failures = "\n".join(outcome.failed)
+    assert "channel webhook: the webhook answered 404 'Cannot POST ***' at http://127.0.0.1/… (from $ALERTS_WEBHOOK_URL)" in failures
+    assert "channel slack: $ALERTS_SLACK_WEBHOOK does not hold a webhook URL" in failures
+    assert token not in failures and token not in "".join(capfd.readouterr()) and not slack.requests
+
+
+def send_due_digests_once_new(search: SavedSearch):
+    with dg.instance_for_test() as instance:
+        known_then_new(search, instance, "2024-03-02")
+        return send_due_digests(warehouse(), [search], now=in_minutes(60))
+
+
+def test_a_digest_of_long_texts_stays_within_slacks_limits():
+    amp = "&" * 1000  # five characters each once escaped
+    works = [DigestWork(work_id=f"w{n}", title=f"{amp} {n}\nsecond line", year=2024, venue=amp * 2,
+                        doi="10.1/" + "x" * (479 if n % 2 else 480), url=None, providers=sorted(PROVIDER_NAMES))
+             for n in range(40)]  # the even ones' DOI links are one character too long to be shown
+    digest = Digest(digest_id="d", search="s" * 64, description=amp * 5, channel="slack", new_works=5000, top=works,
+                    counts=ReviewCounts({"openalex": 10**6}, 1, 2, 3))
+    blocks = slack_message(digest)["blocks"]
+    texts = [b["text"]["text"] for b in blocks if b["type"] == "section"]
+    assert len(blocks) <= 50 and len(blocks[0]["text"]["text"]) <= SLACK_HEADER and len(texts) == 41
+    assert all(len(text) <= SLACK_SECTION for text in texts)
+    assert [text.startswith("*<https://doi.org/10.1/x") for text in texts[1:5]] == [False, True, False, True]
+    assert all("\n" not in text.split("*")[1] for text in texts[1:])  # a title's line break does not split its link
+    assert "1. " + "&" * 279 in email_text(digest).replace("\n", " ")

@@ -25,7 +25,7 @@ from scholar_pipeline.warehouse_backends import (
 )
 from scholar_pipeline_tests.conftest import REPO_ROOT
 from scholar_pipeline_tests.helpers import SEARCH, home, materialize, query_db
-from scholar_pipeline_tests.postgres import fresh_database, pg_select
+from scholar_pipeline_tests.postgres import pg_select
 from scholar_pipeline_tests.test_scenarios import BIN, _run_in_parallel
 
 # Trust auth here ignores it; set in PGPASSWORD too, which conftest's secret scan looks for in every stored file.
@@ -36,12 +36,6 @@ PROVIDERS = ["openalex", "crossref"]
 
 def _catalog(database: str) -> str:
     return f"dbname={database} host=127.0.0.1 user=postgres password={LAKE_PASSWORD}"
-
-
-@pytest.fixture
-def lake_database():
-    with fresh_database("scholar_lake") as name:
-        yield name
 
 
 def _use_lake(database: str, data_path: str, monkeypatch) -> DuckLake:

@@ -110,8 +110,9 @@ def test_an_alert_channel_without_its_variable_fails_naming_it(tmp_path):
                        ALERTS_WEBHOOK_URL="https://hooks.example.org/services/health-check-token")
     result, report = _health(env)
     assert result.returncode == 1 and report["failed"] == ["alerts"]
-    assert _checks(report)["alerts"]["detail"] == ("unset: watched → email: $ALERTS_SMTP_PASSWORD; set them where the "
-                                                   "Dagster daemon runs")
+    assert _checks(report)["alerts"]["detail"] == (
+        "watched → email: environment variable ALERTS_SMTP_PASSWORD is not set where alerts are sent (the Dagster "
+        "daemon's code server, or the shell of `scholar-pipeline alerts test`); set it")
 
 
 def test_unset_dagster_home_is_skipped_unless_required(tmp_path):

@@ -19,12 +19,15 @@ from slack_sdk.webhook import WebhookClient
 from scholar_pipeline.alerts.config import EmailChannel, SlackChannel, WebhookChannel
 from scholar_pipeline.alerts.digest import Digest
 from scholar_pipeline.alerts.render import email_message, slack_message
-from scholar_pipeline.client.masking import mask_secret
+from scholar_pipeline.client.masking import MASK, mask_secret
 
 SEND_TIMEOUT_SECONDS = 10
-# slack-sdk logs the webhook URL at DEBUG on a logger whose level is DEBUG or unset: give it one that never does.
+# slack-sdk logs the webhook URL (at DEBUG, and in its error line for an invalid URL): give it a logger that is off.
+# Its outcome comes back as the response or an exception, which `deliver` masks.
 _SLACK_LOGGER = logging.getLogger("scholar_pipeline.alerts.slack_sdk")
-_SLACK_LOGGER.setLevel(logging.WARNING)
+_SLACK_LOGGER.disabled = True
+_SLACK_LOGGER.propagate = False
+MIN_SECRET_PART = 8  # a URL's path segment or query value this long may be its token, and is masked wherever it shows
 
 
 class DeliveryFailed(RuntimeError):
@@ -36,10 +39,9 @@ def deliver(channel: SlackChannel | WebhookChannel | EmailChannel, digest: Diges
     """Send the digest; returns where it went (masked), or raises DeliveryFailed."""
     where = f"saved search {digest.search}, channel {channel.label}"
     secrets = {name: environ.get(name) or "" for name in channel.secret_variables()}
-    missing = [name for name, value in secrets.items() if not value]
-    if missing:
-        raise DeliveryFailed(f"{where}: environment variable {' and '.join(missing)} is not set where alerts are sent "
-                             "(the Dagster daemon's code server, or the shell of `scholar-pipeline alerts test`); set it")
+    problem = setup_problem(channel, environ)
+    if problem:
+        raise DeliveryFailed(f"{where}: {problem}")
     try:
         if isinstance(channel, SlackChannel):
             return _slack(secrets[channel.webhook_url_env], digest, channel.webhook_url_env)
@@ -49,13 +51,49 @@ def deliver(channel: SlackChannel | WebhookChannel | EmailChannel, digest: Diges
     except DeliveryFailed as error:
         raise DeliveryFailed(_masked(f"{where}: {error}", secrets.values())) from None
     except Exception as error:  # noqa: BLE001 - any failure of a send is reported and retried, never lost
-        raise DeliveryFailed(_masked(f"{where}: {type(error).__name__}: {error}", secrets.values())) from None
+        raise DeliveryFailed(_masked(f"{where}: {type(error).__name__}: {error}; {_HINTS[channel.type]}",
+                                     secrets.values())) from None
+
+
+_HINTS = {
+    "slack": "check that the daemon's machine reaches hooks.slack.com",
+    "webhook": "check that the daemon's machine reaches the endpoint and that it takes a JSON POST",
+    "email": "check host, port, security, user and password (and that the daemon's machine reaches the server)",
+}
+
+
+def setup_problem(channel: SlackChannel | WebhookChannel | EmailChannel, environ: Mapping[str, str] = os.environ) -> str | None:
+    """What stops the channel before anything is sent (a variable unset, or not holding a URL), never its value."""
+    missing = [name for name in channel.secret_variables() if not environ.get(name)]
+    if missing:
+        return (f"environment variable {' and '.join(missing)} is not set where alerts are sent (the Dagster daemon's "
+                "code server, or the shell of `scholar-pipeline alerts test`); set it")
+    url_variable = getattr(channel, "webhook_url_env", None) or getattr(channel, "url_env", None)
+    if url_variable:
+        url = environ[url_variable]
+        if urlsplit(url).scheme not in ("https", "http") or not urlsplit(url).hostname or any(c.isspace() or c in "'\"<>" for c in url):
+            return (f"${url_variable} does not hold a webhook URL (https://host/path, with no quotes or spaces); "
+                    "set it to the URL alone")
+    return None
 
 
 def _masked(text: str, secrets) -> str:
-    for secret in secrets:
-        text = mask_secret(text, secret) if secret else text
+    """`text` without any secret, nor the parts of a secret URL that may be its token (a receiver's error page may
+    echo its path)."""
+    for secret in filter(None, secrets):
+        text = mask_secret(text, secret)
+        for part in sorted(_token_parts(secret), key=len, reverse=True):
+            text = text.replace(part, MASK)
     return text
+
+
+def _token_parts(url: str) -> set[str]:
+    """A URL's path and query, their segments and values, where long enough to hold a token."""
+    parsed = urlsplit(url)
+    if parsed.scheme not in ("https", "http"):
+        return set()
+    values = [value for _, _, value in (pair.partition("=") for pair in parsed.query.split("&"))]
+    return {part for part in [parsed.path, parsed.query, *parsed.path.split("/"), *values] if len(part) >= MIN_SECRET_PART}
 
 
 def shown_url(url: str, variable: str) -> str:
@@ -89,15 +127,17 @@ def _email(channel: EmailChannel, password: str, digest: Digest) -> str:
     message = email_message(digest, channel.sender, channel.to)
     context = ssl.create_default_context()  # verifies the server; SSL_CERT_FILE names another CA bundle
     if channel.security == "tls":
-        smtp = smtplib.SMTP_SSL(channel.host, channel.port, timeout=SEND_TIMEOUT_SECONDS, context=context)
+        smtp = smtplib.SMTP_SSL(channel.host, channel.server_port, timeout=SEND_TIMEOUT_SECONDS, context=context)
     else:
-        smtp = smtplib.SMTP(channel.host, channel.port, timeout=SEND_TIMEOUT_SECONDS)
+        smtp = smtplib.SMTP(channel.host, channel.server_port, timeout=SEND_TIMEOUT_SECONDS)
     with smtp:
         if channel.security == "starttls":
             smtp.starttls(context=context)
         if channel.user:
             smtp.login(channel.user, password)
-        refused = smtp.send_message(message)
-    if refused:
-        raise DeliveryFailed(f"{channel.host}:{channel.port} refused {sorted(refused)}; the others were sent")
-    return f"{', '.join(channel.to)} via {channel.host}:{channel.port}"
+        refused = smtp.send_message(message)  # raises when every recipient is refused
+    accepted = [address for address in channel.to if address not in refused]
+    # When some were refused the others have the mail, and sending again would repeat it to them: it counts as sent.
+    refusal = (f", but the server refused {', '.join(sorted(refused))} (correct the address; this digest is not sent "
+               "to it again)") if refused else ""
+    return f"{', '.join(accepted)} via {channel.host}:{channel.server_port}{refusal}"

@@ -67,18 +67,22 @@ class WebhookChannel(_Channel):
 
 
 class EmailChannel(_Channel):
-    """Mail over SMTP: `starttls` (port 587, the default), `tls` (implicit TLS, port 465) or `none` (no login)."""
+    """Mail over SMTP: `starttls` (the default, port 587), `tls` (implicit TLS, port 465) or `none` (port 25, no login)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     type: Literal["email"]
     host: Annotated[str, StringConstraints(min_length=1)]
-    port: Annotated[int, Field(ge=1, le=65535)] = 587
     security: Literal["starttls", "tls", "none"] = "starttls"
+    port: Annotated[int, Field(ge=1, le=65535)] | None = None  # by security: 587, 465 or 25
     user: str | None = None
     password_env: EnvName | None = None
     sender: Annotated[str, StringConstraints(pattern=_ADDRESS.pattern)] = Field(alias="from")
     to: Annotated[list[Annotated[str, StringConstraints(pattern=_ADDRESS.pattern)]], Field(min_length=1)]
+
+    @property
+    def server_port(self) -> int:
+        return self.port or {"starttls": 587, "tls": 465, "none": 25}[self.security]
 
     @model_validator(mode="after")
     def _login_only_encrypted(self) -> EmailChannel:

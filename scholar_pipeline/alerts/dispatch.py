@@ -1,31 +1,40 @@
 """One pass of the alerts: for every channel of every saved search with `alerts:`, send the digest that is due.
 
-The pass holds the warehouse's write connection throughout (on a DuckDB file, its place in the
-writers' queue), so what is pending is read, sent and recorded with no other writer between,
-and a digest is recorded the moment its channel took it. A send that fails is not recorded:
-its works stay pending and go out with the next pass, under the same digest id if nothing
-was added meanwhile. The one window left is a crash between a channel's "ok" and the
-record's commit; the digest id (webhook `Idempotency-Key`, mail `Message-ID`) lets a
-receiver drop that repeat.
+A pass runs alone (`Warehouse.exclusive`: a previous evaluation that outlived the sensor's
+deadline, or a second daemon during a deploy, makes it step aside). It works in three steps,
+so that no warehouse connection is held while a channel answers:
+1. in one write transaction, record the baselines of new channels, and for each digest that
+   is due a `sending` row (ledger.py): what cannot be recorded is not sent;
+2. send, within `PASS_BUDGET_SECONDS` (the sensor's deadline is 60 s); what is left waits for
+   the next tick;
+3. in one write transaction, turn each `sending` row into the `digest` sent, or remove it.
+A send that fails is not recorded: its works stay pending and go out with the next pass,
+under the same digest id if nothing was added meanwhile. A crash between a channel's "ok"
+and step 3 leaves a `sending` row: the next pass sends that digest again, under the same id
+(webhook `Idempotency-Key`, mail `Message-ID`), and says so, rather than lose it.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import os
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from scholar_pipeline.alerts.channels import DeliveryFailed, deliver
+from scholar_pipeline.alerts.config import Channel
 from scholar_pipeline.alerts.digest import Digest, DigestWork, ReviewCounts, digest_id, review_counts_of, top_works
 from scholar_pipeline.alerts.ledger import (
-    BASELINE, DIGEST, Pending, ensure_ledger, known_channel, last_landing, pending_works, record_delivery,
+    BASELINE, NOTHING, Pending, ensure_ledger, last_announced_at, last_landing, pending_works, record_delivery,
+    record_intent, settle_intent,
 )
 from scholar_pipeline.queries import SavedSearch
-from scholar_pipeline.warehouse import has_table
+from scholar_pipeline.warehouse import has_table, transaction
 from scholar_pipeline.warehouse_backends import Warehouse
 
 WAREHOUSE_WAIT_SECONDS = 20  # a pass waits this long for its turn at the warehouse, then tries again next tick
+PASS_BUDGET_SECONDS = 40  # no send starts later in a pass: Dagster gives a sensor evaluation 60 s
 
 
 @dataclass
@@ -41,22 +50,56 @@ class PassOutcome:
         return "\n".join(lines) if lines else "nothing new to announce"
 
 
+@dataclass(frozen=True)
+class _Due:
+    search: SavedSearch
+    channel: Channel
+    digest: Digest
+    pending: Pending
+    sent_before: bool  # an earlier pass prepared this very digest and never recorded how its send ended
+
+
 def send_due_digests(warehouse: Warehouse, searches: Sequence[SavedSearch], *, now: dt.datetime | None = None,
-                     environ: Mapping[str, str] = os.environ, log: Callable[[str], None] = print) -> PassOutcome:
+                     environ: Mapping[str, str] = os.environ, log: Callable[[str], None] = print,
+                     budget_seconds: float = PASS_BUDGET_SECONDS) -> PassOutcome:
     now = now or dt.datetime.now(dt.timezone.utc)
     outcome = PassOutcome()
     alerting = [search for search in searches if search.alerts]
     if not alerting or not warehouse.exists():
         return outcome
-    with warehouse.write_connection(timeout_seconds=WAREHOUSE_WAIT_SECONDS) as con:
-        if not (has_table(con, "unique_works") and has_table(con, "provenance")):
-            outcome.waiting.append("dataset/unique_works has not been built yet")
+    with warehouse.exclusive("alerts") as alone:
+        if not alone:
+            outcome.waiting.append("another pass of the alerts is still running (a slow channel?); this one steps aside")
             return outcome
+        due = _prepare(warehouse, alerting, now, outcome, log)
+        sent = _send(due, environ, budget_seconds, outcome, log)
+        try:
+            with warehouse.write_connection(timeout_seconds=WAREHOUSE_WAIT_SECONDS) as con, transaction(con):
+                for item in due:
+                    settle_intent(con, digest_id=item.digest.digest_id, query=item.search.name, channel=item.channel.label,
+                                  sent_at=now if item in sent else None)
+        except Exception as error:
+            unrecorded = ", ".join(f"{d.search.name} → {d.channel.label} ({d.digest.digest_id})" for d in sent)
+            raise RuntimeError(f"could not record the digests just sent ({type(error).__name__}: {error}): {unrecorded}. "
+                               "The next pass sends them again under the same ids; make the warehouse writable") from error
+    return outcome
+
+
+def _prepare(warehouse: Warehouse, searches: Sequence[SavedSearch], now: dt.datetime, outcome: PassOutcome,
+             log: Callable[[str], None]) -> list[_Due]:
+    """Baselines for channels met for the first time, and a `sending` row for each digest that is due, in one
+    transaction (so one DuckLake snapshot)."""
+    due = []
+    with warehouse.write_connection(timeout_seconds=WAREHOUSE_WAIT_SECONDS) as con, transaction(con):
         ensure_ledger(con)
-        for search in alerting:
+        built = has_table(con, "unique_works") and has_table(con, "provenance")
+        if not built:
+            outcome.waiting.append("dataset/unique_works has not been built yet")
+        for search in searches:
             for channel in search.alerts.channels:
-                pending = pending_works(con, search.name, channel.label)
-                if not known_channel(con, search.name, channel.label):
+                announced_at = last_announced_at(con, search.name, channel.label)
+                pending = pending_works(con, search.name, channel.label) if built else NOTHING
+                if announced_at is None:
                     record_delivery(con, digest_id=digest_id(search.name, channel.label, pending.records), query=search.name,
                                     channel=channel.label, kind=BASELINE, pending=pending, sent_at=now)
                     log(f"{search.name} → {channel.label}: alerts start now; the {len(pending):,} works the search holds "
@@ -64,7 +107,7 @@ def send_due_digests(warehouse: Warehouse, searches: Sequence[SavedSearch], *, n
                     continue
                 if not pending:
                     continue
-                wait = _time_to_wait(search, pending, last_landing(con, search.name), now)
+                wait = _time_to_wait(search, pending, last_landing(con, search.name), announced_at, now)
                 if wait is not None:
                     outcome.waiting.append(f"{search.name} → {channel.label}: {len(pending):,} new works, sent once the "
                                            f"search has had no landing for {search.alerts.quiet_minutes:g} min "
@@ -75,26 +118,46 @@ def send_due_digests(warehouse: Warehouse, searches: Sequence[SavedSearch], *, n
                     description=search.description or search.text, channel=channel.label, new_works=len(pending),
                     top=top_works(con, search.name, pending.work_ids, search.alerts.top),
                     counts=review_counts_of(con, search.name))
-                try:
-                    where = deliver(channel, digest, environ)
-                except DeliveryFailed as error:
-                    outcome.failed.append(f"{error}; {len(pending):,} works stay pending and are sent on the next tick")
-                    log(outcome.failed[-1])
-                    continue
-                record_delivery(con, digest_id=digest.digest_id, query=search.name, channel=channel.label, kind=DIGEST,
-                                pending=pending, sent_at=now)
-                outcome.sent.append(f"{search.name} → {channel.label}: {len(pending):,} new works sent to {where} "
-                                    f"(digest {digest.digest_id})")
-                log(outcome.sent[-1])
-    return outcome
+                sent_before = record_intent(con, digest_id=digest.digest_id, query=search.name, channel=channel.label,
+                                            pending=pending, at=now)
+                due.append(_Due(search, channel, digest, pending, sent_before))
+    return due
 
 
-def _time_to_wait(search: SavedSearch, pending: Pending, landed: dt.datetime | None, now: dt.datetime) -> dt.timedelta | None:
-    """None when the digest is due: the search has been quiet long enough, or its oldest new work waited too long."""
+def _send(due: list[_Due], environ: Mapping[str, str], budget_seconds: float, outcome: PassOutcome,
+          log: Callable[[str], None]) -> list[_Due]:
+    """Send each digest while the pass has time; returns those the channels took."""
+    started, sent = time.monotonic(), []
+    for item in due:
+        where = f"{item.search.name} → {item.channel.label}"
+        if time.monotonic() - started > budget_seconds:
+            outcome.waiting.append(f"{where}: {len(item.pending):,} new works, left for the next tick (this pass "
+                                   f"used its {budget_seconds:g} s)")
+            continue
+        if item.sent_before:
+            log(f"{where}: digest {item.digest.digest_id} was sent before and its outcome never recorded (a crash?); "
+                "sending it again under the same id")
+        try:
+            to = deliver(item.channel, item.digest, environ)
+        except DeliveryFailed as error:
+            outcome.failed.append(f"{error}; {len(item.pending):,} works stay pending and are sent on the next tick")
+            log(outcome.failed[-1])
+            continue
+        sent.append(item)
+        outcome.sent.append(f"{where}: {len(item.pending):,} new works sent to {to} (digest {item.digest.digest_id})")
+        log(outcome.sent[-1])
+    return sent
+
+
+def _time_to_wait(search: SavedSearch, pending: Pending, landed: dt.datetime | None, announced_at: dt.datetime,
+                  now: dt.datetime) -> dt.timedelta | None:
+    """None when the digest is due: the search has been quiet long enough, or its new works have waited too long
+    (since the first landing that can hold them, and at most since the channel's last digest)."""
     quiet = dt.timedelta(minutes=search.alerts.quiet_minutes)
     if landed is None or now - landed >= quiet:
         return None
-    if pending.first_arrived_at is not None and now - pending.first_arrived_at >= dt.timedelta(hours=search.alerts.max_wait_hours):
+    waiting_since = max(filter(None, [pending.first_arrived_at, announced_at]))
+    if now - waiting_since >= dt.timedelta(hours=search.alerts.max_wait_hours):
         return None
     return dt.timedelta(seconds=round((landed + quiet - now).total_seconds()))
 
@@ -106,20 +169,19 @@ SAMPLE_WORK = DigestWork(work_id="sample", title="A sample work: what a digest o
 def send_sample(warehouse: Warehouse, search: SavedSearch,
                 environ: Mapping[str, str] = os.environ) -> list[tuple[str, str | None, str | None]]:
     """`scholar-pipeline alerts test`: a digest marked [test] to every channel of the search, recorded nowhere, with
-    the search's own works when the warehouse has some. Returns (channel, where it went, error) per channel."""
-    top, new_works, counts = [SAMPLE_WORK], 1, ReviewCounts()
+    the search's top works as "new" when the warehouse has some. Returns (channel, where it went, error) per channel."""
+    top, counts = [SAMPLE_WORK], ReviewCounts()
     if warehouse.exists():
         with warehouse.read_connection(timeout_seconds=WAREHOUSE_WAIT_SECONDS) as con:
             if has_table(con, "unique_works") and has_table(con, "provenance"):
                 work_ids = [w for (w,) in con.execute(
                     "SELECT work_id FROM unique_works WHERE list_contains(queries, ?)", [search.name]).fetchall()]
                 if work_ids:
-                    top, new_works = top_works(con, search.name, work_ids, search.alerts.top), len(work_ids)
-                    counts = review_counts_of(con, search.name)
+                    top, counts = top_works(con, search.name, work_ids, search.alerts.top), review_counts_of(con, search.name)
     results = []
     for channel in search.alerts.channels:
         digest = Digest(digest_id=f"test-{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%S}", search=search.name,
-                        description=search.description or search.text, channel=channel.label, new_works=new_works,
+                        description=search.description or search.text, channel=channel.label, new_works=len(top),
                         top=top, counts=counts, test=True)
         try:
             results.append((channel.label, deliver(channel, digest, environ), None))

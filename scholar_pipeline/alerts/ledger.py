@@ -1,5 +1,11 @@
 """`alert_deliveries`: what each channel of each saved search has been told, so nothing is told twice.
 
+Each row is a `digest` sent, a `baseline` (below), or `sending`: a digest about to go out,
+written before it is sent, so that nothing is sent that could not be recorded. It becomes a
+`digest` once the channel took it, and is removed when the send failed. A `sending` row left
+over (a crash between the send and its record) does not count as announced: the next pass
+sends the same digest again, under the same id, and says so.
+
 A work is announced by its provider records, not by its `work_id`: a preprint announced
 alone keeps counting as announced when its journal version lands later and gives the work
 another id. A work is new for a channel while none of its records for the search was in a
@@ -33,17 +39,19 @@ CREATE TABLE IF NOT EXISTS alert_deliveries (
     sent_at TIMESTAMPTZ NOT NULL
 )
 """
-DIGEST, BASELINE = "digest", "baseline"
+DIGEST, BASELINE, SENDING = "digest", "baseline", "sending"
+ANNOUNCED = (DIGEST, BASELINE)
 
-# Each work of the search that no delivery to the channel covered, with its records and when it arrived (the latest
-# landing of the first of its partitions to land).
+# Each work of the search that no delivery to the channel covered, with its records and when it can first have
+# arrived: the first landing of the first of its partitions to land (a later re-fetch of the partition does not move it).
 _PENDING_SQL = """
 WITH announced AS (
     SELECT DISTINCT r.provider, r.provider_id
-    FROM alert_deliveries d, unnest(d.records) AS t(r) WHERE d.query = $query AND d.channel = $channel
+    FROM alert_deliveries d, unnest(d.records) AS t(r)
+    WHERE d.query = $query AND d.channel = $channel AND d.kind IN ('digest', 'baseline')
 ),
 landed AS (
-    SELECT provider, partition_date, max(landed_at) AS landed_at FROM provenance WHERE query = $query GROUP BY ALL
+    SELECT provider, partition_date, min(landed_at) AS landed_at FROM provenance WHERE query = $query GROUP BY ALL
 ),
 sources AS (
     SELECT u.work_id, s.provider, s.provider_id, s.partition_date
@@ -70,13 +78,17 @@ class Pending:
         return len(self.work_ids)
 
 
+NOTHING = Pending(work_ids=[], records=[], first_arrived_at=None)
+
+
 def ensure_ledger(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(DELIVERIES_DDL)
 
 
-def known_channel(con: duckdb.DuckDBPyConnection, query: str, channel: str) -> bool:
-    """Whether the channel has a baseline (it has been met before)."""
-    return con.execute("SELECT count(*) FROM alert_deliveries WHERE query = ? AND channel = ?", [query, channel]).fetchone()[0] > 0
+def last_announced_at(con: duckdb.DuckDBPyConnection, query: str, channel: str) -> dt.datetime | None:
+    """When the channel's last digest (or its baseline) was recorded; None for a channel never met."""
+    return con.execute(f"SELECT max(sent_at) FROM alert_deliveries WHERE query = ? AND channel = ? AND kind IN {ANNOUNCED}",
+                       [query, channel]).fetchone()[0]
 
 
 def pending_works(con: duckdb.DuckDBPyConnection, query: str, channel: str) -> Pending:
@@ -94,7 +106,7 @@ def last_landing(con: duckdb.DuckDBPyConnection, query: str) -> dt.datetime | No
 
 def record_delivery(con: duckdb.DuckDBPyConnection, *, digest_id: str, query: str, channel: str, kind: str,
                     pending: Pending, sent_at: dt.datetime) -> None:
-    """One row, one statement: the delivery is recorded whole or not at all."""
+    """One row, one statement: the delivery (or baseline, or intent) is recorded whole or not at all."""
     row = pa.Table.from_pylist([{
         "digest_id": digest_id, "query": query, "channel": channel, "kind": kind, "works": len(pending),
         "work_ids": pending.work_ids, "records": pending.records, "sent_at": sent_at,
@@ -107,6 +119,26 @@ def record_delivery(con: duckdb.DuckDBPyConnection, *, digest_id: str, query: st
         con.execute("INSERT INTO alert_deliveries BY NAME SELECT * FROM delivery_row")
     finally:
         con.unregister("delivery_row")
+
+
+def record_intent(con: duckdb.DuckDBPyConnection, *, digest_id: str, query: str, channel: str, pending: Pending,
+                  at: dt.datetime) -> bool:
+    """Write the `sending` row of a digest about to go out, replacing the channel's earlier one; True when that earlier
+    one was for this same digest (its send may have reached the channel before a crash)."""
+    earlier = con.execute(f"SELECT count(*) FROM alert_deliveries WHERE query = ? AND channel = ? AND kind = '{SENDING}' "
+                          "AND digest_id = ?", [query, channel, digest_id]).fetchone()[0]
+    con.execute(f"DELETE FROM alert_deliveries WHERE query = ? AND channel = ? AND kind = '{SENDING}'", [query, channel])
+    record_delivery(con, digest_id=digest_id, query=query, channel=channel, kind=SENDING, pending=pending, sent_at=at)
+    return earlier > 0
+
+
+def settle_intent(con: duckdb.DuckDBPyConnection, *, digest_id: str, query: str, channel: str, sent_at: dt.datetime | None) -> None:
+    """The `sending` row becomes the `digest` sent at `sent_at`, or is removed when the send failed (None)."""
+    where = f"WHERE query = ? AND channel = ? AND digest_id = ? AND kind = '{SENDING}'"
+    if sent_at is None:
+        con.execute(f"DELETE FROM alert_deliveries {where}", [query, channel, digest_id])
+    else:
+        con.execute(f"UPDATE alert_deliveries SET kind = '{DIGEST}', sent_at = ? {where}", [sent_at, query, channel, digest_id])
 
 
 def deliveries(con: duckdb.DuckDBPyConnection, query: str | None = None) -> list[dict]:

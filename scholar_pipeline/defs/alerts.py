@@ -2,8 +2,9 @@
 
 A sensor rather than an asset: it runs on the daemon's clock, so a digest held back by the
 quiet period or a channel that was down goes out on a later tick without anything else
-having to run. Its tick history in the UI shows what each pass sent, what waits and why,
-and fails naming every channel that could not be reached.
+having to run. Its tick history in the UI shows what each pass sent and what waits and why
+(as a "skipped" tick: it starts no run), and fails naming every channel that could not be
+reached.
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ def build_alerts_sensor(searches: list[SavedSearch]) -> dg.SensorDefinition:
         try:
             outcome = send_due_digests(warehouse.backend, searches, log=context.log.info)
         except (filelock.Timeout, WarehouseBusy):
-            return dg.SkipReason("the warehouse is busy (a landing holds it); trying again on the next tick")
+            return dg.SkipReason("the warehouse stayed busy (a landing, or another process holding the DuckDB file); "
+                                 "trying again on the next tick")
         if outcome.failed:
             raise AlertsNotDelivered("\n".join(outcome.failed + outcome.sent))
         return dg.SkipReason(outcome.summary())
