@@ -22,6 +22,7 @@ import contextlib
 import gzip
 import json
 import os
+import re
 import sqlite3
 import stat
 import time
@@ -291,7 +292,7 @@ def _scan_relation(con, relation: str, columns: list[tuple[str, str]], where: st
     if not needles or not text_columns:
         return []
     row = ", ".join(f"coalesce(CAST({c} AS VARCHAR), '')" for c in text_columns)
-    if not any(_rows_holding(con, f"SELECT concat_ws(chr(0), {row}) AS v FROM {relation}", needles)):
+    if not _any_row_holds(con, f"SELECT concat_ws(chr(0), {row}) AS v FROM {relation}", needles):
         return []
     findings = []
     for (column, _), c in zip([(n, t) for n, t in columns if _sql_name(n) in text_columns], text_columns):
@@ -299,6 +300,13 @@ def _scan_relation(con, relation: str, columns: list[tuple[str, str]], where: st
         findings += [Finding(f"{where}, column {column}" + (f" ({rows} rows)" if rows > 1 else ""), needle.owner, needle.encoding, rows)
                      for needle, rows in zip(needles.needles, counts) if rows]
     return findings
+
+
+def _any_row_holds(con, select: str, needles: Needles) -> bool:
+    """Whether any row of `select` holds any needle: one pass of one regular expression (RE2 matches an alternation of
+    literals in linear time), where counting each needle apart would test every row once per needle."""
+    pattern = "|".join(re.escape(n.form.decode("utf-8", "replace")) for n in needles.needles)
+    return con.execute(f"SELECT count(*) FROM ({select}) WHERE regexp_matches(v, $1)", [pattern]).fetchone()[0] > 0
 
 
 def _rows_holding(con, select: str, needles: Needles) -> tuple[int, ...]:
