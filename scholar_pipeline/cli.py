@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from scholar_pipeline.alerts.dispatch import send_sample
-from scholar_pipeline.alerts.ledger import BASELINE, deliveries
+from scholar_pipeline.alerts.ledger import BASELINE, DIGEST, SENDING, deliveries
 from scholar_pipeline.audit import audit
 from scholar_pipeline.backup import BackupError, backup, restore
 from scholar_pipeline.health import DEFAULT_TIMEOUT_SECONDS, abandoned_checks, report, run_checks
@@ -207,8 +207,8 @@ def _saved_search(name: str) -> SavedSearch:
 @alerts_group.command(name="test")
 @click.argument("saved_search")
 def alerts_test_command(saved_search: str) -> None:
-    """Send a sample digest, marked [test], to every channel of SAVED_SEARCH, with its newest works when the warehouse
-    has some; nothing is recorded. Exit 1 when any channel failed."""
+    """Send a sample digest, marked [test], to every channel of SAVED_SEARCH, with its top works when the warehouse has
+    some; nothing is recorded. Exit 1 when any channel failed."""
     results = send_sample(warehouse_from_env(pipeline_home()), _saved_search(saved_search))
     for channel, where, error in results:
         click.echo(f"ok    {channel}: sent to {where}" if where else f"FAIL  {channel}: {error}")
@@ -226,7 +226,9 @@ def alerts_status_command(saved_search: str | None) -> None:
             rows = deliveries(con, saved_search)
     if not rows:
         click.echo("no alert sent yet")
+    shown = {BASELINE: "baseline (known when alerts started)", DIGEST: "digest",
+             SENDING: "being sent, or its outcome never recorded:"}
     for row in rows:
-        what = "baseline (works known when alerts started)" if row["kind"] == BASELINE else "digest"
+        what = shown[row["kind"]]
         click.echo(f"{row['sent_at'].astimezone(dt.timezone.utc):%Y-%m-%d %H:%M} UTC  {row['query']} → {row['channel']}: {row['works']:,} works, "
                    f"{what} {row['digest_id']}")

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import os
 import time
-from contextlib import AbstractContextManager, closing, contextmanager
+from contextlib import AbstractContextManager, closing, contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Mapping, Protocol
@@ -202,6 +202,8 @@ class DuckLake:
     def exclusive(self, task: str) -> Iterator[bool]:
         """A session-level advisory lock in the catalog's PostgreSQL, keyed by the task's name; PostgreSQL releases
         it when the session ends, however the process ends."""
+        import psycopg2
+
         with closing(self._pg()) as pg, pg.cursor() as cursor:
             pg.autocommit = True
             cursor.execute("SELECT pg_try_advisory_lock(hashtext(%s))", [f"scholar_pipeline:{task}"])
@@ -209,8 +211,9 @@ class DuckLake:
             try:
                 yield held
             finally:
-                if held:
-                    cursor.execute("SELECT pg_advisory_unlock(hashtext(%s))", [f"scholar_pipeline:{task}"])
+                if held:  # a session that dropped has lost the lock already: that must not hide the task's own error
+                    with suppress(psycopg2.Error):
+                        cursor.execute("SELECT pg_advisory_unlock(hashtext(%s))", [f"scholar_pipeline:{task}"])
 
     @contextmanager
     def _connection(self, read_only: bool) -> Iterator[duckdb.DuckDBPyConnection]:

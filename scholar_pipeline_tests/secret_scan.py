@@ -44,6 +44,7 @@ SQLITE_MAGIC = b"SQLite format 3\x00"
 GZIP_MAGIC = b"\x1f\x8b"
 PARQUET_MAGIC = b"PAR1"
 NEWLINE = b"\n"
+REGEX_FORMS = 1000  # needle forms per regular expression: 4,000 keys' forms in one pass past RE2's memory budget
 # DuckDB column types whose values can hold text; the others (numbers, dates, booleans, UUIDs) cannot hold a key.
 _TEXT_TYPES = ("VARCHAR", "JSON", "BLOB", "BIT", "ENUM", "MAP", "UNION")
 
@@ -305,8 +306,9 @@ def _scan_relation(con, relation: str, columns: list[tuple[str, str]], where: st
 def _any_row_holds(con, select: str, needles: Needles) -> bool:
     """Whether any row of `select` holds any needle: one pass of one regular expression (RE2 matches an alternation of
     literals in linear time), where counting each needle apart would test every row once per needle."""
-    pattern = "|".join(re.escape(n.form.decode("utf-8", "replace")) for n in needles.needles)
-    return con.execute(f"SELECT count(*) FROM ({select}) WHERE regexp_matches(v, $1)", [pattern]).fetchone()[0] > 0
+    forms = [re.escape(n.form.decode("utf-8", "replace")) for n in needles.needles]
+    patterns = ["|".join(forms[i:i + REGEX_FORMS]) for i in range(0, len(forms), REGEX_FORMS)]  # each within RE2's memory
+    return any(con.execute(f"SELECT count(*) FROM ({select}) WHERE regexp_matches(v, $1)", [p]).fetchone()[0] for p in patterns)
 
 
 def _rows_holding(con, select: str, needles: Needles) -> tuple[int, ...]:

@@ -6,6 +6,7 @@ error: a failure names the saved search, the channel and the variable, never the
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import smtplib
@@ -21,11 +22,13 @@ from scholar_pipeline.alerts.digest import Digest
 from scholar_pipeline.alerts.render import email_message, slack_message
 from scholar_pipeline.client.masking import MASK, mask_secret
 
-SEND_TIMEOUT_SECONDS = 10
-# slack-sdk logs the webhook URL (at DEBUG, and in its error line for an invalid URL): give it a logger that is off.
-# Its outcome comes back as the response or an exception, which `deliver` masks.
-_SLACK_LOGGER = logging.getLogger("scholar_pipeline.alerts.slack_sdk")
-_SLACK_LOGGER.disabled = True
+SEND_TIMEOUT_SECONDS = 10  # each network step: connecting, each SMTP command, waiting for an answer
+SEND_SECONDS = 2 * SEND_TIMEOUT_SECONDS  # what a pass keeps free for one send (a stalled mail server may take longer)
+# slack-sdk logs the webhook URL (at DEBUG, and in its error line for an invalid URL). Its logger: one of its own,
+# outside the logging tree (so no logging configuration turns it back on), above every level, with nowhere to write.
+# The outcome comes back as the response or an exception, which `deliver` masks.
+_SLACK_LOGGER = logging.Logger("scholar_pipeline.alerts.slack_sdk", logging.CRITICAL + 1)
+_SLACK_LOGGER.addHandler(logging.NullHandler())
 _SLACK_LOGGER.propagate = False
 MIN_SECRET_PART = 8  # a URL's path segment or query value this long may be its token, and is masked wherever it shows
 
@@ -102,9 +105,11 @@ def shown_url(url: str, variable: str) -> str:
 
 
 def _slack(url: str, digest: Digest, variable: str) -> str:
-    response = WebhookClient(url, timeout=SEND_TIMEOUT_SECONDS, logger=_SLACK_LOGGER).send_dict(slack_message(digest))
+    # One attempt: the next pass is the retry.
+    client = WebhookClient(url, timeout=SEND_TIMEOUT_SECONDS, logger=_SLACK_LOGGER, retry_handlers=[])
+    response = client.send_dict(slack_message(digest))
     if response.status_code != 200:
-        raise DeliveryFailed(f"Slack answered {response.status_code} {response.body[:200]!r} at "
+        raise DeliveryFailed(f"Slack answered {response.status_code} {_masked(response.body, [url])[:200]!r} at "
                              f"{shown_url(url, variable)}; check the webhook in Slack's app settings")
     return f"Slack webhook {shown_url(url, variable)}"
 
@@ -114,11 +119,11 @@ def _webhook(url: str, digest: Digest, variable: str) -> str:
                             extensions={"timeout": httpx.Timeout(SEND_TIMEOUT_SECONDS).as_dict()})
     # The transport rather than a Client: a Client logs every request's URL at INFO ("HTTP Request: POST <url>"),
     # and this URL is the secret.
-    with httpx.HTTPTransport(retries=1) as transport:
+    with httpx.HTTPTransport() as transport:
         response = transport.handle_request(request)
         response.read()
     if not response.is_success:
-        raise DeliveryFailed(f"the webhook answered {response.status_code} {response.text[:200]!r} at "
+        raise DeliveryFailed(f"the webhook answered {response.status_code} {_masked(response.text, [url])[:200]!r} at "
                              f"{shown_url(url, variable)}")
     return f"webhook {shown_url(url, variable)}"
 
@@ -130,12 +135,17 @@ def _email(channel: EmailChannel, password: str, digest: Digest) -> str:
         smtp = smtplib.SMTP_SSL(channel.host, channel.server_port, timeout=SEND_TIMEOUT_SECONDS, context=context)
     else:
         smtp = smtplib.SMTP(channel.host, channel.server_port, timeout=SEND_TIMEOUT_SECONDS)
-    with smtp:
+    try:
         if channel.security == "starttls":
             smtp.starttls(context=context)
         if channel.user:
             smtp.login(channel.user, password)
         refused = smtp.send_message(message)  # raises when every recipient is refused
+    finally:
+        # Once the server took the message, an odd answer to QUIT must not make it a failure (and a resend).
+        with contextlib.suppress(smtplib.SMTPException, OSError):
+            smtp.quit()
+        smtp.close()
     accepted = [address for address in channel.to if address not in refused]
     # When some were refused the others have the mail, and sending again would repeat it to them: it counts as sent.
     refusal = (f", but the server refused {', '.join(sorted(refused))} (correct the address; this digest is not sent "

@@ -5,13 +5,14 @@ deadline, or a second daemon during a deploy, makes it step aside). It works in 
 so that no warehouse connection is held while a channel answers:
 1. in one write transaction, record the baselines of new channels, and for each digest that
    is due a `sending` row (ledger.py): what cannot be recorded is not sent;
-2. send, within `PASS_BUDGET_SECONDS` (the sensor's deadline is 60 s); what is left waits for
-   the next tick;
-3. in one write transaction, turn each `sending` row into the `digest` sent, or remove it.
-A send that fails is not recorded: its works stay pending and go out with the next pass,
-under the same digest id if nothing was added meanwhile. A crash between a channel's "ok"
-and step 3 leaves a `sending` row: the next pass sends that digest again, under the same id
-(webhook `Idempotency-Key`, mail `Message-ID`), and says so, rather than lose it.
+2. send, starting no send that could run past `PASS_BUDGET_SECONDS` into the pass (Dagster
+   gives a sensor evaluation 60 s); what is left waits for the next tick;
+3. in one write transaction, turn each `sending` row into the `digest` sent, or remove it,
+   whatever ended step 2, waiting up to `RECORD_WAIT_SECONDS` for the warehouse.
+A send that fails is not recorded: its works stay pending and go out with the next pass.
+A crash between a channel's "ok" and step 3 leaves a `sending` row: the next pass sends those
+works again, under the same digest id (webhook `Idempotency-Key`, mail `Message-ID`) when
+nothing new arrived meanwhile, and says so, rather than lose them.
 """
 
 from __future__ import annotations
@@ -22,19 +23,25 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from scholar_pipeline.alerts.channels import DeliveryFailed, deliver
+import duckdb
+
+from scholar_pipeline.alerts.channels import SEND_SECONDS, DeliveryFailed, deliver
 from scholar_pipeline.alerts.config import Channel
 from scholar_pipeline.alerts.digest import Digest, DigestWork, ReviewCounts, digest_id, review_counts_of, top_works
 from scholar_pipeline.alerts.ledger import (
-    BASELINE, NOTHING, Pending, ensure_ledger, last_announced_at, last_landing, pending_works, record_delivery,
-    record_intent, settle_intent,
+    BASELINE, WAITING, Pending, ensure_ledger, landed_records, last_announced_at, last_landing, pending_works,
+    record_delivery, record_intent, settle_intent, waiting_since,
 )
 from scholar_pipeline.queries import SavedSearch
 from scholar_pipeline.warehouse import has_table, transaction
 from scholar_pipeline.warehouse_backends import Warehouse
 
-WAREHOUSE_WAIT_SECONDS = 20  # a pass waits this long for its turn at the warehouse, then tries again next tick
-PASS_BUDGET_SECONDS = 40  # no send starts later in a pass: Dagster gives a sensor evaluation 60 s
+WAREHOUSE_WAIT_SECONDS = 20  # step 1 waits this long for its turn at the warehouse, then tries again next tick
+PASS_BUDGET_SECONDS = 40  # Dagster gives a sensor evaluation 60 s
+# Step 3 waits much longer: what it records was sent. Past the sensor's deadline the evaluation goes on in the code
+# server, and the pass's exclusive lock keeps the next one aside until it is done.
+RECORD_WAIT_SECONDS = 600
+RECORD_ATTEMPTS = 3  # DuckLake: a commit that meets another (a merge of files) is tried again
 
 
 @dataclass
@@ -50,18 +57,19 @@ class PassOutcome:
         return "\n".join(lines) if lines else "nothing new to announce"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class _Due:
     search: SavedSearch
     channel: Channel
     digest: Digest
     pending: Pending
-    sent_before: bool  # an earlier pass prepared this very digest and never recorded how its send ended
+    unrecorded: tuple[str, int] | None  # an earlier pass's digest (id, works) whose send never got recorded
 
 
 def send_due_digests(warehouse: Warehouse, searches: Sequence[SavedSearch], *, now: dt.datetime | None = None,
                      environ: Mapping[str, str] = os.environ, log: Callable[[str], None] = print,
                      budget_seconds: float = PASS_BUDGET_SECONDS) -> PassOutcome:
+    deadline = time.monotonic() + budget_seconds
     now = now or dt.datetime.now(dt.timezone.utc)
     outcome = PassOutcome()
     alerting = [search for search in searches if search.alerts]
@@ -72,23 +80,18 @@ def send_due_digests(warehouse: Warehouse, searches: Sequence[SavedSearch], *, n
             outcome.waiting.append("another pass of the alerts is still running (a slow channel?); this one steps aside")
             return outcome
         due = _prepare(warehouse, alerting, now, outcome, log)
-        sent = _send(due, environ, budget_seconds, outcome, log)
+        sent: list[_Due] = []
         try:
-            with warehouse.write_connection(timeout_seconds=WAREHOUSE_WAIT_SECONDS) as con, transaction(con):
-                for item in due:
-                    settle_intent(con, digest_id=item.digest.digest_id, query=item.search.name, channel=item.channel.label,
-                                  sent_at=now if item in sent else None)
-        except Exception as error:
-            unrecorded = ", ".join(f"{d.search.name} → {d.channel.label} ({d.digest.digest_id})" for d in sent)
-            raise RuntimeError(f"could not record the digests just sent ({type(error).__name__}: {error}): {unrecorded}. "
-                               "The next pass sends them again under the same ids; make the warehouse writable") from error
+            _send(due, sent, environ, deadline, outcome, log)
+        finally:
+            if due:
+                _record(warehouse, due, sent, now)
     return outcome
 
 
 def _prepare(warehouse: Warehouse, searches: Sequence[SavedSearch], now: dt.datetime, outcome: PassOutcome,
              log: Callable[[str], None]) -> list[_Due]:
-    """Baselines for channels met for the first time, and a `sending` row for each digest that is due, in one
-    transaction (so one DuckLake snapshot)."""
+    """Step 1, in one transaction (so one DuckLake snapshot)."""
     due = []
     with warehouse.write_connection(timeout_seconds=WAREHOUSE_WAIT_SECONDS) as con, transaction(con):
         ensure_ledger(con)
@@ -97,46 +100,52 @@ def _prepare(warehouse: Warehouse, searches: Sequence[SavedSearch], now: dt.date
             outcome.waiting.append("dataset/unique_works has not been built yet")
         for search in searches:
             for channel in search.alerts.channels:
+                where = f"{search.name} → {channel.label}"
                 announced_at = last_announced_at(con, search.name, channel.label)
-                pending = pending_works(con, search.name, channel.label) if built else NOTHING
                 if announced_at is None:
-                    record_delivery(con, digest_id=digest_id(search.name, channel.label, pending.records), query=search.name,
-                                    channel=channel.label, kind=BASELINE, pending=pending, sent_at=now)
-                    log(f"{search.name} → {channel.label}: alerts start now; the {len(pending):,} works the search holds "
-                        "are taken as known, and the next new work is announced")
+                    known = pending_works(con, search.name, channel.label) if built else landed_records(con, search.name)
+                    record_delivery(con, digest_id=digest_id(search.name, channel.label, known.records), query=search.name,
+                                    channel=channel.label, kind=BASELINE, pending=known, sent_at=now)
+                    log(f"{where}: alerts start now; the {len(known.records):,} records the search holds are taken as "
+                        "known, and the next new work is announced")
                     continue
+                pending = pending_works(con, search.name, channel.label) if built else Pending([], [])
                 if not pending:
                     continue
-                wait = _time_to_wait(search, pending, last_landing(con, search.name), announced_at, now)
+                since = waiting_since(con, search.name, channel.label, announced_at)
+                wait = _time_to_wait(search, last_landing(con, search.name), since or now, now)
                 if wait is not None:
-                    outcome.waiting.append(f"{search.name} → {channel.label}: {len(pending):,} new works, sent once the "
-                                           f"search has had no landing for {search.alerts.quiet_minutes:g} min "
-                                           f"(in {wait})")
+                    if since is None:
+                        record_delivery(con, digest_id="", query=search.name, channel=channel.label, kind=WAITING,
+                                        pending=pending, sent_at=now)
+                    outcome.waiting.append(f"{where}: {len(pending):,} new works, sent once the search has had no "
+                                           f"landing for {search.alerts.quiet_minutes:g} min (in {wait})")
                     continue
                 digest = Digest(
                     digest_id=digest_id(search.name, channel.label, pending.records), search=search.name,
                     description=search.description or search.text, channel=channel.label, new_works=len(pending),
                     top=top_works(con, search.name, pending.work_ids, search.alerts.top),
                     counts=review_counts_of(con, search.name))
-                sent_before = record_intent(con, digest_id=digest.digest_id, query=search.name, channel=channel.label,
-                                            pending=pending, at=now)
-                due.append(_Due(search, channel, digest, pending, sent_before))
+                unrecorded = record_intent(con, digest_id=digest.digest_id, query=search.name, channel=channel.label,
+                                           pending=pending, at=now)
+                due.append(_Due(search, channel, digest, pending, unrecorded))
     return due
 
 
-def _send(due: list[_Due], environ: Mapping[str, str], budget_seconds: float, outcome: PassOutcome,
-          log: Callable[[str], None]) -> list[_Due]:
-    """Send each digest while the pass has time; returns those the channels took."""
-    started, sent = time.monotonic(), []
+def _send(due: list[_Due], sent: list[_Due], environ: Mapping[str, str], deadline: float, outcome: PassOutcome,
+          log: Callable[[str], None]) -> None:
+    """Step 2: each digest the pass has time for; `sent` gathers those the channels took."""
     for item in due:
         where = f"{item.search.name} → {item.channel.label}"
-        if time.monotonic() - started > budget_seconds:
-            outcome.waiting.append(f"{where}: {len(item.pending):,} new works, left for the next tick (this pass "
-                                   f"used its {budget_seconds:g} s)")
+        if time.monotonic() + SEND_SECONDS > deadline:
+            outcome.waiting.append(f"{where}: {len(item.pending):,} new works, left for the next tick (this pass has no "
+                                   f"time left for a send)")
             continue
-        if item.sent_before:
-            log(f"{where}: digest {item.digest.digest_id} was sent before and its outcome never recorded (a crash?); "
-                "sending it again under the same id")
+        if item.unrecorded:
+            earlier, works = item.unrecorded
+            same = "sending it again under the same id" if earlier == item.digest.digest_id else \
+                f"its {works:,} works go out again in digest {item.digest.digest_id}"
+            log(f"{where}: digest {earlier} was being sent when a pass ended without recording how (a crash?); {same}")
         try:
             to = deliver(item.channel, item.digest, environ)
         except DeliveryFailed as error:
@@ -146,17 +155,35 @@ def _send(due: list[_Due], environ: Mapping[str, str], budget_seconds: float, ou
         sent.append(item)
         outcome.sent.append(f"{where}: {len(item.pending):,} new works sent to {to} (digest {item.digest.digest_id})")
         log(outcome.sent[-1])
-    return sent
 
 
-def _time_to_wait(search: SavedSearch, pending: Pending, landed: dt.datetime | None, announced_at: dt.datetime,
+def _record(warehouse: Warehouse, due: list[_Due], sent: list[_Due], now: dt.datetime) -> None:
+    """Step 3."""
+    for attempt in range(1, RECORD_ATTEMPTS + 1):
+        try:
+            with warehouse.write_connection(timeout_seconds=RECORD_WAIT_SECONDS) as con, transaction(con):
+                for item in due:
+                    settle_intent(con, digest_id=item.digest.digest_id, query=item.search.name, channel=item.channel.label,
+                                  sent_at=now if item in sent else None)
+            return
+        except duckdb.TransactionException:
+            if attempt < RECORD_ATTEMPTS:
+                continue
+            raise
+        except Exception as error:
+            unrecorded = ", ".join(f"{d.search.name} → {d.channel.label} ({d.digest.digest_id})" for d in sent)
+            raise RuntimeError(f"could not record the digests just sent ({type(error).__name__}: {error}): "
+                               f"{unrecorded or 'none'}. The next pass sends their works again and says so; make the "
+                               "warehouse writable") from error
+
+
+def _time_to_wait(search: SavedSearch, landed: dt.datetime | None, waiting_since: dt.datetime,
                   now: dt.datetime) -> dt.timedelta | None:
     """None when the digest is due: the search has been quiet long enough, or its new works have waited too long
-    (since the first landing that can hold them, and at most since the channel's last digest)."""
+    (since the sensor first saw them pending)."""
     quiet = dt.timedelta(minutes=search.alerts.quiet_minutes)
     if landed is None or now - landed >= quiet:
         return None
-    waiting_since = max(filter(None, [pending.first_arrived_at, announced_at]))
     if now - waiting_since >= dt.timedelta(hours=search.alerts.max_wait_hours):
         return None
     return dt.timedelta(seconds=round((landed + quiet - now).total_seconds()))

@@ -1,20 +1,22 @@
 """`alert_deliveries`: what each channel of each saved search has been told, so nothing is told twice.
 
-Each row is a `digest` sent, a `baseline` (below), or `sending`: a digest about to go out,
-written before it is sent, so that nothing is sent that could not be recorded. It becomes a
-`digest` once the channel took it, and is removed when the send failed. A `sending` row left
-over (a crash between the send and its record) does not count as announced: the next pass
-sends the same digest again, under the same id, and says so.
-
 A work is announced by its provider records, not by its `work_id`: a preprint announced
 alone keeps counting as announced when its journal version lands later and gives the work
 another id. A work is new for a channel while none of its records for the search was in a
-delivery to that channel.
+`digest` or the `baseline` of that channel.
 
-The first time the sensor meets a channel it records a `baseline` (the works the search holds
-then, sent nowhere): alerts start from when they were set up, and a search backfilled over
-years before that does not arrive as one huge "new" digest. A search set up with its alerts
-has an empty baseline, so its first backfill is announced.
+The rows, by `kind`:
+- `baseline`: the first time the sensor meets a channel, the records the search holds then,
+  sent nowhere. Alerts start from when they were set up, and a search backfilled over years
+  before that does not arrive as one huge "new" digest. A search set up with its alerts has
+  an empty baseline, so its first backfill is announced.
+- `sending`: a digest about to go out, written before it is sent, so that nothing is sent
+  that could not be recorded. It becomes a `digest` once the channel took it, and is removed
+  when the send failed. One left over (a crash between the send and its record) does not
+  count as announced: its works go out with the next pass, and the pass says so.
+- `digest`: a digest the channel took: which works, which records, when.
+- `waiting`: when the sensor first saw works pending for the channel since its last digest;
+  `max_wait_hours` counts from there.
 """
 
 from __future__ import annotations
@@ -39,65 +41,72 @@ CREATE TABLE IF NOT EXISTS alert_deliveries (
     sent_at TIMESTAMPTZ NOT NULL
 )
 """
-DIGEST, BASELINE, SENDING = "digest", "baseline", "sending"
-ANNOUNCED = (DIGEST, BASELINE)
+DIGEST, BASELINE, SENDING, WAITING = "digest", "baseline", "sending", "waiting"
+_ANNOUNCED = "kind IN ('digest', 'baseline')"
+_ROW_SCHEMA = pa.schema([("digest_id", pa.string()), ("query", pa.string()), ("channel", pa.string()),
+                         ("kind", pa.string()), ("works", pa.int32()), ("work_ids", pa.list_(pa.string())),
+                         ("records", pa.list_(pa.struct([("provider", pa.string()), ("provider_id", pa.string())]))),
+                         ("sent_at", pa.timestamp("us", tz="UTC"))])
 
-# Each work of the search that no delivery to the channel covered, with its records and when it can first have
-# arrived: the first landing of the first of its partitions to land (a later re-fetch of the partition does not move it).
-_PENDING_SQL = """
+# Each work of the search none of whose records was announced to the channel, with its records.
+_PENDING_SQL = f"""
 WITH announced AS (
     SELECT DISTINCT r.provider, r.provider_id
     FROM alert_deliveries d, unnest(d.records) AS t(r)
-    WHERE d.query = $query AND d.channel = $channel AND d.kind IN ('digest', 'baseline')
-),
-landed AS (
-    SELECT provider, partition_date, min(landed_at) AS landed_at FROM provenance WHERE query = $query GROUP BY ALL
+    WHERE d.query = $query AND d.channel = $channel AND d.{_ANNOUNCED}
 ),
 sources AS (
-    SELECT u.work_id, s.provider, s.provider_id, s.partition_date
+    SELECT u.work_id, s.provider, s.provider_id
     FROM unique_works u, unnest(u.sources) AS t(s) WHERE s.query = $query
 )
-SELECT s.work_id, list(DISTINCT {'provider': s.provider, 'provider_id': s.provider_id}) AS records,
-       min(l.landed_at) AS arrived_at
-FROM sources s LEFT JOIN landed l USING (provider, partition_date)
-WHERE s.work_id NOT IN (SELECT work_id FROM sources JOIN announced USING (provider, provider_id))
-GROUP BY s.work_id
-ORDER BY s.work_id
+SELECT work_id, list(DISTINCT struct_pack(provider, provider_id)) AS records
+FROM sources
+WHERE work_id NOT IN (SELECT work_id FROM sources JOIN announced USING (provider, provider_id))
+GROUP BY work_id
+ORDER BY work_id
 """
 
 
 @dataclass(frozen=True)
 class Pending:
-    """The works a channel has not been told about."""
+    """Works a channel has not been told about (or, for a baseline, the records a search holds)."""
 
     work_ids: list[str]
     records: list[dict]  # {'provider', 'provider_id'} of every source row of those works, for the search
-    first_arrived_at: dt.datetime | None
 
     def __len__(self) -> int:
         return len(self.work_ids)
-
-
-NOTHING = Pending(work_ids=[], records=[], first_arrived_at=None)
 
 
 def ensure_ledger(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(DELIVERIES_DDL)
 
 
+def pending_works(con: duckdb.DuckDBPyConnection, query: str, channel: str) -> Pending:
+    rows = con.execute(_PENDING_SQL, {"query": query, "channel": channel}).fetchall()
+    return Pending(work_ids=[work_id for work_id, _ in rows],
+                   records=sorted((record for _, records in rows for record in records),
+                                  key=lambda r: (r["provider"], r["provider_id"])))
+
+
+def landed_records(con: duckdb.DuckDBPyConnection, query: str) -> Pending:
+    """The records `works` holds for the search: a channel's baseline before `unique_works` was first built."""
+    if not has_table(con, "works"):
+        return Pending(work_ids=[], records=[])
+    rows = con.execute("SELECT DISTINCT provider, provider_id FROM works WHERE query = ? ORDER BY ALL", [query]).fetchall()
+    return Pending(work_ids=[], records=[{"provider": p, "provider_id": i} for p, i in rows])
+
+
 def last_announced_at(con: duckdb.DuckDBPyConnection, query: str, channel: str) -> dt.datetime | None:
     """When the channel's last digest (or its baseline) was recorded; None for a channel never met."""
-    return con.execute(f"SELECT max(sent_at) FROM alert_deliveries WHERE query = ? AND channel = ? AND kind IN {ANNOUNCED}",
+    return con.execute(f"SELECT max(sent_at) FROM alert_deliveries WHERE query = ? AND channel = ? AND {_ANNOUNCED}",
                        [query, channel]).fetchone()[0]
 
 
-def pending_works(con: duckdb.DuckDBPyConnection, query: str, channel: str) -> Pending:
-    rows = con.execute(_PENDING_SQL, {"query": query, "channel": channel}).fetchall()
-    arrivals = [arrived for *_, arrived in rows if arrived is not None]
-    return Pending(work_ids=[work_id for work_id, *_ in rows],
-                   records=sorted((record for _, records, _ in rows for record in records),
-                                  key=lambda r: (r["provider"], r["provider_id"])),
-                   first_arrived_at=min(arrivals, default=None))
+def waiting_since(con: duckdb.DuckDBPyConnection, query: str, channel: str, announced_at: dt.datetime) -> dt.datetime | None:
+    """When the sensor first saw works pending for the channel after its last digest; None if it has not yet."""
+    return con.execute(f"SELECT min(sent_at) FROM alert_deliveries WHERE query = ? AND channel = ? AND kind = '{WAITING}' "
+                       "AND sent_at > ?", [query, channel, announced_at]).fetchone()[0]
 
 
 def last_landing(con: duckdb.DuckDBPyConnection, query: str) -> dt.datetime | None:
@@ -106,14 +115,11 @@ def last_landing(con: duckdb.DuckDBPyConnection, query: str) -> dt.datetime | No
 
 def record_delivery(con: duckdb.DuckDBPyConnection, *, digest_id: str, query: str, channel: str, kind: str,
                     pending: Pending, sent_at: dt.datetime) -> None:
-    """One row, one statement: the delivery (or baseline, or intent) is recorded whole or not at all."""
+    """One row, one statement: recorded whole or not at all."""
     row = pa.Table.from_pylist([{
         "digest_id": digest_id, "query": query, "channel": channel, "kind": kind, "works": len(pending),
         "work_ids": pending.work_ids, "records": pending.records, "sent_at": sent_at,
-    }], schema=pa.schema([("digest_id", pa.string()), ("query", pa.string()), ("channel", pa.string()),
-                          ("kind", pa.string()), ("works", pa.int32()), ("work_ids", pa.list_(pa.string())),
-                          ("records", pa.list_(pa.struct([("provider", pa.string()), ("provider_id", pa.string())]))),
-                          ("sent_at", pa.timestamp("us", tz="UTC"))]))
+    }], schema=_ROW_SCHEMA)
     con.register("delivery_row", row)
     try:
         con.execute("INSERT INTO alert_deliveries BY NAME SELECT * FROM delivery_row")
@@ -122,14 +128,14 @@ def record_delivery(con: duckdb.DuckDBPyConnection, *, digest_id: str, query: st
 
 
 def record_intent(con: duckdb.DuckDBPyConnection, *, digest_id: str, query: str, channel: str, pending: Pending,
-                  at: dt.datetime) -> bool:
-    """Write the `sending` row of a digest about to go out, replacing the channel's earlier one; True when that earlier
-    one was for this same digest (its send may have reached the channel before a crash)."""
-    earlier = con.execute(f"SELECT count(*) FROM alert_deliveries WHERE query = ? AND channel = ? AND kind = '{SENDING}' "
-                          "AND digest_id = ?", [query, channel, digest_id]).fetchone()[0]
+                  at: dt.datetime) -> tuple[str, int] | None:
+    """Write the `sending` row of a digest about to go out, replacing the channel's earlier one, whose digest id and
+    works it returns: that digest's send may have reached the channel before a crash kept it from being recorded."""
+    earlier = con.execute(f"SELECT digest_id, works FROM alert_deliveries WHERE query = ? AND channel = ? AND kind = '{SENDING}'",
+                          [query, channel]).fetchone()
     con.execute(f"DELETE FROM alert_deliveries WHERE query = ? AND channel = ? AND kind = '{SENDING}'", [query, channel])
     record_delivery(con, digest_id=digest_id, query=query, channel=channel, kind=SENDING, pending=pending, sent_at=at)
-    return earlier > 0
+    return earlier
 
 
 def settle_intent(con: duckdb.DuckDBPyConnection, *, digest_id: str, query: str, channel: str, sent_at: dt.datetime | None) -> None:
@@ -142,11 +148,11 @@ def settle_intent(con: duckdb.DuckDBPyConnection, *, digest_id: str, query: str,
 
 
 def deliveries(con: duckdb.DuckDBPyConnection, query: str | None = None) -> list[dict]:
-    """The recorded deliveries, oldest first (for `scholar-pipeline alerts status` and tests)."""
+    """The recorded baselines, digests and digests being sent, oldest first (`scholar-pipeline alerts status`)."""
     if not has_table(con, "alert_deliveries"):
         return []
     cursor = con.execute(
         "SELECT digest_id, query, channel, kind, works, work_ids, sent_at FROM alert_deliveries "
-        "WHERE $query IS NULL OR query = $query ORDER BY sent_at, query, channel", {"query": query})
+        f"WHERE ($query IS NULL OR query = $query) AND kind <> '{WAITING}' ORDER BY sent_at, query, channel", {"query": query})
     names = [column[0] for column in cursor.description]
     return [dict(zip(names, row)) for row in cursor.fetchall()]
