@@ -60,6 +60,7 @@ import duckdb
 import filelock
 
 from scholar_pipeline.schema import SCHEMA_VERSION
+from scholar_pipeline.sql import sql_string
 from scholar_pipeline.warehouse import latest_provenance
 from scholar_pipeline.warehouse_backends import WAREHOUSE_ENV, DuckDBFile
 from scholar_pipeline.works import WORKS_CODE_VERSION
@@ -224,7 +225,7 @@ def _backup_warehouse(database: Path, home: Path, folder: Path, log) -> tuple[di
     exactly the exported tables."""
     started = time.monotonic()
     with DuckDBFile(database, home).read_connection(log=SimpleNamespace(warning=log)) as con:
-        con.execute(f"EXPORT DATABASE '{_sql_string(folder)}' ({EXPORT_OPTIONS})")
+        con.execute(f"EXPORT DATABASE {sql_string(folder)} ({EXPORT_OPTIONS})")
         tables = {name: con.execute(f'SELECT count(*) FROM "{name}"').fetchone()[0]
                   for (name,) in con.execute("SELECT table_name FROM duckdb_tables() ORDER BY ALL").fetchall()}
         provenance = _provenance_summary(con) if "provenance" in tables else None
@@ -359,7 +360,7 @@ def _restore_warehouse(folder: Path, home: Path, manifest: dict, log) -> None:
     aside = Path(aside)
     try:
         with duckdb.connect(str(aside)) as con:
-            con.execute(f"IMPORT DATABASE '{_sql_string(folder)}'")
+            con.execute(f"IMPORT DATABASE {sql_string(folder)}")
             if manifest["provenance"] is not None and _provenance_summary(con) != manifest["provenance"]:
                 raise DamagedBackup(f"the warehouse imported from {folder} does not hold the provenance that backup.json "
                                     "recorded")
@@ -456,10 +457,6 @@ def _sha256(path: Path) -> str:
         while chunk := file.read(_HASH_CHUNK):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def _sql_string(path: Path) -> str:
-    return str(path).replace("'", "''")
 
 
 def _write_json(path: Path, data: dict) -> None:

@@ -32,6 +32,7 @@ import filelock
 
 from scholar_pipeline.client.masking import mask_credentials
 from scholar_pipeline.duckdb_extensions import load_extension
+from scholar_pipeline.sql import sql_string
 from scholar_pipeline.warehouse import ensure_tables
 
 WAREHOUSE_ENV = "SCHOLAR_PIPELINE_WAREHOUSE"
@@ -225,8 +226,8 @@ class DuckLake:
                 _reach_object_store(con)
             options = ["READ_ONLY"] if read_only else []
             if self.data_path and not read_only:
-                options.append(f"DATA_PATH {_sql_string(self.data_path)}")
-            attach = f"ATTACH {_sql_string(DUCKLAKE_PREFIX + _with_connect_timeout(self.catalog))} AS {LAKE}"
+                options.append(f"DATA_PATH {sql_string(self.data_path)}")
+            attach = f"ATTACH {sql_string(DUCKLAKE_PREFIX + _with_connect_timeout(self.catalog))} AS {LAKE}"
             try:
                 con.execute(attach + (f" ({', '.join(options)})" if options else ""))
             except duckdb.Error as error:
@@ -310,7 +311,7 @@ def _reach_object_store(con: duckdb.DuckDBPyConnection, environ: Mapping[str, st
         parts = urlsplit(endpoint if "://" in endpoint else f"https://{endpoint}")
         options["ENDPOINT"] = parts.netloc
         settings = f", USE_SSL {'true' if parts.scheme == 'https' else 'false'}, URL_STYLE 'path'"
-    listed = ", ".join(f"{name} {_sql_string(value)}" for name, value in options.items())
+    listed = ", ".join(f"{name} {sql_string(value)}" for name, value in options.items())
     con.execute(f"CREATE SECRET scholar_pipeline_s3 (TYPE s3, {provider}{listed}{settings})")
 
 
@@ -322,10 +323,6 @@ def _with_connect_timeout(catalog: str) -> str:
     if "://" in catalog:
         return f"{catalog}{'&' if '?' in catalog else '?'}connect_timeout={CONNECT_TIMEOUT_SECONDS}"
     return f"{catalog} connect_timeout={CONNECT_TIMEOUT_SECONDS}"
-
-
-def _sql_string(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
 
 
 def warehouse_from_env(home: Path, environ: Mapping[str, str] = os.environ) -> Warehouse:

@@ -54,6 +54,7 @@ import duckdb
 import filelock
 import pyarrow.parquet as pq
 
+from scholar_pipeline.sql import sql_string
 from scholar_pipeline.text import NOT_A_PERSONS_NAME
 
 EXPORT_LAYOUT = "exports-v1"  # bump when the layout or a file's flat form changes; recorded in the manifest
@@ -209,7 +210,7 @@ def _write_files(con: duckdb.DuckDBPyConnection, folder: Path) -> list[ExportedF
 
 def _copy_parquet(con: duckdb.DuckDBPyConnection, select: str, folder: Path) -> Path:
     folder.parent.mkdir(parents=True, exist_ok=True)
-    con.execute(f"COPY ({select}) TO {_sql_string(folder)} (FORMAT parquet, COMPRESSION zstd, "
+    con.execute(f"COPY ({select}) TO {sql_string(folder)} (FORMAT parquet, COMPRESSION zstd, "
                 "PARTITION_BY (query, publication_year), WRITE_PARTITION_COLUMNS true)")
     return folder
 
@@ -226,7 +227,7 @@ def _copy_csv(con: duckdb.DuckDBPyConnection, table: str, columns: dict[str, str
         else:
             cells.append(column)
     path.parent.mkdir(parents=True, exist_ok=True)
-    con.execute(f"COPY (SELECT {', '.join(cells)} FROM {table} ORDER BY {order}) TO {_sql_string(path)} "
+    con.execute(f"COPY (SELECT {', '.join(cells)} FROM {table} ORDER BY {order}) TO {sql_string(path)} "
                 "(FORMAT csv, HEADER true)")
     return path
 
@@ -328,10 +329,6 @@ def _is_nested(type_: str) -> bool:
 
 def _identifier(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
-
-
-def _sql_string(path: Path) -> str:
-    return "'" + str(path).replace("'", "''") + "'"
 
 
 # --- reading back --------------------------------------------------------------------------------------------

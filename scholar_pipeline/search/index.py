@@ -25,6 +25,7 @@ import pyarrow as pa
 
 from scholar_pipeline.duckdb_extensions import load_extension
 from scholar_pipeline.search.embeddings import DIMENSIONS, MODEL_ID, document_text, embedder, semantic_installed
+from scholar_pipeline.sql import sql_string
 
 # One row per work: what is searched (title, abstract) and what a hit shows or is filtered on.
 DOCUMENTS_SQL = """
@@ -131,7 +132,7 @@ def _embed(con: duckdb.DuckDBPyConnection, previous: Path, texts: dict[str, str]
     280 ms over 100k works here, README figure 9)."""
     con.execute(f"CREATE TEMP TABLE embeddings (text_hash VARCHAR, embedding FLOAT[{DIMENSIONS}])")
     if previous.exists():
-        con.execute(f"ATTACH {_sql_string(str(previous))} AS previous (READ_ONLY)")
+        con.execute(f"ATTACH {sql_string(previous)} AS previous (READ_ONLY)")
         if con.execute("SELECT count(*) FROM duckdb_columns() WHERE database_name = 'previous' "
                        "AND table_name = 'documents' AND column_name = 'embedding'").fetchone()[0]:
             con.execute("INSERT INTO embeddings SELECT DISTINCT ON (text_hash) text_hash, embedding "
@@ -148,7 +149,3 @@ def _embed(con: duckdb.DuckDBPyConnection, previous: Path, texts: dict[str, str]
         con.execute("INSERT INTO embeddings SELECT * FROM new_embeddings")
         con.unregister("new_embeddings")
     return len(missing), reused
-
-
-def _sql_string(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
