@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
+from importlib.metadata import version as package_version
 
 import dagster as dg
 import duckdb
@@ -14,10 +16,12 @@ from dagster._core.scheduler.instigation import InstigatorState, InstigatorStatu
 
 from scholar_pipeline.dataset.unique_works import build_unique_works
 from scholar_pipeline.defs.dataset import (
-    EXPORTS, FRESHNESS_HOUR_UTC, MONITORING, REVIEW_COUNTS, UNIQUE_WORKS, build_dataset_assets, sources_account_for_works,
+    DATASET_CODE_VERSION, EXPORTS, FRESHNESS_HOUR_UTC, MONITORING, REVIEW_COUNTS, UNIQUE_WORKS, build_dataset_assets,
+    sources_account_for_works,
 )
 from scholar_pipeline.defs.resources import scholar_api_from_env, warehouse_from_env
 from scholar_pipeline.defs.saved_searches import build_saved_search_assets, daily_schedule_name
+from scholar_pipeline.schema import SCHEMA_VERSION
 from scholar_pipeline_tests.helpers import SEARCH, home, materialize_range, query_db
 
 DATASET = build_dataset_assets([SEARCH])
@@ -50,6 +54,9 @@ def test_the_dataset_is_built_from_every_landed_row_and_checked(pipeline_env):
         assert metadata[MONITORING]["days"].value == 2
         assert checks["manifest_verifies"].passed
         assert metadata[EXPORTS]["tables"].value == {"unique_works": sources[1], "works": works_rows}
+        manifest = json.loads((home() / "exports" / "manifest.json").read_text())
+        assert (manifest["code_version"], manifest["schema_version"]) == (
+            f"scholar-pipeline {package_version('scholar-pipeline')}, {DATASET_CODE_VERSION}", SCHEMA_VERSION)
         exported = duckdb.connect().execute(
             f"SELECT count(*) FROM read_parquet('{home() / 'exports/parquet/works'}/**/*.parquet', hive_partitioning=false)"
         ).fetchone()[0]

@@ -11,7 +11,9 @@ from scholar_pipeline.defs.dataset import build_dataset_assets
 from scholar_pipeline.queries import SavedSearch
 from scholar_pipeline.simulator import ProviderSimulator
 from scholar_pipeline.simulator.corpus import Corpus
-from scholar_pipeline.simulator.planted import PLANTED, PLANTED_DAY
+from scholar_pipeline.simulator.planted import (
+    ARXIV_ID, DOI_AT_THREE, JOURNAL_VERSION, PART_ONE, PART_TWO, PLANTED, PLANTED_DAY, PMID_WITHOUT_DOI, TITLE_AS_OPENALEX,
+)
 from scholar_pipeline.simulator.server import PLACEHOLDER_KEYS
 from scholar_pipeline_tests.helpers import materialize_range, query_db
 from scholar_pipeline_tests.test_dataset_assets import resources
@@ -43,9 +45,9 @@ def planted_dataset(pipeline_env, monkeypatch):
             materialize_range(day, day, search=search, instance=instance)
         result = dg.materialize(build_dataset_assets(SEARCHES), instance=instance, resources=resources())
     assert result.success
-    columns = ["work_id", "match_rule", "queries", "doi", "pmid", "arxiv_id", "title", "first_author"]
-    rows = query_db(f"SELECT {', '.join(columns[:-1])}, authors[1].name, sources FROM unique_works")
-    return {frozenset((s["provider"], s["provider_id"]) for s in row[-1]): dict(zip(columns, row[:-1])) for row in rows}
+    columns = ["work_id", "match_rule", "queries", "doi", "pmid", "pmcid", "arxiv_id", "title", "first_author", "sources"]
+    rows = query_db(f"SELECT {', '.join(columns[:-2])}, authors[1].name, sources FROM unique_works")
+    return {frozenset((s["provider"], s["provider_id"]) for s in row[-1]): dict(zip(columns, row)) for row in rows}
 
 
 def test_every_planted_case_gives_exactly_its_works_by_its_rule_found_by_both_searches(planted_dataset):
@@ -58,14 +60,23 @@ def test_every_planted_case_gives_exactly_its_works_by_its_rule_found_by_both_se
 
 
 def test_the_merged_values_of_the_planted_works(planted_dataset):
-    [journal] = PLANTED["arxiv_versions"].unique
-    work = planted_dataset[journal]
-    assert work["doi"] == "10.5555/planted.2024.0514b"  # the journal's DOI; the preprint has none of its own
-    assert work["arxiv_id"] == "2405.90001"
-    [by_pmid] = PLANTED["pmid_without_doi"].unique
-    assert planted_dataset[by_pmid]["doi"] is None and planted_dataset[by_pmid]["pmid"]
-    [by_doi] = PLANTED["doi_at_three"].unique
-    assert planted_dataset[by_doi]["doi"] == "10.1007/planted.2024.0514a"  # Crossref's upper case, normalized
+    """Each planted work's identifiers and title, by the documented precedence, and a source per search and record."""
+    journal, pmid = JOURNAL_VERSION, PMID_WITHOUT_DOI
+    expected = {  # (doi, pmid, pmcid, arxiv_id, title) of each unique work
+        "doi_at_three": [("10.1007/planted.2024.0514a", None, None, None, DOI_AT_THREE.title)],  # Crossref's upper case, normalized
+        # The journal's DOI and title (published before preprint); the preprint has no DOI of its own.
+        "arxiv_versions": [(journal.doi, None, None, ARXIV_ID, journal.title)],
+        "pmid_without_doi": [(None, pmid.pmid, pmid.pmcid, None, f"{pmid.title}.")],  # PubMed's, which ends titles with "."
+        "title_parts": [(None, None, None, None, PART_ONE.title), (None, None, None, None, PART_TWO.title)],
+        "title_variants": [(None, None, None, None, TITLE_AS_OPENALEX.title)],  # OpenAlex's writing before CORE's
+    }
+    for name, case in PLANTED.items():
+        works = [planted_dataset[records] for records in case.unique]
+        assert [(w["doi"], w["pmid"], w["pmcid"], w["arxiv_id"], w["title"]) for w in works] == expected[name], name
+        for records, work in zip(case.unique, works):
+            sources = sorted((s["query"], s["provider"], s["provider_id"], s["partition_date"]) for s in work["sources"])
+            assert sources == sorted((search.name, provider, record_id, PLANTED_DAY) for search in SEARCHES
+                                     for provider, record_id in records), name
     parts = [planted_dataset[records] for records in PLANTED["title_parts"].unique]
     assert parts[0]["work_id"] != parts[1]["work_id"]
     assert family_name(parts[0]["first_author"]) == family_name(parts[1]["first_author"])  # the same first author

@@ -18,6 +18,7 @@ run finds nothing to do).
 import datetime as dt
 import hashlib
 import json
+from importlib.metadata import version as package_version
 
 import dagster as dg
 from dagster._core.definitions.run_request import InstigatorType
@@ -282,7 +283,9 @@ def exports(context: dg.AssetExecutionContext, scholar_api: ScholarApiResource, 
         fingerprint, unchanged = unchanged_inputs(context, landings_fingerprint(con), unique_works_version(con))
         if unchanged and not verify_exports(folder):
             return
-        manifest = write_exports(con, folder, code_version=DATASET_CODE_VERSION, schema_version=SCHEMA_VERSION)
+        # The package's version too, so that a cited export names the release that made it.
+        code_version = f"scholar-pipeline {package_version('scholar-pipeline')}, {DATASET_CODE_VERSION}"
+        manifest = write_exports(con, folder, code_version=code_version, schema_version=SCHEMA_VERSION)
         # Everything the manifest says but when: equal tables, equal version.
         version = hashlib.sha256(json.dumps([[f.path, f.sha256] for f in manifest.files]).encode()).hexdigest()
         yield dg.MaterializeResult(

@@ -30,7 +30,8 @@ Records (`PubmedArticleSet/PubmedArticle`, parsed with lxml; `PubmedBookArticle`
 - `doi` from `PubmedData/ArticleIdList/ArticleId[@IdType=doi]`, else from
   `Article/ELocationID[@EIdType=doi]` (unless ValidYN="N");
 - `pmid` the PMID (else `ArticleId[@IdType=pubmed]`), `pmcid` `ArticleId[@IdType=pmc]`
-  (`PMC1234567`), each checked (identifiers.py); PubMed names no arXiv id;
+  (`PMC1234567`), each checked (identifiers.py); `arxiv_id` the one an arXiv DOI names
+  (`10.48550/arXiv.2401.01234`: the preprints of the NIH Preprint Pilot);
 - `title` from `ArticleTitle` (else `VernacularTitle`), which holds inline markup
   (`<i>`, `<sup>`, `<sub>`, MathML): converted with `markup_to_text`;
 - `abstract` from `Abstract/AbstractText`, markup too; a structured abstract keeps its
@@ -325,7 +326,7 @@ def _article(r: RecordReader) -> dict[str, Any]:
         "doi": doi,
         "pmid": r.bare_identifier("pmid", ("PMID",), pmid) or (ids["pubmed"].bare("pmid") if "pubmed" in ids else None),
         "pmcid": pmc,
-        "arxiv_id": None,
+        "arxiv_id": r.arxiv_id_of_doi(("PubmedData", "ArticleIdList", "ArticleId"), doi),
         "title": title,
         "abstract": _abstract(r.objects(*article_keys, "Abstract", "AbstractText")),
         "authors": _authors(r.objects(*article_keys, "AuthorList")),
