@@ -47,13 +47,15 @@ materialize: setup
 	  $(BIN)/dg launch --assets 'group:$(SEARCH)' --partition '$(PARTITION)' \
 	    --config-json '{"loggers": {"console": {"config": {"log_level": "INFO"}}}}'
 
-## Every test, the slow scenario tests included (what CI runs), with the semantic extra.
+## Every test, the slow scenario tests included (what CI runs), with the semantic extra, on TEST_WORKERS
+## pytest-xdist workers: most slow tests wait on subprocesses, so three keep two cores busy (27 min alone, 14 min so).
+TEST_WORKERS ?= 3
 test: $(VENV)/.installed-semantic
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal
 
 ## The quick tests only.
 test-fast: $(VENV)/.installed-semantic
-	$(BIN)/python -m pytest -m "not slow"
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal -m "not slow"
 
 ## Figures against the simulator on loopback and the recorded pages (and the peer library scholar-flux on them):
 ## a table, and benchmarks/results.json.

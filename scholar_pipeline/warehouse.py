@@ -9,10 +9,11 @@ from __future__ import annotations
 import datetime as dt
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import duckdb
 import pyarrow as pa
@@ -200,6 +201,7 @@ def snapshot(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnecti
             con.execute("ROLLBACK")
 
 
+T = TypeVar("T")
 ANY_LANDING = object()  # replace_partition's `only_if_last_landed_at` when any earlier landing may be replaced
 CONFLICT_ATTEMPTS = 5  # DuckLake: another landing deleted from a file this one deletes from (the same partition)
 
@@ -214,27 +216,39 @@ def replace_partition(con: duckdb.DuckDBPyConnection, rows: PartitionRows, prove
     what was meant to. `only_if_last_landed_at` (a time, or None for never): the swap is made
     only if the partition's last landing is still that one, checked in the same transaction;
     None is returned when it is not. A DuckLake commit that conflicts with another landing
-    of the same partition is tried again, up to CONFLICT_ATTEMPTS times, saying so to `log`."""
+    of the same partition is tried again (`retry_conflicts`)."""
     ensure_tables(con)
     key = [provenance.query, provenance.provider, provenance.partition_date]
+
+    def swap() -> int:
+        with transaction(con):
+            if only_if_last_landed_at is not ANY_LANDING:
+                last = con.execute("SELECT max(landed_at) FROM provenance WHERE query = ? AND provider = ? "
+                                   "AND partition_date = ?", key).fetchone()[0]
+                if last != only_if_last_landed_at:
+                    raise _LandedMeanwhile
+            return _swap(con, rows, provenance, key)
+
+    try:
+        return retry_conflicts(swap, " / ".join(map(str, key)), log=log)
+    except _LandedMeanwhile:
+        return None
+
+
+def retry_conflicts(commit: Callable[[], T], what: str, *, log=None) -> T:
+    """`commit()`, one transaction, run again when it meets another (a DuckLake commit touching the files another
+    commit changed raises `duckdb.TransactionException`), up to CONFLICT_ATTEMPTS times with a growing random wait,
+    saying so to `log`."""
     for attempt in range(1, CONFLICT_ATTEMPTS + 1):
         try:
-            with transaction(con):
-                if only_if_last_landed_at is not ANY_LANDING:
-                    last = con.execute("SELECT max(landed_at) FROM provenance WHERE query = ? AND provider = ? "
-                                       "AND partition_date = ?", key).fetchone()[0]
-                    if last != only_if_last_landed_at:
-                        raise _LandedMeanwhile
-                return _swap(con, rows, provenance, key)
-        except _LandedMeanwhile:
-            return None
+            return commit()
         except duckdb.TransactionException as error:
             if attempt == CONFLICT_ATTEMPTS:
                 raise
             wait = random.uniform(0.5, 1.0) * 2 ** (attempt - 1)
             if log is not None:
-                log(f"{' / '.join(map(str, key))}: the commit met another transaction ({error}); trying again in "
-                    f"{wait:.1f} s ({attempt} of {CONFLICT_ATTEMPTS})")
+                log(f"{what}: the commit met another transaction ({error}); trying again in {wait:.1f} s "
+                    f"({attempt} of {CONFLICT_ATTEMPTS})")
             time.sleep(wait)
     raise AssertionError("unreachable")
 

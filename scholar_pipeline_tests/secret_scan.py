@@ -11,6 +11,10 @@ A pytest plugin (`SecretScan`, registered by conftest.py) that, over the whole s
   and Parquet column by column through duckdb (DuckDB compresses strings), any other file as bytes;
 - fails the session on a finding, printing where, whose key and in which form, never the key itself.
 
+Under pytest-xdist each worker collects its tests' keys and exclusions and scans its own reports, then hands all
+that to the controller (`workeroutput`), whose base temp directory holds every worker's: the controller scans the
+files once, for every worker's keys.
+
 A key is looked for as is, URL-encoded (`masking.secret_forms`), JSON-escaped and base64-encoded at any alignment
 (so it is found inside `base64("user:" + key)` too).
 """
@@ -442,14 +446,15 @@ class SecretScan:
                     return True
         return False
 
-    # Reports: captured output and failure text, scanned as they come.
+    # Reports: captured output and failure text, scanned as they come (by the worker that ran the test).
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        if report.nodeid in self.silent_nodeids:
+        if report.nodeid in self.silent_nodeids or self._controls_workers():
             return
         self._scan_report(report, report.nodeid, report.when)
 
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
-        self._scan_report(report, report.nodeid or "the session", "collect")
+        if not self._controls_workers():
+            self._scan_report(report, report.nodeid or "the session", "collect")
 
     def _scan_report(self, report, nodeid: str, when: str) -> None:
         """Sections carry their phase in their title ("Captured log call") and recur in the reports of the later
@@ -463,11 +468,40 @@ class SecretScan:
             self.report_findings += scan_text(text, place, needles)
 
     def pytest_warning_recorded(self, warning_message, when, nodeid, location) -> None:
-        self.report_findings += scan_text(str(warning_message.message), f"warning in {nodeid or when}", self.needles())
+        if not self._controls_workers():
+            self.report_findings += scan_text(str(warning_message.message), f"warning in {nodeid or when}", self.needles())
+
+    # pytest-xdist: workers hand over what they saw; the controller scans the files.
+    def _controls_workers(self) -> bool:
+        return self.config.pluginmanager.has_plugin("dsession")
+
+    def _handover(self) -> dict:
+        """What a worker saw, in the plain types execnet carries."""
+        return {"keys": {key: sorted(owners) for key, owners in self.keys.items()}, "short": sorted(self.short),
+                "excluded": [(str(directory), list(globs)) for directory, globs in self.excluded_files],
+                "findings": [(f.where, f.owner, f.encoding, f.count) for f in set(self.report_findings)],
+                "reports": self.reports}
+
+    @pytest.hookimpl(optionalhook=True)  # an xdist hook, called on the controller as each worker ends
+    def pytest_testnodedown(self, node, error) -> None:
+        handed = getattr(node, "workeroutput", {}).get("secret_scan")
+        if handed is None:  # a crashed worker: its keys are unknown, so the files cannot be said clean
+            self.report_findings.append(Finding(f"worker {node.gateway.id} (ended without handing over its keys)", "?", "?"))
+            return
+        for key, owners in handed["keys"].items():
+            for owner in owners:
+                self._add(key, owner)
+        self.short.update(handed["short"])
+        self.excluded_files += [(Path(directory), tuple(globs)) for directory, globs in handed["excluded"]]
+        self.report_findings += [Finding(*finding) for finding in handed["findings"]]
+        self.reports += handed["reports"]
 
     # Files: everything under this session's base temp directory, at the end.
     @pytest.hookimpl(tryfirst=True)  # before the tmpdir plugin removes anything
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if hasattr(self.config, "workerinput"):  # an xdist worker: the controller scans its files
+            self.config.workeroutput["secret_scan"] = self._handover()
+            return
         started = time.monotonic()
         factory = getattr(self.config, "_tmp_path_factory", None)
         self.root = getattr(factory, "_basetemp", None)  # None: no test asked for a temp directory

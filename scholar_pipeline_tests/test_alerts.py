@@ -389,6 +389,26 @@ def test_deliveries_are_recorded_in_ducklake_too(channels, lake_database, tmp_pa
     assert [d["kind"] for d in deliveries_now()] == ["baseline", "digest"]
 
 
+def test_a_record_that_meets_another_commit_is_tried_again_and_nothing_is_sent_twice(channels, monkeypatch):
+    """DuckLake refuses a commit that touches files another commit changed: recording what was sent tries again."""
+    search, slack, webhook, smtp, token = channels
+    search = webhook_only(search)
+    settle, conflicts = dispatch.settle_intent, []
+
+    def conflicting_once(con, **kwargs):
+        if not conflicts:
+            conflicts.append(kwargs["digest_id"])
+            raise duckdb.TransactionException("Transaction conflict: another transaction changed the same file")
+        return settle(con, **kwargs)
+
+    with dg.instance_for_test() as instance:
+        known_then_new(search, instance, "2024-03-02")
+        monkeypatch.setattr(dispatch, "settle_intent", conflicting_once)
+        sent = send_due_digests(warehouse(), [search], now=in_minutes(60))
+        again = send_due_digests(warehouse(), [search], now=in_minutes(120))
+    assert len(conflicts) == 1 and len(sent.sent) == 1 and again.sent == [] and len(webhook.requests) == 1
+    assert [(d["kind"], d["digest_id"]) for d in deliveries_now()][-1] == (DIGEST, conflicts[0])
+
 def test_a_recipient_the_server_refuses_is_reported_and_the_others_get_the_digest_once(channels, tmp_path, monkeypatch):
     search, slack, webhook, smtp, token = channels
     (tmp_path / "refusing").mkdir()

@@ -3,12 +3,17 @@
 import base64
 import gzip
 import logging
+import os
+import re
 import sqlite3
+import subprocess
+import sys
 from urllib.parse import quote
 
 import duckdb
 import pytest
 
+from scholar_pipeline_tests.conftest import REPO_ROOT
 from scholar_pipeline_tests.secret_scan import MIN_KEY_LENGTH, Needles, SecretScan, scan_text, scan_tree
 
 KEY = "sk-planted/key+0123456789"  # '/' and '+' so that its URL-encoded forms differ from it
@@ -163,3 +168,47 @@ def test_a_key_of_regular_expression_characters_is_found_in_a_table_as_it_is_wri
         con.execute("CREATE TABLE u AS SELECT ? AS v", [f"said {key} here"])
     hits = [(f.where, f.encoding) for f in scan_tree(tmp_path, Needles({key: {"SOME_KEY"}})).findings]
     assert ("scholar.duckdb: table main.u, column v", "plain") in hits
+
+
+INNER_CONFTEST = """
+from scholar_pipeline_tests.conftest import REPO_ROOT
+from scholar_pipeline_tests.secret_scan import SecretScan
+
+def pytest_configure(config):
+    config.pluginmanager.register(SecretScan(config, ["OPENALEX_API_KEY"]), "secret_scan")
+"""
+INNER_TESTS = """
+import os
+import pytest
+
+@pytest.mark.parametrize("n", range(6))
+def test_one_of_them_writes_the_key_it_was_given(tmp_path, monkeypatch, n):
+    monkeypatch.setenv("OPENALEX_API_KEY", "sk-handed-over-by-a-worker-0123")
+    if n == WRITER:
+        (tmp_path / "out.txt").write_text("token=" + os.environ["OPENALEX_API_KEY"])
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("writer", [3, -1])
+def test_under_xdist_the_controller_scans_every_workers_files_for_every_workers_keys(tmp_path, writer):
+    """A key set and written by a test on one worker is found by the controller, which alone scans the files."""
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "conftest.py").write_text(INNER_CONFTEST)
+    (project / "test_inner.py").write_text(INNER_TESTS.replace("WRITER", str(writer)))
+    env = {name: value for name, value in os.environ.items() if name != "OPENALEX_API_KEY"}
+    env["PYTHONPATH"] = str(REPO_ROOT)
+    result = subprocess.run([sys.executable, "-m", "pytest", "-n", "2", "-p", "no:cacheprovider", "-q",
+                             f"--basetemp={tmp_path / 'inner'}", str(project)], cwd=project, env=env,
+                            capture_output=True, text=True, timeout=240)
+    summary = [line for line in result.stdout.splitlines() if line.startswith("secret scan: 1 keys")]
+    reports = re.search(r" and (\d+) test reports", summary[0] if summary else "")
+    assert reports and int(reports[1]) >= 18, result.stdout[-3000:]  # each worker's, handed over: 6 tests x 3 phases at least
+    if writer >= 0:
+        assert result.returncode == 1 and "; 1 found," in summary[0], result.stdout[-3000:]
+        assert re.search(r"^popen-gw[01]/test_one_of_them_writes_the_[^/]*/out\.txt line 1: the key of OPENALEX_API_KEY "
+                         r"\(plain\)$", result.stdout, re.M), result.stdout[-3000:]
+    else:
+        assert result.returncode == 0 and "; 0 found," in summary[0], result.stdout[-3000:]
+    assert "sk-handed-over-by-a-worker" not in result.stdout + result.stderr

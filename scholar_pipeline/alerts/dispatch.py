@@ -23,8 +23,6 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-import duckdb
-
 from scholar_pipeline.alerts.channels import SEND_SECONDS, DeliveryFailed, deliver
 from scholar_pipeline.alerts.config import Channel
 from scholar_pipeline.alerts.digest import Digest, DigestWork, ReviewCounts, digest_id, review_counts_of, top_works
@@ -33,7 +31,7 @@ from scholar_pipeline.alerts.ledger import (
     record_delivery, record_intent, settle_intent, waiting_since,
 )
 from scholar_pipeline.queries import SavedSearch
-from scholar_pipeline.warehouse import has_table, transaction
+from scholar_pipeline.warehouse import has_table, retry_conflicts, transaction
 from scholar_pipeline.warehouse_backends import Warehouse
 
 WAREHOUSE_WAIT_SECONDS = 20  # step 1 waits this long for its turn at the warehouse, then tries again next tick
@@ -41,7 +39,6 @@ PASS_BUDGET_SECONDS = 40  # Dagster gives a sensor evaluation 60 s
 # Step 3 waits much longer: what it records was sent. Past the sensor's deadline the evaluation goes on in the code
 # server, and the pass's exclusive lock keeps the next one aside until it is done.
 RECORD_WAIT_SECONDS = 600
-RECORD_ATTEMPTS = 3  # DuckLake: a commit that meets another (a merge of files) is tried again
 
 
 @dataclass
@@ -159,22 +156,19 @@ def _send(due: list[_Due], sent: list[_Due], environ: Mapping[str, str], deadlin
 
 def _record(warehouse: Warehouse, due: list[_Due], sent: list[_Due], now: dt.datetime) -> None:
     """Step 3."""
-    for attempt in range(1, RECORD_ATTEMPTS + 1):
-        try:
-            with warehouse.write_connection(timeout_seconds=RECORD_WAIT_SECONDS) as con, transaction(con):
-                for item in due:
-                    settle_intent(con, digest_id=item.digest.digest_id, query=item.search.name, channel=item.channel.label,
-                                  sent_at=now if item in sent else None)
-            return
-        except duckdb.TransactionException:
-            if attempt < RECORD_ATTEMPTS:
-                continue
-            raise
-        except Exception as error:
-            unrecorded = ", ".join(f"{d.search.name} → {d.channel.label} ({d.digest.digest_id})" for d in sent)
-            raise RuntimeError(f"could not record the digests just sent ({type(error).__name__}: {error}): "
-                               f"{unrecorded or 'none'}. The next pass sends their works again and says so; make the "
-                               "warehouse writable") from error
+    def settle() -> None:
+        with warehouse.write_connection(timeout_seconds=RECORD_WAIT_SECONDS) as con, transaction(con):
+            for item in due:
+                settle_intent(con, digest_id=item.digest.digest_id, query=item.search.name, channel=item.channel.label,
+                              sent_at=now if item in sent else None)
+
+    try:
+        retry_conflicts(settle, "the alerts ledger")
+    except Exception as error:
+        unrecorded = ", ".join(f"{d.search.name} → {d.channel.label} ({d.digest.digest_id})" for d in sent)
+        raise RuntimeError(f"could not record the digests just sent ({type(error).__name__}: {error}): "
+                           f"{unrecorded or 'none'}. The next pass sends their works again and says so; make the "
+                           "warehouse writable") from error
 
 
 def _time_to_wait(search: SavedSearch, landed: dt.datetime | None, waiting_since: dt.datetime,
