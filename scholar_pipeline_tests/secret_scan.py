@@ -38,6 +38,7 @@ from pathlib import Path
 from urllib.parse import quote, quote_plus
 
 import duckdb
+import pyarrow as pa
 import pytest
 
 from scholar_pipeline.client.masking import secret_forms
@@ -48,6 +49,7 @@ SQLITE_MAGIC = b"SQLite format 3\x00"
 GZIP_MAGIC = b"\x1f\x8b"
 PARQUET_MAGIC = b"PAR1"
 NEWLINE = b"\n"
+HELD_BATCH = 2000  # report texts per RE2 pass on an xdist controller
 REGEX_FORMS = 1000  # needle forms per regular expression: 4,000 keys' forms in one pass past RE2's memory budget
 # DuckDB column types whose values can hold text; the others (numbers, dates, booleans, UUIDs) cannot hold a key.
 _TEXT_TYPES = ("VARCHAR", "JSON", "BLOB", "BIT", "ENUM", "MAP", "UNION")
@@ -310,9 +312,14 @@ def _scan_relation(con, relation: str, columns: list[tuple[str, str]], where: st
 def _any_row_holds(con, select: str, needles: Needles) -> bool:
     """Whether any row of `select` holds any needle: one pass of one regular expression (RE2 matches an alternation of
     literals in linear time), where counting each needle apart would test every row once per needle."""
+    return any(con.execute(f"SELECT count(*) FROM ({select}) WHERE regexp_matches(v, $1)", [p]).fetchone()[0]
+               for p in _patterns(needles))
+
+
+def _patterns(needles: Needles) -> list[str]:
+    """Every needle form in alternations for RE2, each within its memory budget."""
     forms = [re.escape(n.form.decode("utf-8", "replace")) for n in needles.needles]
-    patterns = ["|".join(forms[i:i + REGEX_FORMS]) for i in range(0, len(forms), REGEX_FORMS)]  # each within RE2's memory
-    return any(con.execute(f"SELECT count(*) FROM ({select}) WHERE regexp_matches(v, $1)", [p]).fetchone()[0] for p in patterns)
+    return ["|".join(forms[i:i + REGEX_FORMS]) for i in range(0, len(forms), REGEX_FORMS)]
 
 
 def _rows_holding(con, select: str, needles: Needles) -> tuple[int, ...]:
@@ -377,6 +384,9 @@ class SecretScan:
         self.excluded_files: list[tuple[Path, tuple[str, ...]]] = []  # a test's tmp_path and globs under it
         self.silent_nodeids: set[str] = set()  # tests whose reports are not scanned
         self.report_findings: list[Finding] = []
+        self._held: dict[tuple[str, str], bytes] = {}  # an xdist controller's reports: (test, place) to zlib'd text
+        self._workers: set[str] = set()  # an xdist controller's workers, and those that handed over what they saw
+        self._handed: set[str] = set()
         self.reports = 0
         self.tree: TreeScan | None = None
         self.root: Path | None = None
@@ -446,32 +456,54 @@ class SecretScan:
                     return True
         return False
 
-    # Reports: captured output and failure text, scanned as they come (by the worker that ran the test).
+    # Reports: captured output and failure text, scanned as they come; on an xdist controller, held and scanned at
+    # the end, once every worker's keys are known (a worker scans its own reports for its own keys only).
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        if report.nodeid in self.silent_nodeids or self._controls_workers():
-            return
-        self._scan_report(report, report.nodeid, report.when)
+        if report.nodeid not in self.silent_nodeids:
+            self._report(report, report.nodeid, report.when)
 
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:
-        if not self._controls_workers():
-            self._scan_report(report, report.nodeid or "the session", "collect")
+        self._report(report, report.nodeid or "the session", "collect")
 
-    def _scan_report(self, report, nodeid: str, when: str) -> None:
+    def _report(self, report, nodeid: str, when: str) -> None:
         """Sections carry their phase in their title ("Captured log call") and recur in the reports of the later
         phases, so findings in them are named by title only, and counted once."""
         self.reports += 1
-        needles = self.needles()
         texts = [(f"test report {nodeid}: {title}", content) for title, content in report.sections]
         if report.failed:
             texts.append((f"test report {nodeid}: failure text ({when})", report.longreprtext))
+        self._texts(nodeid, texts)
+
+    def pytest_warning_recorded(self, warning_message, when, nodeid, location) -> None:
+        self._texts(nodeid, [(f"warning in {nodeid or when}", str(warning_message.message))])
+
+    def _texts(self, nodeid: str, texts: list[tuple[str, str]]) -> None:
+        if self._controls_workers():
+            for place, text in texts:  # compressed: a suite's captured logs are hundreds of MB
+                self._held[(nodeid, place)] = zlib.compress(text.encode("utf-8", "surrogateescape"), 1)
+            return
+        needles = self.needles()
         for place, text in texts:
             self.report_findings += scan_text(text, place, needles)
 
-    def pytest_warning_recorded(self, warning_message, when, nodeid, location) -> None:
-        if not self._controls_workers():
-            self.report_findings += scan_text(str(warning_message.message), f"warning in {nodeid or when}", self.needles())
+    def _scan_held(self) -> None:
+        """The controller's scan of the reports and warnings the workers sent, for all their keys: one RE2 pass per
+        batch finds the few texts that hold any key form, which are then searched key by key."""
+        held = [(place, text) for (nodeid, place), text in self._held.items() if nodeid not in self.silent_nodeids]
+        needles = self.needles()
+        if not needles:
+            return
+        con = duckdb.connect()
+        for start in range(0, len(held), HELD_BATCH):
+            batch = [(place, zlib.decompress(text)) for place, text in held[start:start + HELD_BATCH]]
+            con.register("held", pa.table({"i": range(len(batch)), "v": [text.decode("utf-8", "replace") for _, text in batch]}))
+            hits = {i for pattern in _patterns(needles)
+                    for (i,) in con.execute("SELECT i FROM held WHERE regexp_matches(v, $1)", [pattern]).fetchall()}
+            for i in sorted(hits):
+                self.report_findings += scan_text(batch[i][1], batch[i][0], needles)
+            con.unregister("held")
 
-    # pytest-xdist: workers hand over what they saw; the controller scans the files.
+    # pytest-xdist: workers hand over what they saw; the controller scans the reports and the files.
     def _controls_workers(self) -> bool:
         return self.config.pluginmanager.has_plugin("dsession")
 
@@ -479,22 +511,35 @@ class SecretScan:
         """What a worker saw, in the plain types execnet carries."""
         return {"keys": {key: sorted(owners) for key, owners in self.keys.items()}, "short": sorted(self.short),
                 "excluded": [(str(directory), list(globs)) for directory, globs in self.excluded_files],
-                "findings": [(f.where, f.owner, f.encoding, f.count) for f in set(self.report_findings)],
-                "reports": self.reports}
+                "silent": sorted(self.silent_nodeids),
+                "findings": [(f.where, f.owner, f.encoding, f.count) for f in set(self.report_findings)]}
+
+    @pytest.hookimpl(optionalhook=True)  # an xdist hook, called on the controller as each worker starts
+    def pytest_testnodeready(self, node) -> None:
+        self._workers.add(node.gateway.id)
 
     @pytest.hookimpl(optionalhook=True)  # an xdist hook, called on the controller as each worker ends
     def pytest_testnodedown(self, node, error) -> None:
         handed = getattr(node, "workeroutput", {}).get("secret_scan")
-        if handed is None:  # a crashed worker: its keys are unknown, so the files cannot be said clean
-            self.report_findings.append(Finding(f"worker {node.gateway.id} (ended without handing over its keys)", "?", "?"))
+        if handed is None:  # a crashed worker: said at the end
             return
+        self._handed.add(node.gateway.id)
         for key, owners in handed["keys"].items():
             for owner in owners:
                 self._add(key, owner)
         self.short.update(handed["short"])
         self.excluded_files += [(Path(directory), tuple(globs)) for directory, globs in handed["excluded"]]
+        self.silent_nodeids.update(handed["silent"])
         self.report_findings += [Finding(*finding) for finding in handed["findings"]]
-        self.reports += handed["reports"]
+
+    def _finish_workers(self) -> None:
+        """Wait for every worker to exit (one closing a database at exit would change a file being read), and say
+        which ended without handing over its keys: the files cannot then be said clean."""
+        nodes = getattr(self.config.pluginmanager.get_plugin("dsession"), "nodemanager", None)
+        if nodes is not None:
+            nodes.teardown_nodes()
+        for worker in sorted(self._workers - self._handed):
+            self.report_findings.append(Finding(f"worker {worker} (ended without handing over its keys)", "?", "?"))
 
     # Files: everything under this session's base temp directory, at the end.
     @pytest.hookimpl(tryfirst=True)  # before the tmpdir plugin removes anything
@@ -503,6 +548,9 @@ class SecretScan:
             self.config.workeroutput["secret_scan"] = self._handover()
             return
         started = time.monotonic()
+        if self._controls_workers():
+            self._finish_workers()
+            self._scan_held()
         factory = getattr(self.config, "_tmp_path_factory", None)
         self.root = getattr(factory, "_basetemp", None)  # None: no test asked for a temp directory
         if self.root is not None and self.root.is_dir():

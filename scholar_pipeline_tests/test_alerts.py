@@ -409,6 +409,7 @@ def test_a_record_that_meets_another_commit_is_tried_again_and_nothing_is_sent_t
     assert len(conflicts) == 1 and len(sent.sent) == 1 and again.sent == [] and len(webhook.requests) == 1
     assert [(d["kind"], d["digest_id"]) for d in deliveries_now()][-1] == (DIGEST, conflicts[0])
 
+
 def test_a_recipient_the_server_refuses_is_reported_and_the_others_get_the_digest_once(channels, tmp_path, monkeypatch):
     search, slack, webhook, smtp, token = channels
     (tmp_path / "refusing").mkdir()

@@ -131,7 +131,6 @@ def test_pubmed_takes_the_pmid_and_the_article_id_list():
         ("40791020", "PubmedData.ArticleIdList.ArticleId[1].#text", "'PMC-12'", "no valid pmcid in it: pmcid set to NULL")]
 
 
-
 def test_pubmed_reads_the_arxiv_id_an_arxiv_doi_names():
     """PubMed lists arXiv preprints (NIH Preprint Pilot) under their arXiv DOI: the id joins them to arXiv's record."""
     body = real_response("pubmed/scholarflux_efetch_anxiety_20ids.xml")
@@ -140,6 +139,7 @@ def test_pubmed_reads_the_arxiv_id_an_arxiv_doi_names():
     rows = {row["provider_id"]: row for row in normalize_page_checked("pubmed", body).table.to_pylist()}
     assert (rows["40791037"]["doi"], rows["40791037"]["arxiv_id"]) == ("10.48550/arxiv.2401.01234", "2401.01234")
     assert [row["arxiv_id"] for pmid, row in rows.items() if pmid != "40791037"] == [None] * (len(rows) - 1)
+
 
 def test_arxiv_ids_lose_their_version_old_style_ids_too():
     body = real_response("arxiv/arxiv_query_testing_start0_max10.xml")

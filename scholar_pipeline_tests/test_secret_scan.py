@@ -8,6 +8,7 @@ import re
 import sqlite3
 import subprocess
 import sys
+from types import SimpleNamespace
 from urllib.parse import quote
 
 import duckdb
@@ -133,7 +134,7 @@ def test_a_finding_fails_the_session_and_the_summary_says_what_was_scanned(pytes
     class Factory:
         _basetemp = tmp_path
 
-    plugin.config = type("Config", (), {"_tmp_path_factory": Factory})()
+    plugin.config = type("Config", (), {"_tmp_path_factory": Factory, "pluginmanager": pytestconfig.pluginmanager})()
     plugin.pytest_sessionfinish(Session)
     lines = []
     plugin.pytest_terminal_summary(type("Reporter", (), {"write_line": lambda self, line, **_: lines.append(line),
@@ -171,7 +172,6 @@ def test_a_key_of_regular_expression_characters_is_found_in_a_table_as_it_is_wri
 
 
 INNER_CONFTEST = """
-from scholar_pipeline_tests.conftest import REPO_ROOT
 from scholar_pipeline_tests.secret_scan import SecretScan
 
 def pytest_configure(config):
@@ -182,33 +182,66 @@ import os
 import pytest
 
 @pytest.mark.parametrize("n", range(6))
-def test_one_of_them_writes_the_key_it_was_given(tmp_path, monkeypatch, n):
-    monkeypatch.setenv("OPENALEX_API_KEY", "sk-handed-over-by-a-worker-0123")
+def test_each_gets_a_key_of_its_own_one_writes_it_one_prints_it(tmp_path, monkeypatch, n):
+    monkeypatch.setenv("OPENALEX_API_KEY", f"sk-handed-over-by-a-worker-{n}-0123")
     if n == WRITER:
         (tmp_path / "out.txt").write_text("token=" + os.environ["OPENALEX_API_KEY"])
+    if n == PRINTER:
+        print("token=" + os.environ["OPENALEX_API_KEY"])
 """
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("writer", [3, -1])
-def test_under_xdist_the_controller_scans_every_workers_files_for_every_workers_keys(tmp_path, writer):
-    """A key set and written by a test on one worker is found by the controller, which alone scans the files."""
+@pytest.mark.parametrize("writer, printer", [(3, 4), (-1, -1)])
+def test_under_xdist_the_controller_scans_every_workers_files_for_every_workers_keys(tmp_path, writer, printer):
+    """Keys set by tests on two workers: a key written to a file or printed is found, and said at the controller."""
     project = tmp_path / "project"
     project.mkdir()
     (project / "conftest.py").write_text(INNER_CONFTEST)
-    (project / "test_inner.py").write_text(INNER_TESTS.replace("WRITER", str(writer)))
+    (project / "test_inner.py").write_text(INNER_TESTS.replace("WRITER", str(writer)).replace("PRINTER", str(printer)))
     env = {name: value for name, value in os.environ.items() if name != "OPENALEX_API_KEY"}
     env["PYTHONPATH"] = str(REPO_ROOT)
     result = subprocess.run([sys.executable, "-m", "pytest", "-n", "2", "-p", "no:cacheprovider", "-q",
                              f"--basetemp={tmp_path / 'inner'}", str(project)], cwd=project, env=env,
                             capture_output=True, text=True, timeout=240)
-    summary = [line for line in result.stdout.splitlines() if line.startswith("secret scan: 1 keys")]
+    summary = [line for line in result.stdout.splitlines() if line.startswith("secret scan: 6 keys")]  # every worker's
     reports = re.search(r" and (\d+) test reports", summary[0] if summary else "")
-    assert reports and int(reports[1]) >= 18, result.stdout[-3000:]  # each worker's, handed over: 6 tests x 3 phases at least
+    assert reports and int(reports[1]) >= 18, result.stdout[-3000:]  # each worker's: 6 tests x 3 phases at least
     if writer >= 0:
-        assert result.returncode == 1 and "; 1 found," in summary[0], result.stdout[-3000:]
-        assert re.search(r"^popen-gw[01]/test_one_of_them_writes_the_[^/]*/out\.txt line 1: the key of OPENALEX_API_KEY "
+        assert result.returncode == 1 and "; 2 found," in summary[0], result.stdout[-3000:]
+        assert re.search(r"^popen-gw[01]/test_each_gets_a_key_of_its_ow[^/]*/out\.txt line 1: the key of OPENALEX_API_KEY "
                          r"\(plain\)$", result.stdout, re.M), result.stdout[-3000:]
+        assert re.search(r"^test report \S+test_each_gets_a_key_of_its_own_one_writes_it_one_prints_it\[4\]: Captured stdout "
+                         r"call line 1: the key of OPENALEX_API_KEY \(plain\)$", result.stdout, re.M), result.stdout[-3000:]
     else:
         assert result.returncode == 0 and "; 0 found," in summary[0], result.stdout[-3000:]
     assert "sk-handed-over-by-a-worker" not in result.stdout + result.stderr
+
+
+def _worker(worker_id: str, keys: dict | None, silent: tuple[str, ...] = ()) -> SimpleNamespace:
+    output = {} if keys is None else {"secret_scan": {"keys": keys, "short": [], "excluded": [], "silent": list(silent),
+                                                      "findings": []}}
+    return SimpleNamespace(gateway=SimpleNamespace(id=worker_id), workeroutput=output)
+
+
+def test_an_xdist_controller_scans_held_reports_for_keys_a_worker_handed_over_later(pytestconfig, monkeypatch):
+    """A report reaches the controller before the key its test used (workers hand their keys over as they end): the
+    controller holds the reports and scans them once every worker's keys are in; a silent test's are left out, and a
+    worker that never handed over is a finding."""
+    key = "sk-seen-by-another-worker-0123456789"
+    plugin = SecretScan(pytestconfig, [])
+    monkeypatch.setattr(plugin, "_controls_workers", lambda: True)
+    for nodeid in ("t.py::test_loud", "t.py::test_silent"):
+        plugin.pytest_runtest_logreport(pytest.TestReport(nodeid, ("t.py", 1, nodeid), {}, "passed", None, "call",
+                                                          sections=[("Captured stdout call", f"ok\nGET /?api_key={key}\n")]))
+    assert plugin.findings() == [] and plugin.reports == 2  # held, not yet scanned
+    for worker in ("gw0", "gw1", "gw2"):
+        plugin.pytest_testnodeready(_worker(worker, None))
+    plugin.pytest_testnodedown(_worker("gw0", {key: ["OPENALEX_API_KEY"]}, silent=("t.py::test_silent",)), None)
+    plugin.pytest_testnodedown(_worker("gw1", {}), None)
+    plugin.pytest_testnodedown(_worker("gw2", None), "crashed")
+    plugin._finish_workers()
+    plugin._scan_held()
+    assert [str(f) for f in plugin.findings()] == [
+        "test report t.py::test_loud: Captured stdout call line 2: the key of OPENALEX_API_KEY (plain)",
+        "worker gw2 (ended without handing over its keys): the key of ? (?)"]
