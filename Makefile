@@ -48,8 +48,8 @@ materialize: setup
 	    --config-json '{"loggers": {"console": {"config": {"log_level": "INFO"}}}}'
 
 ## Every test, the slow scenario tests included (what CI runs), with the semantic extra, on TEST_WORKERS
-## pytest-xdist workers (27 min on one). Three took 14 min on two cores, but starved the simulator enough for a rate-limit
-## scenario, which runs at exactly the simulated limit, to meet a 429 it asserts never comes: two is the default.
+## pytest-xdist workers. On two cores: 27 min on one, 14 min 19 s on two; three (13 min 44 s) starved the simulator
+## enough, once, for a rate-limit scenario running at exactly the simulated limit to meet a 429 it asserts never comes.
 TEST_WORKERS ?= 2
 test: $(VENV)/.installed-semantic
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist worksteal
