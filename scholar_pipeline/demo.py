@@ -57,8 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-serve", action="store_true", help="stop after the runs instead of serving the Dagster UI")
     args = parser.parse_args(argv)
 
-    for signum in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(signum, _raise_stop)
+    _stop_on_term_and_hup()
     simulator, serving = None, False
     try:
         simulator = _start_simulator(args.port)
@@ -76,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{failed} partition(s) failed; their errors are above and in the Dagster UI.")
         if not args.no_serve:
             serving = True
+            _stop_on_term_and_hup()  # again: the runs in this process gave SIGTERM the handler of SIGINT
             if serve(dagster_home, args.ui_port, simulator) != 0:
                 return 1
         return 1 if failed else 0
@@ -95,6 +95,14 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if simulator:
             simulator.stop()
+
+
+def _stop_on_term_and_hup() -> None:
+    """SIGTERM and SIGHUP stop the demo as Ctrl-C does. Dagster's in-process execution maps SIGTERM to whatever
+    handles SIGINT when a run ends, which under nohup, a service manager or CI is SIG_IGN: the demo would then ignore
+    SIGTERM."""
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _raise_stop)
 
 
 def _raise_stop(signum, frame):

@@ -98,10 +98,13 @@ def test_demo_prints_one_line_per_partition_and_the_summary_and_lands_the_rows(t
         assert set(instance.get_materialized_partitions(works)) == {f"2024-03-01|{p}" for p in PROVIDERS}
 
 
-def test_demo_serves_the_ui_with_its_runs_and_stops_cleanly_on_ctrl_c(tmp_path, taken_port):
-    # Children here start with SIGINT ignored; a terminal's Ctrl-C reaches a process that handles it.
+@pytest.mark.parametrize("stop, sigint", [(signal.SIGINT, signal.SIG_DFL), (signal.SIGTERM, signal.SIG_IGN)],
+                         ids=["ctrl-c in a terminal", "sigterm with sigint ignored (nohup, a service manager)"])
+def test_demo_serves_the_ui_with_its_runs_and_stops_cleanly_on_ctrl_c(tmp_path, taken_port, stop, sigint):
+    # A terminal's Ctrl-C reaches a process that handles SIGINT; nohup and service managers start it ignored, and stop
+    # it with SIGTERM.
     demo = _demo(["--ui-port", str(taken_port)], _demo_env(tmp_path, "openalex"),
-                 preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+                 preexec_fn=lambda: signal.signal(signal.SIGINT, sigint))
     lines: list[str] = []
     try:
         for line in demo.stdout:
@@ -120,7 +123,7 @@ def test_demo_serves_the_ui_with_its_runs_and_stops_cleanly_on_ctrl_c(tmp_path, 
         assert data["runsOrError"]["results"] == [{"status": "SUCCESS"}] * 2  # the search's run and the dataset's
 
         started = time.monotonic()
-        demo.send_signal(signal.SIGINT)
+        demo.send_signal(stop)
         rest = demo.communicate(timeout=60)[0]
         assert time.monotonic() - started < 30
     finally:
