@@ -1,4 +1,4 @@
-"""Figure 7: our normalization beside the peer library scholar-flux on the same recorded pages, in the same run.
+"""Figure 3, the peer's side: our normalization beside scholar-flux on the same recorded pages, in the same run.
 
 The pages are figure 3's (benchmarks/normalization.py). scholar-flux (the `bench` extra) is
 used as its README shows, `SearchCoordinator(...).search_page(1)` then `.normalize()`: a

@@ -404,9 +404,11 @@ def test_a_record_that_meets_another_commit_is_tried_again_and_nothing_is_sent_t
     with dg.instance_for_test() as instance:
         known_then_new(search, instance, "2024-03-02")
         monkeypatch.setattr(dispatch, "settle_intent", conflicting_once)
-        sent = send_due_digests(warehouse(), [search], now=in_minutes(60))
+        said: list[str] = []
+        sent = send_due_digests(warehouse(), [search], now=in_minutes(60), log=said.append)
         again = send_due_digests(warehouse(), [search], now=in_minutes(120))
     assert len(conflicts) == 1 and len(sent.sent) == 1 and again.sent == [] and len(webhook.requests) == 1
+    assert [line for line in said if line.startswith("the alerts ledger: the commit met another transaction")]
     assert [(d["kind"], d["digest_id"]) for d in deliveries_now()][-1] == (DIGEST, conflicts[0])
 
 

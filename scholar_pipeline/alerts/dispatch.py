@@ -82,7 +82,7 @@ def send_due_digests(warehouse: Warehouse, searches: Sequence[SavedSearch], *, n
             _send(due, sent, environ, deadline, outcome, log)
         finally:
             if due:
-                _record(warehouse, due, sent, now)
+                _record(warehouse, due, sent, now, log)
     return outcome
 
 
@@ -154,7 +154,7 @@ def _send(due: list[_Due], sent: list[_Due], environ: Mapping[str, str], deadlin
         log(outcome.sent[-1])
 
 
-def _record(warehouse: Warehouse, due: list[_Due], sent: list[_Due], now: dt.datetime) -> None:
+def _record(warehouse: Warehouse, due: list[_Due], sent: list[_Due], now: dt.datetime, log: Callable[[str], None]) -> None:
     """Step 3."""
     def settle() -> None:
         with warehouse.write_connection(timeout_seconds=RECORD_WAIT_SECONDS) as con, transaction(con):
@@ -163,7 +163,7 @@ def _record(warehouse: Warehouse, due: list[_Due], sent: list[_Due], now: dt.dat
                               sent_at=now if item in sent else None)
 
     try:
-        retry_conflicts(settle, "the alerts ledger")
+        retry_conflicts(settle, "the alerts ledger", log=log)
     except Exception as error:
         unrecorded = ", ".join(f"{d.search.name} → {d.channel.label} ({d.digest.digest_id})" for d in sent)
         raise RuntimeError(f"could not record the digests just sent ({type(error).__name__}: {error}): "
