@@ -28,6 +28,9 @@ NOT_A_PERSONS_NAME = frozenset(
     "committee network foundation inc ltd llc".split()
 )
 _ENTITY = re.compile(r"&(?:#[0-9]+|#[xX][0-9a-fA-F]+|[A-Za-z][A-Za-z0-9]*);")
+# An `&` that starts no terminated reference is text: escaped before the HTML parser reads it, since that parser
+# would decode a legacy name without its `;` (`?id=1&section=2` would read `?id=1§ion=2`).
+_BARE_AMPERSAND = re.compile(r"&(?!#[0-9]+;|#[xX][0-9a-fA-F]+;|[A-Za-z][A-Za-z0-9]*;)")
 # Characters that no XML text may hold (lxml refuses them: "All strings must be XML compatible"):
 # C0 controls other than tab, line feed and carriage return, and the non-characters U+FFFE
 # and U+FFFF. They carry no text, so each becomes a space (a run of them collapses with the
@@ -118,6 +121,20 @@ def _separates(tag: str) -> bool:
 _SEPARATES = {tag: _separates(tag) for name in _INLINE | _BLOCK | {"html", "body"} for tag in (name, f"jats:{name}", f"mml:{name}")}
 
 
+# A formula's other encodings: MathML annotations (TeX, or another markup, of the formula they annotate) and, in
+# JATS `<alternatives>`, a TeX formula beside its MathML rendering. Read, each would write the formula twice.
+_OTHER_RENDERINGS = frozenset(f"{prefix}{name}" for prefix in ("", "mml:", "jats:") for name in ("annotation", "annotation-xml", "tex-math"))
+
+
+def _renders_again(element: etree._Element) -> bool:
+    """Whether `element` (one of _OTHER_RENDERINGS) encodes a formula that its neighbours give as text already."""
+    if not element.tag.endswith("tex-math"):
+        return True  # an annotation always annotates the MathML it sits in
+    parent = element.getparent()
+    return parent is not None and parent.tag.rpartition(":")[2] == "alternatives" and any(
+        isinstance(sibling.tag, str) and sibling.tag.rpartition(":")[2] == "math" for sibling in parent)
+
+
 def xml_safe(text: str) -> str:
     """`text` without the characters XML cannot hold: each control character (see above) as a space, a lone surrogate as U+FFFD."""
     if not _NOT_XML.search(text):
@@ -140,19 +157,22 @@ def markup_to_text(markup: str | None) -> str | None:
     markup = xml_safe(markup)
     if "<" not in markup:
         return plain_text(decode_entities(markup))
-    text = _BARE_LT.sub("&lt;", _LEADING_HEADING.sub(r"\1", markup))
+    text = _BARE_AMPERSAND.sub("&amp;", _BARE_LT.sub("&lt;", _LEADING_HEADING.sub(r"\1", markup)))
     # A parser per call: lxml parser objects must not be shared between threads, and one costs < 1 µs.
     parser = etree.HTMLParser(recover=True, no_network=True, remove_comments=True, remove_pis=True)
     root = etree.HTML(f"<div>{text}</div>", parser)
     # The text is gathered, never written back into the tree: a reference such as `&#2;` parses
     # to a character that lxml would refuse to store.
     parts = []
-    for event, element in etree.iterwalk(root, events=("start", "end")):
+    walk = etree.iterwalk(root, events=("start", "end"))
+    for event, element in walk:
         separates = _SEPARATES.get(element.tag)
         if separates or (separates is None and _separates(element.tag)):
             parts.append(" ")
         if event == "start":
-            if element.text:
+            if element.tag in _OTHER_RENDERINGS and _renders_again(element):
+                walk.skip_subtree()  # its tail is still read, at its end
+            elif element.text:
                 parts.append(element.text)
         elif element.tail:
             parts.append(element.tail)

@@ -107,6 +107,18 @@ def test_plain_text_keeps_angle_brackets_and_only_tidies_whitespace():
         ("<jats:p>one</jats:p ><jats:boxed-text>two</jats:boxed-text>three", "one two three"),  # any jats: element is markup
         ("<mml:math xmlns:mml=\"http://www.w3.org/1998/Math/MathML\"><mml:mi>x</mml:mi><mml:mn>2</mml:mn></mml:math>", "x2"),
         ("<p>x<!-- a comment --></p>y", "x y"),
+        # An `&` that starts no terminated reference stays, as in plain text: the HTML parser would read `&sect` as §.
+        ("<p>see x.org/a?id=1&section=2&para=3&deg=5</p>", "see x.org/a?id=1&section=2&para=3&deg=5"),
+        ("<i>a&notation</i> &copy 2020 &amp; &#955; &copy;", "a&notation &copy 2020 & λ ©"),
+        # A formula once: a TeX rendering beside its MathML in JATS <alternatives> (Springer's deposits), and MathML
+        # annotations, are other encodings of it; TeX alone is kept.
+        ("<jats:p>The ratio <jats:inline-formula><jats:alternatives><jats:tex-math id=\"IEq1\">"
+         "$$\\documentclass[12pt]{minimal}\\begin{document}$$\\alpha &lt; 1$$\\end{document}$$</jats:tex-math>"
+         "<mml:math><mml:mi>α</mml:mi><mml:mo>&lt;</mml:mo><mml:mn>1</mml:mn></mml:math></jats:alternatives>"
+         "</jats:inline-formula> holds.</jats:p>", "The ratio α<1 holds."),
+        ("<mml:math><mml:semantics><mml:mi>x</mml:mi><mml:annotation encoding=\"TeX\">x</mml:annotation>"
+         "</mml:semantics></mml:math>y", "xy"),
+        ("<jats:alternatives><jats:tex-math>$x^2$</jats:tex-math><jats:inline-graphic/></jats:alternatives> only", "$x^2$ only"),
     ],
 )
 def test_markup_becomes_plain_text(markup, text):
