@@ -233,7 +233,8 @@ class DuckLake:
             except duckdb.Error as error:
                 raise WarehouseUnreachable(f"DuckLake {self.name}: {mask_credentials(str(error)).strip()}") from None
             con.execute(f"USE {LAKE}")
-            yield con
+            with _masking_connection_strings():
+                yield con
         finally:
             con.close()
 
@@ -288,6 +289,21 @@ class DuckLake:
             return psycopg2.connect(self.catalog, connect_timeout=CONNECT_TIMEOUT_SECONDS)
         except psycopg2.Error as error:
             raise WarehouseUnreachable(f"DuckLake catalog {self.name}: {mask_credentials(str(error)).strip()}") from None
+
+
+@contextmanager
+def _masking_connection_strings() -> Iterator[None]:
+    """DuckDB errors without the catalog's password. One that reconnects to a lost catalog quotes the whole connection
+    string ("Unable to connect to Postgres at "host=... password=...""), and run logs, failure descriptions and the
+    event log show errors as they are. The error is raised again as its own type (a conflict stays a
+    TransactionException), its original suppressed, which tracebacks and Dagster's error records then leave out."""
+    try:
+        yield
+    except duckdb.Error as error:
+        shown = mask_credentials(str(error))
+        if shown == str(error):
+            raise
+        raise type(error)(shown) from None
 
 
 def _reach_object_store(con: duckdb.DuckDBPyConnection, environ: Mapping[str, str] = os.environ) -> None:

@@ -7,10 +7,13 @@ import json
 import multiprocessing
 import os
 import subprocess
+import traceback
+from contextlib import closing
 from pathlib import Path
 from types import SimpleNamespace
 
 import dagster as dg
+import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -19,13 +22,13 @@ from scholar_pipeline.defs.dataset import build_dataset_assets
 from scholar_pipeline.defs.resources import scholar_api_from_env, warehouse_from_env
 from scholar_pipeline.defs.saved_searches import build_saved_search_assets
 from scholar_pipeline.schema import WORKS_SCHEMA
-from scholar_pipeline.warehouse import ProvenanceRow, replace_partition, transaction
+from scholar_pipeline.warehouse import ProvenanceRow, ensure_tables, replace_partition, transaction
 from scholar_pipeline.warehouse_backends import (
     DATA_PATH_ENV, WAREHOUSE_ENV, DuckDBFile, DuckLake, WarehouseUnreachable, warehouse_at,
 )
 from scholar_pipeline_tests.conftest import REPO_ROOT
 from scholar_pipeline_tests.helpers import SEARCH, home, materialize, query_db
-from scholar_pipeline_tests.postgres import pg_select
+from scholar_pipeline_tests.postgres import pg_connect, pg_select
 from scholar_pipeline_tests.test_scenarios import BIN, _run_in_parallel
 
 # Trust auth here ignores it; set in PGPASSWORD too, which conftest's secret scan looks for in every stored file.
@@ -234,6 +237,24 @@ def test_an_unreachable_catalog_says_where_without_the_password(tmp_path):
             attempt()
         assert "port=1" in str(error.value) and LAKE_PASSWORD not in str(error.value)
         assert "password=***" in str(error.value)
+
+
+def test_a_catalog_lost_while_connected_is_reported_without_the_password(lake_database, tmp_path):
+    """DuckDB quotes the whole connection string when it cannot reconnect to the catalog; run logs show that error."""
+    lake = DuckLake(_catalog(lake_database), str(tmp_path / "lake_files"))
+    with closing(pg_connect()) as admin:
+        with pytest.raises(duckdb.Error) as raised, lake.write_connection() as con:
+            ensure_tables(con)
+            admin.cursor().execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (lake_database,))
+            admin.cursor().execute(f'ALTER DATABASE "{lake_database}" RENAME TO "{lake_database}_lost"')
+            try:
+                with pytest.raises(duckdb.Error, match="server closed the connection"):
+                    con.execute("SELECT count(*) FROM works")
+                con.execute("SELECT count(*) FROM works")  # connects again: fails, quoting the connection string
+            finally:
+                admin.cursor().execute(f'ALTER DATABASE "{lake_database}_lost" RENAME TO "{lake_database}"')
+    shown = "".join(traceback.format_exception(raised.value))
+    assert "Unable to connect to Postgres" in shown and "password=***" in shown and LAKE_PASSWORD not in shown
 
 
 def test_a_new_catalog_without_a_data_path_is_refused_with_what_to_set(lake_database):

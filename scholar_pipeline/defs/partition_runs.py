@@ -27,6 +27,7 @@ import dagster as dg
 from dagster._core.definitions.partitions.utils.multi import get_tags_from_multi_partition_key
 
 from scholar_pipeline.audit import AuditScope, audit
+from scholar_pipeline.client.masking import mask_credentials
 from scholar_pipeline.defs.data_versions import derived_version_tags, source_version_tags
 from scholar_pipeline.defs.provider_fetches import Fetched, ProviderFetches, where
 from scholar_pipeline.defs.resources import ScholarApiResource, WarehouseResource
@@ -197,7 +198,7 @@ class SavedSearchRun:
             record_usage(con, self.unrecorded_usage)
         except Exception as error:
             self.context.log.warning(f"{self.search.name}: the usage of {len(self.unrecorded_usage)} fetches is not "
-                                     f"recorded in provider_usage yet ({type(error).__name__}: {error})")
+                                     f"recorded in provider_usage yet ({type(error).__name__}: {mask_credentials(str(error))})")
             return
         self.unrecorded_usage.clear()
 
@@ -250,10 +251,10 @@ class SavedSearchRun:
     def _describe(self, key: dg.MultiPartitionKey, error: Exception) -> str:
         """The error as a person reads it. The pipeline's own errors name provider, search and day; anything else is
         given its place here, and its traceback in the log."""
-        message = (error.description if isinstance(error, dg.Failure) else str(error)) or type(error).__name__
+        message = mask_credentials((error.description if isinstance(error, dg.Failure) else str(error)) or type(error).__name__)
         if isinstance(error, _NAMED_ERRORS):
             return message
-        self.context.log.error(f"{where(self.search, key)}: {''.join(traceback.format_exception(error))}")
+        self.context.log.error(f"{where(self.search, key)}: {mask_credentials(''.join(traceback.format_exception(error)))}")
         return f"{where(self.search, key)}: {type(error).__name__}: {message}"
 
 
