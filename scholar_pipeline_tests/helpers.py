@@ -44,10 +44,10 @@ def materialize(day: str, provider: str, search: SavedSearch = SEARCH, instance=
 
 
 def materialize_range(first_day: str, last_day: str, search: SavedSearch = SEARCH, instance=None, raise_on_error: bool = True,
-                      selection=None):
+                      selection=None, tags: dict[str, str] | None = None):
     """Run days `first_day`..`last_day` of every provider of `search` as one run, as a backfill or the daily schedule
-    does (the partition range in the run's tags)."""
-    tags = partition_range_tags(search, dt.date.fromisoformat(first_day), dt.date.fromisoformat(last_day))
+    does (the partition range in the run's tags, with any `tags` given)."""
+    tags = {**partition_range_tags(search, dt.date.fromisoformat(first_day), dt.date.fromisoformat(last_day)), **(tags or {})}
     return dg.materialize(
         build_saved_search_assets(search), selection=selection, tags=tags, instance=instance, raise_on_error=raise_on_error,
         resources={"scholar_api": scholar_api_from_env(), "warehouse": warehouse_from_env()},

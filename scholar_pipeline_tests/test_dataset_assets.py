@@ -19,6 +19,7 @@ from scholar_pipeline.defs.dataset import (
     DATASET_CODE_VERSION, EXPORTS, FRESHNESS_HOUR_UTC, MONITORING, REVIEW_COUNTS, UNIQUE_WORKS, build_dataset_assets,
     sources_account_for_works,
 )
+from scholar_pipeline.defs.partition_runs import FETCH_LIVE, FETCH_TAG
 from scholar_pipeline.defs.resources import scholar_api_from_env, warehouse_from_env
 from scholar_pipeline.defs.saved_searches import build_saved_search_assets, daily_schedule_name
 from scholar_pipeline.schema import SCHEMA_VERSION
@@ -169,6 +170,28 @@ def test_automation_builds_a_missing_dataset_rebuilds_what_changed_and_nothing_e
         build_below_and_see_nothing_recorded()
         assert query_db("SELECT sum(len(sources)) FROM unique_works") == query_db("SELECT count(*) FROM works")
         assert query_db("SELECT max(partition_date) FROM works")[0][0] == dt.date(2024, 3, 3)
+
+
+def test_a_live_fetch_of_the_same_records_is_exported_again_as_the_table_now_holds_it(pipeline_env):
+    """The daily tick re-fetches live: the same records from new pages, fetched at a new time. unique_works is built
+    again to the same content; the export, which holds `works` with where and when each row was fetched, is written
+    again; what only counts records records nothing."""
+    exported_rows = (f"SELECT provider, provider_id, raw_page_sha256, retrieved_at FROM read_parquet("
+                     f"'{home() / 'exports/parquet/works'}/**/*.parquet', hive_partitioning=false) ORDER BY ALL")
+    table_rows = "SELECT provider, provider_id, raw_page_sha256, retrieved_at FROM works ORDER BY ALL"
+    with dg.instance_for_test() as instance:
+        materialize_range("2024-03-01", "2024-03-01", instance=instance)
+        build_dataset(instance)
+        before = {key: _materializations(instance, key) for key in (UNIQUE_WORKS, REVIEW_COUNTS, EXPORTS)}
+        version = instance.get_latest_materialization_event(UNIQUE_WORKS).asset_materialization.metadata["content_hash"]
+        first = query_db(table_rows)
+        materialize_range("2024-03-01", "2024-03-01", instance=instance, tags={FETCH_TAG: FETCH_LIVE})
+        assert query_db(table_rows) != first and [r[:2] for r in query_db(table_rows)] == [r[:2] for r in first]
+        build_dataset(instance)
+        assert {key: _materializations(instance, key) for key in before} == {
+            UNIQUE_WORKS: before[UNIQUE_WORKS] + 1, REVIEW_COUNTS: before[REVIEW_COUNTS], EXPORTS: before[EXPORTS] + 1}
+        assert instance.get_latest_materialization_event(UNIQUE_WORKS).asset_materialization.metadata["content_hash"] == version
+        assert query_db(exported_rows) == query_db(table_rows)
 
 
 def test_yesterday_landed_is_asked_every_day_after_the_schedules_had_their_time(pipeline_env):
