@@ -25,7 +25,9 @@ _GIVEN_NAME = re.compile(r"[^\W\d_][^\W\d_]*(?:[-'][^\W\d_]+)*\.?(?:-[^\W\d_]\.?
 NOT_A_PERSONS_NAME = frozenset(
     "jr sr ii iii iv phd md msc dr prof university universität université universidad institute institut department "
     "consortium collaboration group center centre laboratory college school hospital society association team "
-    "committee network foundation inc ltd llc".split()
+    "committee network foundation inc ltd llc ministry organization organisation commission agency office unit bank "
+    "council board bureau service government authority programme program project initiative trust federation union "
+    "academy corporation company division secretariat of for and the".split()
 )
 _ENTITY = re.compile(r"&(?:#[0-9]+|#[xX][0-9a-fA-F]+|[A-Za-z][A-Za-z0-9]*);")
 # An `&` that starts no terminated reference is text: escaped before the HTML parser reads it, since that parser

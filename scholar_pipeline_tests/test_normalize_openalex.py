@@ -35,6 +35,20 @@ def test_full_page_of_200_records_normalizes_every_record():
     assert len({r["record_hash"] for r in rows}) == 200
 
 
+def test_the_venue_is_a_name_and_the_license_the_primary_versions():
+    rows = {r["provider_id"]: r for r in normalize_page("openalex", real_response(BIG_PAGE)).to_pylist()}
+    # No source matched: `raw_source_name` is the venue, unless it is a URL or empty; its entities are decoded.
+    assert rows["W1541318120"]["venue"] is None  # raw_source_name http://ageconsearch.umn.edu/record/37920
+    assert rows["W2757527038"]["venue"] is None  # raw_source_name ""
+    assert rows["W2011397005"]["venue"] == "SPE International Health, Safety & Environment Conference"
+    # A closed journal article whose best open copy is a submitted version under cc-by-nc-nd: not the article's licence.
+    assert rows["W2011555605"]["license"] is None and rows["W2011555605"]["is_oa"] is True
+    # A working paper (submitted version) whose open copy is the same version: its licence.
+    assert rows["W3123744915"]["license"] == "cc-by"
+    # An affiliation string that is empty is no affiliation.
+    assert rows["W4251960471"]["authors"] == [{"name": "World Bank", "orcid": None, "affiliations": []}]
+
+
 def test_authors_keep_orcid_and_institutions():
     rows = normalize_page("openalex", real_response(ID_PAGE)).to_pylist()
     assert [r["provider_id"] for r in rows] == ["W3046863325", "W3045921891"]

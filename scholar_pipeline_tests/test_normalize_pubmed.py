@@ -92,6 +92,16 @@ def test_title_markup_and_a_collective_author():
     assert rows["40791037"]["authors"][0]["name"] == "ESK Trial Group" and len(rows["40791037"]["authors"]) == 5
 
 
+def test_an_author_marked_not_valid_is_left_out():
+    """PubMed keeps a misspelled author (ValidYN="N") beside the corrected one: the work has one such author, not two."""
+    valid = b"<Author ValidYN=\"Y\"><LastName>Luo</LastName><ForeName>Mei</ForeName>"
+    body = real_response(EFETCH).replace(valid, b"<Author ValidYN=\"N\"><LastName>Lou</LastName><ForeName>Mei</ForeName>"
+                                                b"<Initials>M</Initials></Author>" + valid, 1)
+    assert body != real_response(EFETCH)
+    authors = {r["provider_id"]: r["authors"] for r in _rows(body)}["40791037"]
+    assert [a["name"] for a in authors][:1] == ["Mei Luo"] and len(authors) == 5
+
+
 def test_a_pmc_id_makes_the_record_open_access_unless_embargoed():
     pmc = b'<ArticleId IdType="pmc">PMC1234567</ArticleId></ArticleIdList>'
     body = real_response(EFETCH).replace(b"</ArticleIdList>", pmc, 1)

@@ -84,8 +84,7 @@ def _message(body: bytes) -> dict[str, Any]:
 def _item(r: RecordReader) -> dict[str, Any]:
     doi = r.identify("DOI", bare_doi)
     published, precision = _first_date(r)
-    licenses = [(lic.text("URL"), lic.text("content-version")) for lic in r.objects("license") or ()]
-    license_url = next((url for url, version in licenses if url and version == "vor"), None) or next((url for url, _ in licenses if url), None)
+    license_url, license_delay = _work_license(r)
     authors = r.objects("author")
     return {
         "provider": "crossref",
@@ -103,13 +102,26 @@ def _item(r: RecordReader) -> dict[str, Any]:
         "publisher": r.text("publisher"),
         "work_type": r.text("type"),
         "language": r.text("language"),
-        # Crossref has no OA flag; an open (Creative Commons) licence is evidence of one.
-        "is_oa": True if any("creativecommons.org" in (url or "") for url, _ in licenses) else None,
+        # Crossref has no OA flag; an open (Creative Commons) licence of the work, in force from publication, is
+        # evidence of one. One that starts later is an embargo, which a pure normalization cannot compare with today.
+        "is_oa": True if license_url and "creativecommons.org" in license_url and not license_delay else None,
         "oa_url": None,
         "license": license_url,
         "cited_by_count": r.integer("is-referenced-by-count"),
         "url": r.text("URL"),
     }
+
+
+def _work_license(r: RecordReader) -> tuple[str | None, int | None]:
+    """The URL and `delay-in-days` of the licence of the version of record (`content-version` `vor`, else one deposited
+    for no version in particular, `unspecified`). The others license something else: `am` the accepted manuscript
+    (Elsevier deposits a Creative Commons one starting two years on), `tdm` text and data mining."""
+    licenses = [(lic.text("content-version"), lic.text("URL"), lic.integer("delay-in-days")) for lic in r.objects("license") or ()]
+    for wanted in ("vor", "unspecified"):
+        for version, url, delay in licenses:
+            if version == wanted and url:
+                return url, delay
+    return None, None
 
 
 def _preprint_arxiv_id(r: RecordReader) -> str | None:

@@ -29,6 +29,7 @@ another month 'month'. A real 1 January is understated, never a filled-in day cl
 from __future__ import annotations
 
 import datetime as dt
+import re
 from itertools import chain, repeat
 from operator import itemgetter
 from typing import Any
@@ -41,6 +42,7 @@ from scholar_pipeline.settings import ProviderSettings
 from scholar_pipeline.text import bare_doi, bare_orcid, decode_entities, markup_to_text, plain_text, read_iso_date, read_partial_date
 
 MAX_PER_PAGE = 100  # developers.openalex.org; older docs allowed 200
+_URL = re.compile(r"(?i)(?:https?://|www\.)")
 
 
 class OpenAlex(Provider):
@@ -150,16 +152,32 @@ def _work(r: RecordReader) -> dict[str, Any]:
         "authors": None if authorships is None else [_author(a) for a in authorships],
         "publication_date": published,
         "publication_date_precision": precision,
-        "venue": r.text("primary_location", "source", "display_name") or r.text("primary_location", "raw_source_name"),
+        "venue": r.text("primary_location", "source", "display_name") or _raw_source_name(r),
         "publisher": r.text("primary_location", "source", "host_organization_name"),
         "work_type": r.text("type"),
         "language": r.text("language"),
         "is_oa": r.boolean("open_access", "is_oa"),
         "oa_url": r.text("open_access", "oa_url"),
-        "license": r.text("primary_location", "license") or r.text("best_oa_location", "license"),
+        "license": r.text("primary_location", "license") or _same_version_license(r),
         "cited_by_count": r.integer("cited_by_count"),
         "url": r.text("primary_location", "landing_page_url") or r.text("id"),
     }
+
+
+def _raw_source_name(r: RecordReader) -> str | None:
+    """`primary_location.raw_source_name`, the venue as the work's metadata names it when OpenAlex matched no source:
+    entities decoded (`Health, Safety &amp; Environment`), and nothing when it is empty or a URL, which repositories
+    give there (`http://ageconsearch.umn.edu/record/37920` in the recorded pages)."""
+    name = plain_text(decode_entities(r.text("primary_location", "raw_source_name") or ""))
+    return None if name is None or _URL.match(name) else name
+
+
+def _same_version_license(r: RecordReader) -> str | None:
+    """The licence of the best open copy when it is the version the primary location holds: a repository's preprint
+    or accepted manuscript licensed `cc-by-nc-nd` does not license the closed journal article (W2011555605 in the
+    recorded pages), while a working paper's copy in another repository licenses the working paper."""
+    version = r.text("best_oa_location", "version")
+    return r.text("best_oa_location", "license") if version and version == r.text("primary_location", "version") else None
 
 
 def _publication_date(r: RecordReader) -> tuple[dt.date | None, str | None]:
@@ -199,5 +217,5 @@ def _author(a: RecordReader) -> dict[str, Any]:
     return {
         "name": a.text("author", "display_name") or a.text("raw_author_name"),
         "orcid": bare_orcid(a.text("author", "orcid")),
-        "affiliations": [i for i in institutions if i] or a.texts("raw_affiliation_strings"),
+        "affiliations": [i for i in institutions if i] or [text for text in a.texts("raw_affiliation_strings") if text.strip()],
     }

@@ -36,7 +36,8 @@ Records (`PubmedArticleSet/PubmedArticle`, parsed with lxml; `PubmedBookArticle`
   (`<i>`, `<sup>`, `<sub>`, MathML): converted with `markup_to_text`;
 - `abstract` from `Abstract/AbstractText`, markup too; a structured abstract keeps its
   labels: "BACKGROUND: … METHODS: …";
-- `authors` from the `AuthorList` of authors (not editors): "ForeName LastName" (the
+- `authors` from the `AuthorList` of authors (not editors, nor an author marked
+  `ValidYN="N"`, a misspelling kept beside the corrected name): "ForeName LastName" (the
   initials when there is no fore name) or `CollectiveName`, ORCID from
   `Identifier[@Source=ORCID]`, affiliations from `AffiliationInfo/Affiliation`;
 - `venue` `Journal/Title`; `language` the first `Language`, ISO 639-2 codes mapped to
@@ -377,6 +378,8 @@ def _authors(author_lists: list[RecordReader] | None) -> list[dict[str, Any]] | 
     authors = []
     for author_list in lists:
         for a in author_list.objects("Author") or ():
+            if a.text("@ValidYN") == "N":  # a misspelling PubMed keeps beside the corrected author
+                continue
             name = plain_text(a.text("CollectiveName")) or plain_text(
                 " ".join(p for p in (a.text("ForeName") or a.text("Initials"), a.text("LastName"), a.text("Suffix")) if p))
             orcid = next((bare_orcid(i.text("#text")) for i in a.objects("Identifier") or () if (i.text("@Source") or "").upper() == "ORCID"), None)
