@@ -84,7 +84,7 @@ def rebuild(home: Path, warehouse: Warehouse, selection: PartitionSelection = Pa
                 provenance = ProvenanceRow.of(manifest, manifest_path, rows, run_id=None,
                                               raw_run_id=previous["raw_run_id"] if previous else None,
                                               code_version=WORKS_CODE_VERSION)
-                with warehouse.write_connection() as con:  # a run that landed it since wins: checked in the swap's transaction
+                with warehouse.landing_connection(key) as con:  # a run that landed it since wins: checked in the swap's transaction
                     landed_meanwhile = replace_partition(
                         con, rows, provenance, only_if_last_landed_at=(previous or {}).get("landed_at")) is None
         result = Rebuilt(

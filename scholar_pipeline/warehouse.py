@@ -11,7 +11,7 @@ import random
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TypeVar
 
@@ -227,7 +227,8 @@ def replace_partition(con: duckdb.DuckDBPyConnection, rows: PartitionRows, prove
                                    "AND partition_date = ?", key).fetchone()[0]
                 if last != only_if_last_landed_at:
                     raise _LandedMeanwhile
-            return _swap(con, rows, provenance, key)
+            # Stamped in each try: the newest provenance row must be the landing whose rows `works` holds.
+            return _swap(con, rows, replace(provenance, landed_at=dt.datetime.now(dt.timezone.utc)), key)
 
     try:
         return retry_conflicts(swap, " / ".join(map(str, key)), log=log)

@@ -19,6 +19,7 @@ Both give plain DuckDB connections on which the tables keep their names and colu
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import time
 from contextlib import AbstractContextManager, closing, contextmanager, suppress
@@ -49,6 +50,7 @@ CATALOG_LOCK_TIMEOUT = "120s"  # waiting for another process that is creating th
 # `works` is partitioned as it is replaced: DuckLake finds a conflict between two transactions that delete from one data
 # file, so a file must never hold two partitions (nor can merging files mix them).
 PARTITIONED_BY = ("query", "provider", "partition_date")
+Partition = tuple[str, str, dt.date]  # (query, provider, partition date): one slice of `works`
 
 
 class WarehouseBusy(RuntimeError):
@@ -79,6 +81,12 @@ class Warehouse(Protocol):
     def exclusive(self, task: str) -> AbstractContextManager[bool]:
         """Whether this process may run `task` now, held until exit: one at a time among all that use the warehouse
         (a sensor's pass whose previous evaluation outlived its deadline, two daemons during a deploy)."""
+
+    def landing_connection(self, partition: Partition, log=None,
+                           timeout_seconds: float = 1800) -> AbstractContextManager[duckdb.DuckDBPyConnection]:
+        """A write connection for landing `partition` (query, provider, date), the only one landing it among all
+        writers until exit: two landings of a partition at once would leave one's rows under the other's provenance,
+        or both's rows."""
 
 
 @dataclass(frozen=True)
@@ -113,6 +121,11 @@ class DuckDBFile:
         file, so a reader that runs beside the pipeline (the audit) waits its turn instead of failing."""
         with self._queued_connection(log, timeout_seconds, read_only=True) as con:
             yield con
+
+    def landing_connection(self, partition: Partition, log=None,
+                           timeout_seconds: float = 1800) -> AbstractContextManager[duckdb.DuckDBPyConnection]:
+        """The write connection: the machine's one writer lands one partition at a time."""
+        return self.write_connection(log, timeout_seconds)
 
     @contextmanager
     def exclusive(self, task: str) -> Iterator[bool]:
@@ -198,6 +211,31 @@ class DuckLake:
         statements that must agree takes them in one transaction (`warehouse.snapshot`)."""
         with self._connection(read_only=True) as con:
             yield con
+
+    @contextmanager
+    def landing_connection(self, partition: Partition, log=None,
+                           timeout_seconds: float = 1800) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A write connection, once no other writer lands `partition`: a session-level advisory lock in the catalog's
+        PostgreSQL, keyed by the partition and waited for. DuckLake alone would let two first landings of a partition
+        both commit (each inserts, neither deletes what the other wrote), and a second landing retried after a
+        conflict would commit the rows of the one that lost."""
+        import psycopg2
+
+        lock = f"scholar_pipeline:landing:{'|'.join(map(str, partition))}"
+        with closing(self._pg()) as pg, pg.cursor() as cursor:
+            pg.autocommit = True
+            cursor.execute("SELECT set_config('lock_timeout', %s, false)", [f"{int(timeout_seconds * 1000)}"])
+            try:
+                cursor.execute("SELECT pg_advisory_lock(hashtext(%s))", [lock])
+            except psycopg2.errors.LockNotAvailable:
+                raise WarehouseBusy(f"DuckLake {self.name}: another writer kept landing {' / '.join(map(str, partition))} "
+                                    f"for {timeout_seconds:.0f} s; is a run of it stuck?") from None
+            try:
+                with self.write_connection(log, timeout_seconds) as con:
+                    yield con
+            finally:
+                with suppress(psycopg2.Error):  # a session that dropped has released the lock already
+                    cursor.execute("SELECT pg_advisory_unlock(hashtext(%s))", [lock])
 
     @contextmanager
     def exclusive(self, task: str) -> Iterator[bool]:

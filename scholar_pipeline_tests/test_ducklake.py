@@ -1,5 +1,5 @@
 """The warehouse on DuckLake with its catalog in the real PostgreSQL here: run processes land partitions at once, with
-no lock of ours, exactly the simulator's records; the dataset and the `scholar-pipeline` commands read it; the
+no writer queue (a lock per partition only), exactly the simulator's records; the dataset and the `scholar-pipeline` commands read it; the
 catalog is created once however many processes start on a fresh one; its password shows nowhere."""
 
 import datetime as dt
@@ -7,6 +7,8 @@ import json
 import multiprocessing
 import os
 import subprocess
+import threading
+import time
 import traceback
 from contextlib import closing
 from pathlib import Path
@@ -311,6 +313,59 @@ class _CommitsAnotherLandingFirst:
             with self.lake.write_connection() as other, transaction(other):
                 other.execute("DELETE FROM works WHERE query = ? AND provider = ? AND partition_date = ?", self.key)
         return self._path
+
+
+class _SlowRows:
+    """Staged rows whose file name, asked for between the swap's DELETE and its INSERT, takes a while to come."""
+
+    def __init__(self, path: Path, row_count: int, started: threading.Event):
+        self._path, self.row_count, self.started = path, row_count, started
+        self.duplicates_dropped, self.output_hash = 0, f"rows-{row_count}"
+
+    @property
+    def path(self) -> Path:
+        self.started.set()
+        time.sleep(1.5)
+        return self._path
+
+
+def _staged(path: Path, day: dt.date, ids: list[str]) -> Path:
+    pq.write_table(pa.Table.from_pylist([{"query": "q", "provider": "openalex", "partition_date": day, "provider_id": i,
+                                          "record_hash": f"h-{i}"} for i in ids], schema=WORKS_SCHEMA), path)
+    return path
+
+
+def test_two_first_landings_of_a_partition_at_once_leave_the_rows_of_the_newest(lake_database, tmp_path):
+    """Neither deletes what the other inserts, so DuckLake alone would commit both: the second waits for the first."""
+    lake = DuckLake(_catalog(lake_database), str(tmp_path / "files"))
+    day, key = dt.date(2024, 3, 1), ("q", "openalex", dt.date(2024, 3, 1))
+    with lake.write_connection() as con:
+        ensure_tables(con)
+    first_in, landed = threading.Event(), {}
+
+    def land(name: str, rows) -> None:
+        provenance = ProvenanceRow(query="q", provider="openalex", partition_date=day, run_id=name, manifest_path=name,
+                                   request_urls=[], page_sha256=[], pages=0, bytes=0, cache_hits=0, total_reported=None,
+                                   records_fetched=rows.row_count, rows_landed=rows.row_count, duplicates_dropped=0,
+                                   input_hash=name, content_hash="c", output_hash=rows.output_hash, schema_version="s",
+                                   code_version="c", raw_run_id=None, retrieved_at=dt.datetime.now(dt.timezone.utc),
+                                   landed_at=dt.datetime.now(dt.timezone.utc))
+        with lake.landing_connection(key) as con:
+            landed[name] = replace_partition(con, rows, provenance)
+
+    first = threading.Thread(target=land, args=("first", _SlowRows(_staged(tmp_path / "a.parquet", day, ["W1", "W2", "W3"]), 3,
+                                                                    first_in)))
+    first.start()
+    assert first_in.wait(30)  # the first landing is inside its transaction
+    second = SimpleNamespace(path=_staged(tmp_path / "b.parquet", day, ["W4", "W5"]), row_count=2, duplicates_dropped=0,
+                             output_hash="rows-2")
+    land("second", second)
+    first.join(30)
+    assert landed == {"first": 3, "second": 2}
+    with lake.read_connection() as con:
+        assert con.execute("SELECT provider_id FROM works ORDER BY 1").fetchall() == [("W4",), ("W5",)]
+        newest = con.execute("SELECT run_id, output_hash FROM provenance ORDER BY landed_at DESC LIMIT 1").fetchone()
+    assert newest == ("second", "rows-2")
 
 
 def test_a_landing_that_meets_another_on_the_same_partition_commits_on_a_second_try(lake_database, tmp_path):

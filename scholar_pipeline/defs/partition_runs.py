@@ -112,10 +112,8 @@ class SavedSearchRun:
         """One partition's events; `_PartitionFailed` once they cannot go on."""
         key = fetched.key
         if fetched.usage is not None:
-            keys = key.keys_by_dimension
-            self.unrecorded_usage.append(UsageRow(
-                self.search.name, keys["provider"], dt.date.fromisoformat(keys["date"]), self.context.run.run_id,
-                "failed" if fetched.error else "fetched", fetched.usage))
+            self.unrecorded_usage.append(UsageRow(*self._slice(key), self.context.run.run_id,
+                                                  "failed" if fetched.error else "fetched", fetched.usage))
         if fetched.error is not None:
             raise _PartitionFailed(_Failure(fetched.error, fetched.retryable))
         raw_record = None
@@ -140,7 +138,7 @@ class SavedSearchRun:
             # The pages are normalized into a staging file first; the writer lock, which blocks every other run's landing
             # on the machine, is taken for the swap (and the audit of what it wrote) alone.
             with staged_rows(self.scholar_api.landing, manifest) if self.land else nullcontext() as rows, \
-                    self.warehouse.write_connection(log=self.context.log) if self.land else \
+                    self.warehouse.landing_connection(self._slice(key), log=self.context.log) if self.land else \
                     nullcontext() as con:
                 landed = self._land(con, rows, manifest, manifest_path, raw_record, severity, said) if self.land else None
                 if con is not None:  # what the fetches so far spent, in the connection the landing holds anyway
@@ -184,11 +182,9 @@ class SavedSearchRun:
         """The partition's rows as DuckDB holds them: in the landing's connection, or (checks run alone) a reader's."""
         if not self.checks & set(TABLE_CHECK_DESCRIPTIONS):
             return []
-        keys = key.keys_by_dimension
         with nullcontext(con) if con is not None else self.warehouse.read_connection(log=self.context.log) \
                 as reader:
-            results = table_results(reader, self.search.name, keys["provider"], dt.date.fromisoformat(keys["date"]),
-                                    self.max_null_title_share)
+            results = table_results(reader, *self._slice(key), self.max_null_title_share)
         return [result for result in results if result.check_name in self.checks]
 
     def _record_usage(self, con) -> None:
@@ -218,6 +214,11 @@ class SavedSearchRun:
             self.context.log.error(f"{self.search.name} {key} failed ({progress}): {failure.error}")
         else:
             self.context.log.info(f"{self.search.name} {key}: {'; '.join(said.parts) or 'audited'} ({progress})")
+
+    def _slice(self, key: dg.MultiPartitionKey) -> tuple[str, str, dt.date]:
+        """The partition's slice of `works`: (saved search, provider, publication date)."""
+        keys = key.keys_by_dimension
+        return self.search.name, keys["provider"], dt.date.fromisoformat(keys["date"])
 
     @staticmethod
     def _partition_tags(key: dg.MultiPartitionKey) -> dict[str, str]:
