@@ -44,13 +44,16 @@ def main(argv: list[str]) -> int:
     results = {"measured_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
                "figures": {}}
-    for name in chosen:
+    figures = {}
+    for name in chosen:  # all before the first runs: a missing library fails the command before minutes of measuring
         try:
-            figure = importlib.import_module(f"benchmarks.{name}")
+            figures[name] = importlib.import_module(f"benchmarks.{name}")
         except ModuleNotFoundError as error:
-            print(f"figure {name} needs {error.name}, from the project's `bench` extra: `make benchmark` installs it, "
-                  "or `.venv/bin/pip install -e '.[dev,bench]'`", file=sys.stderr)
+            extra = (", from the project's `bench` extra: `make benchmark` installs it, or `.venv/bin/pip install -e "
+                     "'.[dev,bench]'`") if (error.name or "").startswith("scholar_flux") else ""
+            print(f"figure {name} needs the module {error.name}{extra}", file=sys.stderr)
             return 2
+    for name, figure in figures.items():
         rows = figure.run()
         results["figures"][name] = rows
         print(_table(name, rows), flush=True)

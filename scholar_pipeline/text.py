@@ -25,9 +25,9 @@ _GIVEN_NAME = re.compile(r"[^\W\d_][^\W\d_]*(?:[-'][^\W\d_]+)*\.?(?:-[^\W\d_]\.?
 NOT_A_PERSONS_NAME = frozenset(
     "jr sr ii iii iv phd md msc dr prof university universität université universidad institute institut department "
     "consortium collaboration group center centre laboratory college school hospital society association team "
-    "committee network foundation inc ltd llc ministry organization organisation commission agency office unit bank "
-    "council board bureau service government authority programme program project initiative trust federation union "
-    "academy corporation company division secretariat of for and the".split()
+    "committee network foundation inc ltd llc ministry organization organisation commission agency bureau directorate "
+    "government authority programme program project initiative federation academy corporation company secretariat "
+    "of for and the".split()  # not Bank, Board, Service, Trust, Union...: family names too
 )
 _ENTITY = re.compile(r"&(?:#[0-9]+|#[xX][0-9a-fA-F]+|[A-Za-z][A-Za-z0-9]*);")
 # An `&` that starts no terminated reference is text: escaped before the HTML parser reads it, since that parser
@@ -129,11 +129,14 @@ _OTHER_RENDERINGS = frozenset(f"{prefix}{name}" for prefix in ("", "mml:", "jats
 
 
 def _renders_again(element: etree._Element) -> bool:
-    """Whether `element` (one of _OTHER_RENDERINGS) encodes a formula that its neighbours give as text already."""
-    if not element.tag.endswith("tex-math"):
-        return True  # an annotation always annotates the MathML it sits in
+    """Whether `element` (one of _OTHER_RENDERINGS) encodes a formula that its neighbours give as text already: an
+    annotation in MathML's `semantics` (JATS has an `annotation` of its own, a note, which is text), or TeX in
+    `alternatives` beside MathML."""
     parent = element.getparent()
-    return parent is not None and parent.tag.rpartition(":")[2] == "alternatives" and any(
+    where = parent.tag.rpartition(":")[2] if parent is not None else None
+    if not element.tag.endswith("tex-math"):
+        return where == "semantics"
+    return where == "alternatives" and any(
         isinstance(sibling.tag, str) and sibling.tag.rpartition(":")[2] == "math" for sibling in parent)
 
 

@@ -12,7 +12,8 @@ Set to `ducklake:postgres:<libpq connection string>`, the same tables live in Du
 PostgreSQL catalog and Parquet data files under `SCHOLAR_PIPELINE_WAREHOUSE_DATA_PATH` (a
 folder every worker mounts, or an `s3://` URL of any S3-compatible store, reached with the
 standard `AWS_*` variables). Every connection is its own transaction against the catalog,
-so run workers on any number of machines land partitions at once with no lock of ours.
+so run workers on any number of machines land partitions at once, with no writer queue:
+only two landings of the same partition take turns (`DuckLake.landing_connection`).
 Both give plain DuckDB connections on which the tables keep their names and columns
 (`USE lake`), so the rest of the code does not know which it has.
 """

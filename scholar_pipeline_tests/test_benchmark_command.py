@@ -12,9 +12,12 @@ def test_a_figure_runs_without_the_peer_library_and_peer_says_how_to_get_it(monk
     # Without scholar-flux (only `make benchmark` installs it), importing it fails as on a machine set up by `make demo`.
     monkeypatch.setitem(sys.modules, "scholar_flux", None)
     monkeypatch.setattr(run, "RESULTS", tmp_path / "results.json")
-    assert run.main(["peer"]) == 2
+    measured = []
+    monkeypatch.setattr("benchmarks.normalization.run", lambda: measured.append("normalization") or [])
+    assert run.main(["normalization", "peer"]) == 2
     error = capsys.readouterr().err
-    assert "figure peer needs scholar_flux" in error and "make benchmark" in error
+    assert "figure peer needs the module scholar_flux" in error and "make benchmark" in error
+    assert measured == []  # nothing measured before the command knew it could not finish
     assert not (tmp_path / "results.json").exists()
 
 

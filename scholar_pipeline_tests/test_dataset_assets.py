@@ -17,12 +17,13 @@ from dagster._core.scheduler.instigation import InstigatorState, InstigatorStatu
 from scholar_pipeline.dataset.unique_works import build_unique_works
 from scholar_pipeline.defs.dataset import (
     DATASET_CODE_VERSION, EXPORTS, FRESHNESS_HOUR_UTC, MONITORING, REVIEW_COUNTS, UNIQUE_WORKS, build_dataset_assets,
-    sources_account_for_works,
+    run_columns_fingerprint, sources_account_for_works,
 )
 from scholar_pipeline.defs.partition_runs import FETCH_LIVE, FETCH_TAG
 from scholar_pipeline.defs.resources import scholar_api_from_env, warehouse_from_env
 from scholar_pipeline.defs.saved_searches import build_saved_search_assets, daily_schedule_name
 from scholar_pipeline.schema import SCHEMA_VERSION
+from scholar_pipeline.warehouse import ensure_tables
 from scholar_pipeline_tests.helpers import SEARCH, home, materialize_range, query_db
 
 DATASET = build_dataset_assets([SEARCH])
@@ -192,6 +193,18 @@ def test_a_live_fetch_of_the_same_records_is_exported_again_as_the_table_now_hol
             UNIQUE_WORKS: before[UNIQUE_WORKS] + 1, REVIEW_COUNTS: before[REVIEW_COUNTS], EXPORTS: before[EXPORTS] + 1}
         assert instance.get_latest_materialization_event(UNIQUE_WORKS).asset_materialization.metadata["content_hash"] == version
         assert query_db(exported_rows) == query_db(table_rows)
+
+
+def test_the_run_columns_fingerprint_is_the_same_in_every_time_zone():
+    """Workers in other time zones must not see a change where there is none (and rebuild for nothing)."""
+    con = duckdb.connect()
+    ensure_tables(con)
+    con.execute("INSERT INTO works (query, provider, partition_date, provider_id, raw_page_sha256, retrieved_at) "
+                "VALUES ('q', 'openalex', DATE '2024-03-01', 'W1', 'abc', TIMESTAMPTZ '2024-03-02 10:00:00+00')")
+    con.execute("SET TimeZone = 'UTC'")
+    in_utc = run_columns_fingerprint(con)
+    con.execute("SET TimeZone = 'Europe/Berlin'")
+    assert run_columns_fingerprint(con) == in_utc
 
 
 def test_yesterday_landed_is_asked_every_day_after_the_schedules_had_their_time(pipeline_env):

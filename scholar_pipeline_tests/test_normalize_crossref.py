@@ -67,6 +67,11 @@ def test_the_license_is_the_version_of_records_and_open_access_needs_it_open_fro
     assert (gold["license"], gold["is_oa"]) == (cc_by, True)
     embargoed = _with_licenses([_license(cc_by, "vor", 365)])
     assert (embargoed["license"], embargoed["is_oa"]) == (cc_by, None)
+    # The delay counts from `issued`, the 1st of a month-dated issue: Wiley's start on the online date, days later.
+    assert _with_licenses([_license(cc_by, "vor", 3)])["is_oa"] is True
+    # A publisher's own terms beside a Creative Commons licence of the same version: the open one licenses reading.
+    both = _with_licenses([_license("https://example.org/terms", "vor"), _license(cc_by, "vor")])
+    assert (both["license"], both["is_oa"]) == (cc_by, True)
     unspecified = _with_licenses([_license(elsevier, "tdm"), _license(cc_by, "unspecified")])
     assert (unspecified["license"], unspecified["is_oa"]) == (cc_by, True)
 

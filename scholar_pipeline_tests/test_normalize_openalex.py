@@ -49,6 +49,16 @@ def test_the_venue_is_a_name_and_the_license_the_primary_versions():
     assert rows["W4251960471"]["authors"] == [{"name": "World Bank", "orcid": None, "affiliations": []}]
 
 
+def test_a_venue_given_as_a_doi_is_none_and_a_primary_location_without_version_takes_the_published_copys_licence():
+    page = json.loads(real_response(ID_PAGE))
+    work = page["results"][0]
+    work["primary_location"] = {**work["primary_location"], "source": None, "raw_source_name": "10.5281/zenodo.12345",
+                                "version": None, "license": None}
+    work["best_oa_location"] = {**(work["best_oa_location"] or {}), "version": "publishedVersion", "license": "cc-by"}
+    row = normalize_page("openalex", json.dumps(page).encode()).to_pylist()[0]
+    assert (row["venue"], row["license"]) == (None, "cc-by")
+
+
 def test_authors_keep_orcid_and_institutions():
     rows = normalize_page("openalex", real_response(ID_PAGE)).to_pylist()
     assert [r["provider_id"] for r in rows] == ["W3046863325", "W3045921891"]

@@ -119,6 +119,9 @@ def test_plain_text_keeps_angle_brackets_and_only_tidies_whitespace():
         ("<mml:math><mml:semantics><mml:mi>x</mml:mi><mml:annotation encoding=\"TeX\">x</mml:annotation>"
          "</mml:semantics></mml:math>y", "xy"),
         ("<jats:alternatives><jats:tex-math>$x^2$</jats:tex-math><jats:inline-graphic/></jats:alternatives> only", "$x^2$ only"),
+        # JATS's own `annotation` is a note, which is text.
+        ("<jats:mixed-citation>Smith 2020<jats:annotation><jats:p>important</jats:p></jats:annotation></jats:mixed-citation>",
+         "Smith 2020 important"),
     ],
 )
 def test_markup_becomes_plain_text(markup, text):
@@ -176,6 +179,8 @@ def test_orcid_is_bare():
         ("Ministry of Health, Kenya", "Ministry of Health, Kenya"),
         ("World Health Organization, Geneva", "World Health Organization, Geneva"),
         ("European Commission, Brussels", "European Commission, Brussels"),
+        ("Service, Robert F.", "Robert F. Service"),  # family names that are also words of organisations
+        ("Bank, Steven", "Steven Bank"),
         ("Doe, 3M", "Doe, 3M"),
         ("", None),
     ],

@@ -90,7 +90,7 @@ def run_columns_fingerprint(con: duckdb.DuckDBPyConnection) -> str:
     records from new pages (the daily live re-fetch) changes in `works`, and `landings_fingerprint` cannot see."""
     return con.execute(
         "SELECT sha256(coalesce(string_agg(page, '\n' ORDER BY page), '')) FROM (SELECT DISTINCT concat_ws('|', query, "
-        "provider, partition_date, raw_page_sha256, retrieved_at) AS page FROM works)"
+        "provider, partition_date, raw_page_sha256, epoch_us(retrieved_at)) AS page FROM works)"  # the same in any time zone
     ).fetchone()[0]
 
 

@@ -27,6 +27,9 @@ from scholar_pipeline.settings import ProviderSettings
 from scholar_pipeline.text import bare_doi, bare_orcid, markup_to_text, read_partial_date
 
 MAX_ROWS = 1000
+# A licence's `delay-in-days` counts from `issued`, which an issue dated by its month puts on the 1st: Wiley's licences
+# of the version of record start on the online date, 1 to 35 days on in the recorded pages. An embargo runs months.
+OPEN_FROM_PUBLICATION_DAYS = 60
 # `published` is Crossref's earliest of print and online; the rest are fallbacks.
 DATE_FIELDS = ("published", "issued", "published-print", "published-online")
 
@@ -104,7 +107,8 @@ def _item(r: RecordReader) -> dict[str, Any]:
         "language": r.text("language"),
         # Crossref has no OA flag; an open (Creative Commons) licence of the work, in force from publication, is
         # evidence of one. One that starts later is an embargo, which a pure normalization cannot compare with today.
-        "is_oa": True if license_url and "creativecommons.org" in license_url and not license_delay else None,
+        "is_oa": True if license_url and _is_creative_commons(license_url) and (license_delay or 0) <= OPEN_FROM_PUBLICATION_DAYS
+        else None,
         "oa_url": None,
         "license": license_url,
         "cited_by_count": r.integer("is-referenced-by-count"),
@@ -114,14 +118,19 @@ def _item(r: RecordReader) -> dict[str, Any]:
 
 def _work_license(r: RecordReader) -> tuple[str | None, int | None]:
     """The URL and `delay-in-days` of the licence of the version of record (`content-version` `vor`, else one deposited
-    for no version in particular, `unspecified`). The others license something else: `am` the accepted manuscript
-    (Elsevier deposits a Creative Commons one starting two years on), `tdm` text and data mining."""
+    for no version in particular, `unspecified`), a Creative Commons one first where a publisher deposits its own
+    terms beside it. The others license something else: `am` the accepted manuscript (Elsevier deposits a Creative
+    Commons one starting two years on), `tdm` text and data mining."""
     licenses = [(lic.text("content-version"), lic.text("URL"), lic.integer("delay-in-days")) for lic in r.objects("license") or ()]
     for wanted in ("vor", "unspecified"):
-        for version, url, delay in licenses:
-            if version == wanted and url:
-                return url, delay
+        candidates = [(url, delay) for version, url, delay in licenses if version == wanted and url]
+        if candidates:
+            return next((c for c in candidates if _is_creative_commons(c[0])), candidates[0])
     return None, None
+
+
+def _is_creative_commons(url: str) -> bool:
+    return "creativecommons.org" in url
 
 
 def _preprint_arxiv_id(r: RecordReader) -> str | None:

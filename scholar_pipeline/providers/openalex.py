@@ -42,7 +42,7 @@ from scholar_pipeline.settings import ProviderSettings
 from scholar_pipeline.text import bare_doi, bare_orcid, decode_entities, markup_to_text, plain_text, read_iso_date, read_partial_date
 
 MAX_PER_PAGE = 100  # developers.openalex.org; older docs allowed 200
-_URL = re.compile(r"(?i)(?:https?://|www\.)")
+_NOT_A_NAME = re.compile(r"(?i)(?:https?://|www\.|doi:|10\.\d{4,9}/)")  # a URL or a DOI where a venue's name belongs
 
 
 class OpenAlex(Provider):
@@ -166,18 +166,20 @@ def _work(r: RecordReader) -> dict[str, Any]:
 
 def _raw_source_name(r: RecordReader) -> str | None:
     """`primary_location.raw_source_name`, the venue as the work's metadata names it when OpenAlex matched no source:
-    entities decoded (`Health, Safety &amp; Environment`), and nothing when it is empty or a URL, which repositories
-    give there (`http://ageconsearch.umn.edu/record/37920` in the recorded pages)."""
+    entities decoded (`Health, Safety &amp; Environment`), and nothing when it is empty or a URL (or DOI), which
+    repositories give there (`http://ageconsearch.umn.edu/record/37920` in the recorded pages)."""
     name = plain_text(decode_entities(r.text("primary_location", "raw_source_name") or ""))
-    return None if name is None or _URL.match(name) else name
+    return None if name is None or _NOT_A_NAME.match(name) else name
 
 
 def _same_version_license(r: RecordReader) -> str | None:
-    """The licence of the best open copy when it is the version the primary location holds: a repository's preprint
-    or accepted manuscript licensed `cc-by-nc-nd` does not license the closed journal article (W2011555605 in the
-    recorded pages), while a working paper's copy in another repository licenses the working paper."""
-    version = r.text("best_oa_location", "version")
-    return r.text("best_oa_location", "license") if version and version == r.text("primary_location", "version") else None
+    """The licence of the best open copy when it is the version the primary location holds (the published version
+    when the primary location names none): a repository's preprint or accepted manuscript licensed `cc-by-nc-nd` does
+    not license the closed journal article (W2011555605 in the recorded pages), while a working paper's copy in
+    another repository licenses the working paper."""
+    version, primary = r.text("best_oa_location", "version"), r.text("primary_location", "version")
+    same = version == primary if primary else version == "publishedVersion"  # no version given: the work as published
+    return r.text("best_oa_location", "license") if version and same else None
 
 
 def _publication_date(r: RecordReader) -> tuple[dt.date | None, str | None]:
