@@ -47,6 +47,21 @@ def test_a_dagster_yaml_of_its_own_is_kept_except_in_the_demo_home(tmp_path, mon
     assert (tmp_path / "data" / "dagster_home" / "dagster.yaml").read_bytes().startswith(CONFIG_HEADER)
 
 
+def test_a_run_on_the_prepared_home_prints_its_info_lines_not_each_events_debug_line_and_stores_every_event(tmp_path, capfd):
+    @dg.asset
+    def counted(context: dg.AssetExecutionContext) -> int:
+        context.log.info("counted 3 works")
+        return 3
+
+    home = prepare_instance(tmp_path / "dagster_home")
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        run_id = dg.materialize([counted], instance=instance).run_id
+        stored = {record.dagster_event.event_type_value for record in instance.all_logs(run_id) if record.dagster_event}
+    printed = capfd.readouterr().err
+    assert "counted 3 works" in printed and " - DEBUG - " not in printed
+    assert {"STEP_START", "ASSET_MATERIALIZATION", "STEP_SUCCESS", "PIPELINE_SUCCESS"} <= stored  # the run's success
+
+
 def test_preparing_again_keeps_the_run_history(tmp_path):
     @dg.asset
     def one() -> int:
