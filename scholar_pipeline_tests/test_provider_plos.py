@@ -42,7 +42,7 @@ def test_first_request_filters_the_day_and_full_documents_and_names_its_fields()
     assert request.param("fl") == "id,title_display,abstract,author_display,publication_date,journal,article_type"
     assert (request.param("q.op"), request.param("sort")) == ("AND", "id asc")  # every word; a stable order to page in
     assert (request.param("start"), request.param("rows"), request.param("wt")) == ("0", "1000", "json")  # rows capped at 1000
-    assert PLOS.defaults.rate_limit == pytest.approx(10 / 60)  # 10 requests a minute
+    assert PLOS.defaults.rate_limit == pytest.approx(300 / 3600)  # 300 an hour: its hourly cap, not its burst of 10 a minute
 
 
 def test_paging_moves_start_on_by_rows_while_pages_are_full():
