@@ -176,6 +176,11 @@ class _PagingChain:
                     self.log.warning(f"{self.where}: page {number} is unusable ({error}); asking again (attempt {attempt + 1} "
                                      f"of {UNUSABLE_PAGE_ATTEMPTS}); the answer is kept in {kept}")
                 continue
+            if attempt == 1 and number == 1 and not info.records and self.provider.doubts_empty_first_page and not page.from_cache:
+                if self.log is not None:
+                    self.log.info(f"{self.where}: page 1 holds no record; asking once more, since {self.provider.name} "
+                                  "now and then answers a day so by mistake")
+                continue
             return page, info, hashes
         raise PartitionFetchError(
             f"{self.where}: page {number} is unusable after {UNUSABLE_PAGE_ATTEMPTS} attempts: {refusal}. It was not kept in "

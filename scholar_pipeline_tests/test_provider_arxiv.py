@@ -254,6 +254,22 @@ def recorded_manifest_for(result):
     return LandingZone(home() / "landing").read_manifest(Path(event.metadata["manifest"].value))
 
 
+def test_an_empty_first_page_is_asked_for_once_more_before_the_day_is_taken_as_empty(arxiv_env, simulator, monkeypatch):
+    """The anomaly on a day's first page looks like an empty day: asked again, the day comes whole; a day that is
+    empty comes empty twice and lands no row."""
+    api = simulator.apis["arxiv"]
+    api.empty_page_at.add(0)
+    recovered = materialize(DAY, "arxiv", search=SEARCH)
+    day = dt.date.fromisoformat(DAY)
+    assert recovered.success and sorted(r[0] for r in _landed_rows()) == sorted(api.record_ids(day, day, SEARCH.text))
+    assert [r.params["start"] for r in simulator.requests_for("arxiv")][:3] == [["0"], ["0"], ["40"]]
+    monkeypatch.setattr(api, "_entries", lambda *args: [])  # a day without a matching work
+    before = len(simulator.requests_for("arxiv"))
+    empty = materialize("2024-03-02", "arxiv", search=SEARCH)
+    assert empty.success and [r.params["start"] for r in simulator.requests_for("arxiv")[before:]] == [["0"], ["0"]]
+    assert [(p.number, p.records) for p in recorded_manifest_for(empty).pages] == [(1, 0)]
+
+
 def test_an_anomalous_empty_page_in_the_middle_is_asked_for_again_and_the_partition_lands_whole(arxiv_env, simulator):
     """arXiv sends an empty page now and then (arxiv.py retries those too): asked again, it comes whole."""
     simulator.apis["arxiv"].empty_page_at.add(80)

@@ -21,7 +21,9 @@ the partition with the message):
   status 200; the message is its `summary`;
 - an empty page where records remain: after a page that reported more records, or with a
   total above zero. The live API sends such pages now and then (with totalResults 0);
-  taken as the end they would drop the rest of the day silently;
+  taken as the end they would drop the rest of the day silently. On a day's first page
+  the anomaly looks like an empty day, so the fetch asks for an empty first page once more
+  (`doubts_empty_first_page`) and takes the day as empty only when it comes empty again;
 - a total below the records this page reaches, or a `startIndex` that is not the start asked for.
 
 Records: `provider_id` is the id with its version (`2202.12139v1`), `arxiv_id` the id without
@@ -78,6 +80,7 @@ class Arxiv(Provider):
     name = "arxiv"
     # "No more than one request every three seconds, and a single connection at a time" (terms of use).
     defaults = ProviderSettings(base_url="https://export.arxiv.org/api", rate_limit=1 / 3, page_size=500, max_records=MAX_TOTAL)
+    doubts_empty_first_page = True  # its anomalous empty pages come on a day's first page too: an empty day costs two requests
 
     def first_request(self, text: str, day: dt.date, page_size: int, mailto: str | None) -> PageRequest:
         stamp = f"{day:%Y%m%d}"

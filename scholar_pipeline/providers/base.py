@@ -123,6 +123,9 @@ class Provider(ABC):
     # The cursor is server-side state that each request moves on (Crossref): a request that failed after reaching the
     # server may have moved it, so the answer to its retry can be the page after the one asked for.
     cursor_moves_on_use: ClassVar[bool] = False
+    # An empty first page (no record, a total of 0) is now and then the provider's mistake (arXiv): the fetch asks once
+    # more, live, before it takes the day as empty, since nothing after that would tell the day was not.
+    doubts_empty_first_page: ClassVar[bool] = False
     # Paths of raw-record fields whose keys are data, not schema (OpenAlex's `abstract_inverted_index` is keyed by the
     # abstract's words): schema drift (drift.py) records their type and never descends into them.
     drift_opaque_fields: ClassVar[frozenset[str]] = frozenset()
