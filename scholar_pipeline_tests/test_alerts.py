@@ -24,7 +24,9 @@ from click.testing import CliRunner
 from scholar_pipeline.alerts.digest import Digest, DigestWork, ReviewCounts
 from scholar_pipeline.alerts import dispatch
 from scholar_pipeline.alerts.dispatch import send_due_digests
-from scholar_pipeline.alerts.ledger import DIGEST, deliveries, ensure_ledger, pending_works, record_delivery, record_intent
+from scholar_pipeline.alerts.ledger import (
+    BASELINE, DIGEST, deliveries, ensure_ledger, known_at_setup, pending_works, record_delivery, record_intent,
+)
 from scholar_pipeline.alerts.render import SLACK_HEADER, SLACK_SECTION, email_html, email_text, slack_escape, slack_message
 from scholar_pipeline.cli import main as cli
 from scholar_pipeline.dataset.unique_works import build_unique_works
@@ -457,6 +459,30 @@ def test_a_work_announced_stays_announced_when_it_gains_a_record_and_another_id(
     # A digest about to go out (not yet confirmed) does not count as announced.
     record_intent(con, digest_id="d2", query="q", channel="slack", pending=second, at=in_minutes(0))
     assert pending_works(con, "q", "slack").work_ids == ["doi:10.1/b"]
+
+
+def test_an_arxiv_e_print_announced_stays_announced_when_its_new_version_replaces_it():
+    """The daily re-fetch replaces `v1` by `v2` in `works` when the authors revise the e-print: the same work."""
+    con = duckdb.connect()
+    ensure_ledger(con)
+    _works_table(con, {"arxiv:2403.00001": [("arxiv", "2403.00001v1")]})
+    record_delivery(con, digest_id="d1", query="q", channel="slack", kind=DIGEST, pending=pending_works(con, "q", "slack"),
+                    sent_at=in_minutes(0))
+    _works_table(con, {"arxiv:2403.00001": [("arxiv", "2403.00001v2")], "arxiv:2403.00002": [("arxiv", "2403.00002v1")]})
+    assert pending_works(con, "q", "slack").work_ids == ["arxiv:2403.00002"]
+
+
+def test_a_channel_met_after_the_dataset_was_built_knows_what_landed_since_too():
+    """The baseline is every record the search holds: one landed after unique_works' last build is no news later."""
+    con = duckdb.connect()
+    ensure_ledger(con)
+    con.execute("CREATE TABLE works AS SELECT 'q' query, 'openalex' provider, unnest(['W1', 'W2']) provider_id")
+    _works_table(con, {"openalex:W1": [("openalex", "W1")]})  # built before W2 landed
+    known = known_at_setup(con, "q", "slack", built=True)
+    assert known.work_ids == ["openalex:W1"] and [r["provider_id"] for r in known.records] == ["W1", "W2"]
+    record_delivery(con, digest_id="b", query="q", channel="slack", kind=BASELINE, pending=known, sent_at=in_minutes(0))
+    _works_table(con, {"openalex:W1": [("openalex", "W1")], "openalex:W2": [("openalex", "W2")]})
+    assert pending_works(con, "q", "slack").work_ids == []
 
 
 def test_a_crash_between_the_send_and_its_record_sends_the_same_digest_again_and_says_so(channels, monkeypatch):

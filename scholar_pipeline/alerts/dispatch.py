@@ -27,7 +27,7 @@ from scholar_pipeline.alerts.channels import SEND_SECONDS, DeliveryFailed, deliv
 from scholar_pipeline.alerts.config import Channel
 from scholar_pipeline.alerts.digest import Digest, DigestWork, ReviewCounts, digest_id, review_counts_of, top_works
 from scholar_pipeline.alerts.ledger import (
-    BASELINE, WAITING, Pending, ensure_ledger, landed_records, last_announced_at, last_landing, pending_works,
+    BASELINE, WAITING, Pending, ensure_ledger, known_at_setup, last_announced_at, last_landing, pending_works,
     record_delivery, record_intent, settle_intent, waiting_since,
 )
 from scholar_pipeline.queries import SavedSearch
@@ -100,7 +100,7 @@ def _prepare(warehouse: Warehouse, searches: Sequence[SavedSearch], now: dt.date
                 where = f"{search.name} → {channel.label}"
                 announced_at = last_announced_at(con, search.name, channel.label)
                 if announced_at is None:
-                    known = pending_works(con, search.name, channel.label) if built else landed_records(con, search.name)
+                    known = known_at_setup(con, search.name, channel.label, built)
                     record_delivery(con, digest_id=digest_id(search.name, channel.label, known.records), query=search.name,
                                     channel=channel.label, kind=BASELINE, pending=known, sent_at=now)
                     log(f"{where}: alerts start now; the {len(known.records):,} records the search holds are taken as "

@@ -2,7 +2,7 @@
 
 A work is announced by its provider records, not by its `work_id`: a preprint announced
 alone keeps counting as announced when its journal version lands later and gives the work
-another id. A work is new for a channel while none of its records for the search was in a
+another id, and an arXiv record is matched without its version (`v2` replaces `v1`). A work is new for a channel while none of its records for the search was in a
 `digest` or the `baseline` of that channel.
 
 The rows, by `kind`:
@@ -48,20 +48,24 @@ _ROW_SCHEMA = pa.schema([("digest_id", pa.string()), ("query", pa.string()), ("c
                          ("records", pa.list_(pa.struct([("provider", pa.string()), ("provider_id", pa.string())]))),
                          ("sent_at", pa.timestamp("us", tz="UTC"))])
 
+# A record as the ledger matches it: an arXiv record without its version, since the daily re-fetch replaces `v1` by
+# `v2` when the authors revise the e-print, and the work must stay announced.
+_SAME_RECORD = "CASE WHEN {0}.provider = 'arxiv' THEN regexp_replace({0}.provider_id, 'v[0-9]+$', '') ELSE {0}.provider_id END"
+
 # Each work of the search none of whose records was announced to the channel, with its records.
 _PENDING_SQL = f"""
 WITH announced AS (
-    SELECT DISTINCT r.provider, r.provider_id
+    SELECT DISTINCT r.provider, {_SAME_RECORD.format("r")} AS record
     FROM alert_deliveries d, unnest(d.records) AS t(r)
     WHERE d.query = $query AND d.channel = $channel AND d.{_ANNOUNCED}
 ),
 sources AS (
-    SELECT u.work_id, s.provider, s.provider_id
+    SELECT u.work_id, s.provider, s.provider_id, {_SAME_RECORD.format("s")} AS record
     FROM unique_works u, unnest(u.sources) AS t(s) WHERE s.query = $query
 )
 SELECT work_id, list(DISTINCT struct_pack(provider, provider_id)) AS records
 FROM sources
-WHERE work_id NOT IN (SELECT work_id FROM sources JOIN announced USING (provider, provider_id))
+WHERE work_id NOT IN (SELECT work_id FROM sources JOIN announced USING (provider, record))
 GROUP BY work_id
 ORDER BY work_id
 """
@@ -89,12 +93,19 @@ def pending_works(con: duckdb.DuckDBPyConnection, query: str, channel: str) -> P
                                   key=lambda r: (r["provider"], r["provider_id"])))
 
 
-def landed_records(con: duckdb.DuckDBPyConnection, query: str) -> Pending:
-    """The records `works` holds for the search: a channel's baseline before `unique_works` was first built."""
-    if not has_table(con, "works"):
-        return Pending(work_ids=[], records=[])
-    rows = con.execute("SELECT DISTINCT provider, provider_id FROM works WHERE query = ? ORDER BY ALL", [query]).fetchall()
-    return Pending(work_ids=[], records=[{"provider": p, "provider_id": i} for p, i in rows])
+def known_at_setup(con: duckdb.DuckDBPyConnection, query: str, channel: str, built: bool) -> Pending:
+    """A channel's baseline: every record the search holds when the sensor first meets the channel. That is what
+    `works` holds, with the works `unique_works` makes of them (when it was built): a landing since its last build is
+    held too, and must not come as new once the dataset is built again."""
+    held = Pending(work_ids=[], records=[])
+    if has_table(con, "works"):
+        rows = con.execute("SELECT DISTINCT provider, provider_id FROM works WHERE query = ? ORDER BY ALL", [query]).fetchall()
+        held = Pending(work_ids=[], records=[{"provider": p, "provider_id": i} for p, i in rows])
+    if not built:
+        return held
+    works = pending_works(con, query, channel)
+    records = sorted({(r["provider"], r["provider_id"]) for r in [*works.records, *held.records]})
+    return Pending(work_ids=works.work_ids, records=[{"provider": p, "provider_id": i} for p, i in records])
 
 
 def last_announced_at(con: duckdb.DuckDBPyConnection, query: str, channel: str) -> dt.datetime | None:
