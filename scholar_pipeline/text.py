@@ -29,10 +29,11 @@ NOT_A_PERSONS_NAME = frozenset(
     "government authority programme program project initiative federation academy corporation company secretariat "
     "of for and the".split()  # not Bank, Board, Service, Trust, Union...: family names too
 )
-_ENTITY = re.compile(r"&(?:#[0-9]+|#[xX][0-9a-fA-F]+|[A-Za-z][A-Za-z0-9]*);")
+_REFERENCE = r"#[0-9]+|#[xX][0-9a-fA-F]+|[A-Za-z][A-Za-z0-9]*"  # what may stand between `&` and `;`
+_ENTITY = re.compile(rf"&(?:{_REFERENCE});")
 # An `&` that starts no terminated reference is text: escaped before the HTML parser reads it, since that parser
 # would decode a legacy name without its `;` (`?id=1&section=2` would read `?id=1§ion=2`).
-_BARE_AMPERSAND = re.compile(r"&(?!#[0-9]+;|#[xX][0-9a-fA-F]+;|[A-Za-z][A-Za-z0-9]*;)")
+_BARE_AMPERSAND = re.compile(rf"&(?!(?:{_REFERENCE});)")
 # Characters that no XML text may hold (lxml refuses them: "All strings must be XML compatible"):
 # C0 controls other than tab, line feed and carriage return, and the non-characters U+FFFE
 # and U+FFFF. They carry no text, so each becomes a space (a run of them collapses with the

@@ -2,7 +2,8 @@
 
 A work is announced by its provider records, not by its `work_id`: a preprint announced
 alone keeps counting as announced when its journal version lands later and gives the work
-another id, and an arXiv record is matched without its version (`v2` replaces `v1`). A work is new for a channel while none of its records for the search was in a
+another id, and an arXiv record is matched without its version (`v2` replaces `v1`). A
+work is new for a channel while none of its records for the search was in a
 `digest` or the `baseline` of that channel.
 
 The rows, by `kind`:
