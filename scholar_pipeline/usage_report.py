@@ -23,14 +23,15 @@ SELECT CAST(timezone('UTC', recorded_at) AS DATE) AS day, provider, count(*) AS 
        arg_max(quota_limit, recorded_at) FILTER (WHERE quota_limit IS NOT NULL) AS quota_limit,
        arg_max(remaining_usd, recorded_at) FILTER (WHERE remaining_usd IS NOT NULL) AS remaining_usd
 FROM provider_usage
-WHERE recorded_at >= now() - to_days(CAST(? AS INTEGER))
+WHERE CAST(timezone('UTC', recorded_at) AS DATE) > CAST(timezone('UTC', now()) AS DATE) - CAST(? AS INTEGER)
 GROUP BY ALL
 ORDER BY day DESC, provider
 """
 
 
 def usage_by_day(con: duckdb.DuckDBPyConnection, days: int) -> list[dict]:
-    """One row per (day, provider) of the last `days` days, newest first; none if nothing was ever fetched."""
+    """One row per (day, provider) of the last `days` UTC calendar days (today is one), newest first; none if nothing
+    was ever fetched."""
     if not has_table(con, "provider_usage"):
         return []
     return [dict(zip(COLUMNS, row)) for row in con.execute(USAGE_SQL, [days]).fetchall()]

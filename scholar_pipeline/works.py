@@ -39,7 +39,7 @@ from scholar_pipeline.schema import SCHEMA_VERSION, WORKS_SCHEMA
 
 # The version of what turns landed pages into rows (normalization, dedup): recorded in provenance, and a
 # rebuild from the landing zone rewrites the partitions landed under another.
-WORKS_CODE_VERSION = f"works-v4+{SCHEMA_VERSION}"  # v4: licences of the work alone, venues that are names, bare &, formulas once
+WORKS_CODE_VERSION = f"works-v5+{SCHEMA_VERSION}"  # v4: licences of the work alone, venues that are names, bare &, formulas once; v5: no empty Crossref author
 ROW_GROUP_ROWS = 10_000  # rows of consecutive pages gathered into one row group of the staging file
 PREVIEW_ROWS = 5
 PREVIEW_COLUMNS = ["title", "doi", "publication_date", "venue"]

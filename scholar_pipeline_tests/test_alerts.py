@@ -529,6 +529,17 @@ def test_an_error_page_echoing_the_webhook_path_or_a_quoted_url_never_shows_the_
     assert token not in failures and token not in "".join(capfd.readouterr()) and not slack.requests
 
 
+@pytest.mark.parametrize("malformed", ["http://[fe80::1/hooks/{token}", "https://hooks.example:99999/{token}",
+                                       "https://hooks.example:port/{token}"])
+def test_a_url_that_does_not_parse_fails_its_channel_alone(channels, monkeypatch, malformed):
+    search, slack, webhook, smtp, token = channels
+    monkeypatch.setenv("ALERTS_SLACK_WEBHOOK", malformed.format(token=token))
+    outcome = send_due_digests_once_new(search)
+    failures = "\n".join(outcome.failed)
+    assert "channel slack: $ALERTS_SLACK_WEBHOOK does not hold a webhook URL" in failures and token not in failures
+    assert len(webhook.requests) == 1 and len(smtp.messages) == 1 and not slack.requests
+
+
 def send_due_digests_once_new(search: SavedSearch):
     with dg.instance_for_test() as instance:
         known_then_new(search, instance, "2024-03-02")

@@ -3,7 +3,7 @@
 import datetime as dt
 import json
 
-from scholar_pipeline.normalize import normalize_page
+from scholar_pipeline.normalize import normalize_page, normalize_page_checked
 from scholar_pipeline_tests.conftest import real_response
 
 ECOLOGY = "crossref/fulltext_works_query_ecology_has_license_rows200.json"
@@ -41,6 +41,17 @@ def test_cursor_chain_pages_and_jats_abstract():
     assert (post["publication_date"], post["publication_date_precision"]) == (dt.date(2008, 6, 18), "day")
     scheffel = pages[1][0]["authors"][0]
     assert scheffel == {"name": "Maren Scheffel", "orcid": None, "affiliations": ["Open Universiteit, Heerlen, NL"]}
+
+
+def test_an_author_entry_holding_nothing_is_left_out_and_reported():
+    # Recorded: the thesis's deposit lists an entry with no name, ORCID or affiliation before its `sequence: first`
+    # author, who would otherwise read as the second author after an anonymous first.
+    page = normalize_page_checked("crossref", real_response(WIDGET.format(3)))
+    thesis = next(r for r in page.table.to_pylist() if r["doi"] == "10.31390/gradschool_theses.6125")
+    assert thesis["authors"] == [{"name": "Joshua Rovira", "orcid": None,
+                                  "affiliations": ["Louisiana State University and Agricultural and Mechanical College"]}]
+    assert [(p.record_id, p.field, p.action) for p in page.problems] == [
+        ("10.31390/gradschool_theses.6125", "author[0]", "left out of the list")]
 
 
 def _with_licenses(licenses: list[dict]) -> dict:

@@ -2,12 +2,17 @@
 (landed or failed) and in the raw materialization's metadata, and reported per provider and day by `scholar-pipeline
 usage`; every figure is checked against the simulator's own request log."""
 
+import datetime as dt
 import json
 import subprocess
 
+import duckdb
 import pytest
 
+from scholar_pipeline.client.usage import Usage
 from scholar_pipeline.simulator import Corpus, ProviderSimulator
+from scholar_pipeline.usage_report import usage_by_day
+from scholar_pipeline.warehouse import UsageRow, record_usage
 from scholar_pipeline_tests.conftest import REPO_ROOT
 from scholar_pipeline_tests.helpers import materialize, nothing_landed, query_db
 from scholar_pipeline_tests.test_scenarios import BIN
@@ -85,6 +90,18 @@ def test_a_failed_fetch_is_recorded_with_what_it_spent(pipeline_env, simulator, 
 def test_nothing_fetched_yet_says_so(pipeline_env):
     result = _cli()
     assert result.returncode == 0 and result.stdout.startswith("no fetch recorded in the last 7 days in ")
+
+
+def test_the_last_n_days_are_n_utc_calendar_days_today_included():
+    midnight = dt.datetime.now(dt.timezone.utc).replace(hour=0, minute=0, second=1, microsecond=0)
+    recorded = {"today": midnight, "yesterday": midnight - dt.timedelta(seconds=2),
+                "six days ago": midnight - dt.timedelta(days=6), "seven days ago": midnight - dt.timedelta(days=6, seconds=2)}
+    con = duckdb.connect()
+    record_usage(con, [UsageRow(query=name, provider="openalex", partition_date=dt.date(2024, 3, 1), run_id=None,
+                                outcome="fetched", usage=Usage(requests=1), recorded_at=at) for name, at in recorded.items()])
+    days = {n: [row["day"] for row in usage_by_day(con, n)] for n in (1, 2, 7)}
+    assert days == {1: [midnight.date()], 2: [midnight.date(), midnight.date() - dt.timedelta(days=1)],
+                    7: [midnight.date(), midnight.date() - dt.timedelta(days=1), midnight.date() - dt.timedelta(days=6)]}
 
 
 @pytest.mark.slow

@@ -73,11 +73,20 @@ def setup_problem(channel: SlackChannel | WebhookChannel | EmailChannel, environ
                 "code server, or the shell of `scholar-pipeline alerts test`); set it")
     url_variable = getattr(channel, "webhook_url_env", None) or getattr(channel, "url_env", None)
     if url_variable:
-        url = environ[url_variable]
-        if urlsplit(url).scheme not in ("https", "http") or not urlsplit(url).hostname or any(c.isspace() or c in "'\"<>" for c in url):
+        if not _is_webhook_url(environ[url_variable]):
             return (f"${url_variable} does not hold a webhook URL (https://host/path, with no quotes or spaces); "
                     "set it to the URL alone")
     return None
+
+
+def _is_webhook_url(url: str) -> bool:
+    """An http(s) URL with a host and a port that parse, and no quotes or spaces copied in with it."""
+    try:
+        parsed = urlsplit(url)
+        parsed.port  # noqa: B018 - raises for a port out of range or not a number
+    except ValueError:  # an unclosed IPv6 bracket, a bad port: checked here so no channel's pass stops on it
+        return False
+    return parsed.scheme in ("https", "http") and bool(parsed.hostname) and not any(c.isspace() or c in "'\"<>" for c in url)
 
 
 def _masked(text: str, secrets) -> str:
@@ -92,9 +101,9 @@ def _masked(text: str, secrets) -> str:
 
 def _token_parts(url: str) -> set[str]:
     """A URL's path and query, their segments and values, where long enough to hold a token."""
-    parsed = urlsplit(url)
-    if parsed.scheme not in ("https", "http"):
+    if not _is_webhook_url(url):
         return set()
+    parsed = urlsplit(url)
     values = [value for _, _, value in (pair.partition("=") for pair in parsed.query.split("&"))]
     return {part for part in [parsed.path, parsed.query, *parsed.path.split("/"), *values] if len(part) >= MIN_SECRET_PART}
 

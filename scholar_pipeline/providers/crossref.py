@@ -21,7 +21,8 @@ from dataclasses import replace
 from typing import Any
 
 from scholar_pipeline.providers.base import (
-    SET_TO_NULL, Credential, PageInfo, PageRequest, ParsedRecords, Provider, RecordReader, load_json, read_records, require,
+    LEFT_OUT, SET_TO_NULL, Credential, PageInfo, PageRequest, ParsedRecords, Provider, RecordReader, load_json, read_records,
+    require,
 )
 from scholar_pipeline.settings import ProviderSettings
 from scholar_pipeline.text import bare_doi, bare_orcid, markup_to_text, read_partial_date
@@ -98,7 +99,7 @@ def _item(r: RecordReader) -> dict[str, Any]:
         "arxiv_id": r.arxiv_id_of_doi(("DOI",), doi) or _preprint_arxiv_id(r),
         "title": markup_to_text(_first(r.texts("title"))),
         "abstract": markup_to_text(r.text("abstract")),
-        "authors": None if authors is None else [_author(a) for a in authors],
+        "authors": None if authors is None else _authors(authors),
         "publication_date": published,
         "publication_date_precision": precision,
         "venue": markup_to_text(_first(r.texts("container-title"))),
@@ -184,6 +185,19 @@ def _date_parts(r: RecordReader, field: str) -> list[int | None]:
         return parts
     r.report((field, "date-parts"), value, SET_TO_NULL)
     return []
+
+
+def _authors(entries: list[RecordReader]) -> list[dict[str, Any]]:
+    """The authors; an entry with no name, ORCID or affiliation is left out and reported (a deposit may hold one, even
+    before the author it marks `sequence: first`, and a consumer would take it for an anonymous first author)."""
+    authors = []
+    for a in entries:
+        author = _author(a)
+        if author["name"] or author["orcid"] or author["affiliations"]:
+            authors.append(author)
+        else:
+            a.report((), a.value(), LEFT_OUT)
+    return authors
 
 
 def _author(a: RecordReader) -> dict[str, Any]:
