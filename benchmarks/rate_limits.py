@@ -136,11 +136,13 @@ def _ms(seconds: float) -> float:
 def collect(provider: str, home: str) -> list[Request]:
     """Four processes fetch a day each, starting together; every request the server logged, with its schedule."""
     corpus = Corpus(seed=5, min_per_day=WORKS_PER_DAY[provider], max_per_day=WORKS_PER_DAY[provider])
-    settings = {f"SCHOLAR_PIPELINE_{provider.upper()}_RATE_LIMIT": str(LIMIT), f"SCHOLAR_PIPELINE_{provider.upper()}_PAGE_SIZE": str(PAGE_SIZE)}
+    # The cap on requests in flight raised with the rate (at 1, arXiv's and Crossref's, it would measure their answer times).
+    settings = {f"SCHOLAR_PIPELINE_{provider.upper()}_RATE_LIMIT": str(LIMIT), f"SCHOLAR_PIPELINE_{provider.upper()}_PAGE_SIZE": str(PAGE_SIZE),
+                f"SCHOLAR_PIPELINE_{provider.upper()}_MAX_IN_FLIGHT": str(PROCESSES)}
     days = [FIRST_DAY + dt.timedelta(days=n) for n in range(PROCESSES)]
     for day in days:  # the simulator builds a day's works on its first request for it: not while the clock runs
         corpus.works_on(day)
-    with ProviderSimulator(corpus=corpus, rate_limits={provider: LIMIT}) as sim, mock.patch.dict(os.environ, {**sim.environ(), **settings}):
+    with ProviderSimulator(corpus=corpus, rate_limits={provider: LIMIT}, in_flight_limits={provider: PROCESSES}) as sim, mock.patch.dict(os.environ, {**sim.environ(), **settings}):
         context = multiprocessing.get_context("spawn")
         barrier, results = context.Barrier(PROCESSES), context.Queue()
         workers = [context.Process(target=_fetch_one_day, args=(provider, day, home, barrier, results)) for day in days]

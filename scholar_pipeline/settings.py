@@ -1,7 +1,7 @@
 """Where things live and how each provider is reached, read from the environment.
 
 Every provider limit is a setting: `SCHOLAR_PIPELINE_<PROVIDER>_<NAME>` overrides the
-provider's default for BASE_URL, RATE_LIMIT, PAGE_SIZE, MAX_RECORDS and MAX_RETRY_WAIT.
+provider's default for BASE_URL, RATE_LIMIT, MAX_IN_FLIGHT, PAGE_SIZE, MAX_RECORDS and MAX_RETRY_WAIT.
 """
 
 from __future__ import annotations
@@ -113,6 +113,9 @@ class ProviderSettings:
     page_size: int
     max_records: int  # a partition larger than this fails loudly instead of paging forever
     max_retry_wait: float = 60.0  # seconds, the longest wait between attempts, also when the provider asks for longer
+    # Requests awaiting their answer at once, across the processes sharing the rate limit; None: no cap. Providers that
+    # cap connections (arXiv one, Crossref's public pool one) refuse or block a client over it, whatever its rate.
+    max_in_flight: int | None = None
 
 
 def provider_settings(name: str, defaults: ProviderSettings, environ: Mapping[str, str] = os.environ) -> ProviderSettings:
@@ -131,6 +134,7 @@ def provider_settings(name: str, defaults: ProviderSettings, environ: Mapping[st
         page_size=read("PAGE_SIZE", defaults.page_size, int),
         max_records=read("MAX_RECORDS", defaults.max_records, int),
         max_retry_wait=read("MAX_RETRY_WAIT", defaults.max_retry_wait, float),
+        max_in_flight=read("MAX_IN_FLIGHT", defaults.max_in_flight, int),
     )
 
 

@@ -1,5 +1,6 @@
 """Hostile answers: malformed pages, echoed secrets, trickling and mislabelled bodies, damaged landed pages."""
 
+import dataclasses
 import datetime as dt
 import gzip
 import json
@@ -14,10 +15,12 @@ import pytest
 
 from scholar_pipeline.client.provider_client import ProviderRequestError, RetryPolicy
 from scholar_pipeline.client.stack import cache_storage, open_provider_client
+from scholar_pipeline.fetch import fetch_partition
 from scholar_pipeline.landing import LandingZone
 from scholar_pipeline.providers import PROVIDERS
 from scholar_pipeline.providers.base import PageRequest
 from scholar_pipeline.settings import ProviderSettings
+from scholar_pipeline.simulator import Corpus, ProviderSimulator
 from scholar_pipeline.simulator.common import SimResponse
 from scholar_pipeline_tests.helpers import SEARCH, files_containing, home, materialize, query_db, recorded_manifest
 
@@ -216,3 +219,39 @@ def test_an_empty_page_whose_total_moved_is_never_taken_as_the_end(pipeline_env,
     landed = [r[0] for r in query_db("SELECT provider_id FROM works")]
     assert sorted(landed) == sorted(api.record_ids(day, day, SEARCH.text))
     assert all(c.passed for c in result.get_asset_check_evaluations())
+
+
+@pytest.mark.parametrize("max_in_flight", [None, 3])
+def test_fetches_of_one_provider_in_parallel_keep_to_its_cap_on_requests_in_flight(tmp_path, max_in_flight):
+    """Crossref's public pool takes one request at a time and refuses a second with a 429, whatever the rate. Three
+    days fetched at once, each answer taking 0.15 s (the period at 50/s is 0.02 s): with its default cap (one) no
+    request meets another at the provider; raised to three, requests overlap and are refused."""
+    crossref = PROVIDERS["crossref"]
+    days = [dt.date(2024, 3, d) for d in (1, 2, 3)]
+    with ProviderSimulator(corpus=Corpus(seed=11, min_per_day=40, max_per_day=40), rate_limits={"crossref": 50},
+                           answer_seconds={"crossref": 0.15}) as sim:
+        settings = dataclasses.replace(crossref.default_settings(None, keyed=False), base_url=sim.base_url("crossref"),
+                                       rate_limit=50.0, page_size=10)
+        settings = dataclasses.replace(settings, max_in_flight=max_in_flight or settings.max_in_flight)
+        fetched = {}
+
+        def fetch(day: dt.date) -> None:
+            with open_provider_client(crossref, settings, home=tmp_path, storage=cache_storage(tmp_path / str(day), 3600, None),
+                                      secret=None, mailto=None, timeout_seconds=5,
+                                      retry=RetryPolicy(max_attempts=20, backoff_seconds=0.01)) as client:
+                fetched[day] = fetch_partition(client, crossref, settings, LandingZone(tmp_path / "landing"), query="q",
+                                               text=SEARCH.text, day=day, mailto=None)
+
+        threads = [threading.Thread(target=fetch, args=(day,)) for day in days]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+        assert not any(thread.is_alive() for thread in threads)
+        requests = sim.requests_for("crossref")
+        expected = {day: len(sim.apis["crossref"].record_ids(day, day, SEARCH.text)) for day in days}
+    assert {day: sum(page.records for page in f.pages) for day, f in fetched.items()} == expected
+    if max_in_flight is None:
+        assert settings.max_in_flight == 1 and {r.in_flight for r in requests} == {1} and {r.status for r in requests} == {200}
+    else:
+        assert max(r.in_flight for r in requests) > 1 and 429 in {r.status for r in requests}

@@ -20,7 +20,7 @@ from queue import Empty
 
 import pytest
 
-from scholar_pipeline.client.ratelimit import SqliteRateLimiter
+from scholar_pipeline.client.ratelimit import OWN_PLACES, SqliteRateLimiter
 
 
 def _worker(path: str, rate: float, count: int, name: str, queue, barrier) -> None:
@@ -50,6 +50,65 @@ def _reserve_and_hang(path: str, key: str, rate: float, count: int, queue) -> No
     slots = [limiter.reserve(key, rate) for _ in range(count)]
     queue.put(slots[-1])
     time.sleep(300)
+
+
+def _slow_answers_worker(limiter_at: str, key: str, cap: int | None, count: int, queue, barrier) -> None:
+    """Send `count` requests through `sending` with `cap` in flight, each answered 0.1 s later; report each one's
+    (start, end) inside the block. `limiter_at`: a SQLite file, or a redis:// URL."""
+    if limiter_at.startswith("redis://"):
+        from scholar_pipeline.client.redis_ratelimit import RedisRateLimiter
+
+        limiter = RedisRateLimiter(limiter_at, fallback=None)
+    else:
+        limiter = SqliteRateLimiter(limiter_at)
+    barrier.wait(timeout=120)
+    for _ in range(count):
+        with limiter.sending(key, rate=100.0, in_flight=cap):
+            started = time.time()
+            time.sleep(0.1)
+            queue.put((started, time.time(), os.getpid()))
+
+
+def _hang_in_flight(path: str, key: str, queue) -> None:
+    """Send one request with one allowed in flight, say so, and never end it (until killed)."""
+    with SqliteRateLimiter(path).sending(key, rate=100.0, in_flight=1):
+        queue.put("sent")
+        time.sleep(300)
+
+
+def most_open_at_once(intervals: list[tuple[float, float]]) -> int:
+    """The most (start, end) intervals that overlap at one moment (an end before a start at the same instant)."""
+    events = sorted([(end, -1) for _, end, *_ in intervals] + [(start, 1) for start, *_ in intervals])
+    open_now = most = 0
+    for _, change in events:
+        open_now += change
+        most = max(most, open_now)
+    return most
+
+
+def slow_answers(limiter_at: str, key: str, cap: int | None, processes: int = 4, count: int = 5) -> list[tuple[float, float, int]]:
+    """(start, end, pid) of each request, in the order they were reported, when `processes` processes sent
+    slow-answered requests together."""
+    context = multiprocessing.get_context("spawn")
+    queue, barrier = context.Queue(), context.Barrier(processes)
+    workers = [context.Process(target=_slow_answers_worker, args=(limiter_at, key, cap, count, queue, barrier))
+               for _ in range(processes)]
+    for worker in workers:
+        worker.start()
+    intervals = [_get(queue, workers) for _ in range(processes * count)]
+    for worker in workers:
+        worker.join(timeout=30)
+    return intervals
+
+
+def fairly_shared(intervals: list[tuple[float, float, int]]) -> bool:
+    """Whether, at every request's start, no process had started two more requests than another."""
+    started: Counter = Counter({pid: 0 for _, _, pid in intervals})
+    for _, _, pid in sorted(intervals):
+        started[pid] += 1
+        if max(started.values()) - min(started.values()) > 1:
+            return False
+    return True
 
 
 class _Recording(SqliteRateLimiter):
@@ -325,3 +384,101 @@ def test_four_processes_with_late_arrivals_never_exceed_the_limit(tmp_path):
     for w in workers:
         w.join(timeout=30)
     assert max_in_any_window(arrivals) <= rate
+
+
+@pytest.mark.parametrize("cap", [1, 2, None])
+def test_requests_in_flight_across_processes_never_exceed_the_cap(tmp_path, cap):
+    """Answers (0.1 s) far slower than the period (0.01 s): the rate alone would keep all four processes' requests
+    open together; a cap holds them to it, and is reached, not undershot."""
+    requests = slow_answers(str(tmp_path / "rl.sqlite"), "arxiv", cap)
+    assert most_open_at_once(requests) == (cap if cap is not None else 4)
+    # Taken in line: a process just answered cannot take the place again from those waiting for it.
+    assert cap is None or fairly_shared(requests)
+
+
+def test_a_request_that_failed_or_whose_process_died_is_no_longer_in_flight(tmp_path):
+    class Cut(Exception):
+        pass
+
+    path = tmp_path / "rl.sqlite"
+    limiter = SqliteRateLimiter(path)
+    with pytest.raises(Cut), limiter.sending("arxiv", rate=100.0, in_flight=1):
+        raise Cut
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    holder = context.Process(target=_hang_in_flight, args=(str(path), "arxiv", queue))
+    holder.start()
+    assert _get(queue, [holder]) == "sent"
+    sent, done = threading.Event(), threading.Event()
+
+    def send_and_hold() -> None:
+        with limiter.sending("arxiv", rate=100.0, in_flight=1):
+            sent.set()
+            done.wait(timeout=60)
+
+    waiting = threading.Thread(target=send_and_hold, daemon=True)
+    waiting.start()
+    assert not sent.wait(timeout=1.0)  # the holder's request is in flight: no second one
+    os.kill(holder.pid, signal.SIGKILL)
+    holder.join(timeout=30)
+    assert sent.wait(timeout=10)  # not IN_FLIGHT_EXPIRY (600 s): the dead process's request is dropped at the next look
+    with closing(sqlite3.connect(path)) as con:
+        assert con.execute("SELECT count(*) FROM rate_in_flight").fetchone()[0] == 1  # the waiter's, open
+        done.set()
+        waiting.join(timeout=10)
+        assert con.execute("SELECT count(*) FROM rate_in_flight").fetchone()[0] == 0
+
+
+def holding_in_thread(limiter, key: str = "arxiv", rate: float = 100.0) -> tuple[threading.Event, threading.Event]:
+    """A thread that sends through `limiter` with one request allowed in flight and stays in its block until told:
+    returns (entered, leave)."""
+    entered, leave = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with limiter.sending(key, rate=rate, in_flight=1):
+            entered.set()
+            leave.wait(timeout=60)
+
+    threading.Thread(target=hold, daemon=True).start()
+    return entered, leave
+
+
+def test_limiters_of_one_process_naming_one_file_differently_share_its_places(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    first_entered, first_leave = holding_in_thread(SqliteRateLimiter(Path("rl.sqlite")))
+    assert first_entered.wait(timeout=10)
+    second_entered, second_leave = holding_in_thread(SqliteRateLimiter(tmp_path / "rl.sqlite"))
+    assert not second_entered.wait(timeout=1.0)  # the first one's place is not taken for a forgotten one of this process
+    first_leave.set()
+    assert second_entered.wait(timeout=10)
+    second_leave.set()
+
+
+def test_a_place_whose_release_failed_is_dropped_by_the_next_look_of_its_process(tmp_path, monkeypatch):
+    limiter = SqliteRateLimiter(tmp_path / "rl.sqlite")
+    real_give_back = SqliteRateLimiter._give_back
+    monkeypatch.setattr(SqliteRateLimiter, "_give_back", lambda self, con, place: OWN_PLACES.discard((self._real_path, place)))
+    with limiter.sending("arxiv", rate=100.0, in_flight=1):
+        pass
+    with closing(sqlite3.connect(tmp_path / "rl.sqlite")) as con:
+        assert con.execute("SELECT holding FROM rate_in_flight").fetchall() == [(1,)]  # left behind, as by a failed delete
+    monkeypatch.setattr(SqliteRateLimiter, "_give_back", real_give_back)
+    entered, leave = holding_in_thread(limiter)
+    assert entered.wait(timeout=5)  # not after the place's expiry (600 s)
+    leave.set()
+
+
+def test_a_place_expires_counting_from_the_send_not_from_the_wait_for_a_slot(tmp_path):
+    """Expiry 0.5 s; the holder waits about a second for its rate slot after taking its place, then stays in flight.
+    Counted from the admission, its place would have expired and a second caller would hold one beside it."""
+    limiter = SqliteRateLimiter(tmp_path / "rl.sqlite", in_flight_expiry=0.5)
+    limiter.acquire("arxiv", rate=1.0)  # the next send waits a period, a second
+    entered, leave = holding_in_thread(limiter, rate=1.0)
+    assert entered.wait(timeout=10)
+    second_entered, second_leave = holding_in_thread(limiter, rate=1.0)
+    time.sleep(0.2)
+    with closing(sqlite3.connect(tmp_path / "rl.sqlite")) as con:
+        assert [holding for holding, in con.execute("SELECT holding FROM rate_in_flight ORDER BY id")] == [1, 0]
+    leave.set()
+    assert second_entered.wait(timeout=10)
+    second_leave.set()

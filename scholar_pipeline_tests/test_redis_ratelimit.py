@@ -23,6 +23,7 @@ import redis
 from scholar_pipeline.client.ratelimit import SqliteRateLimiter
 from scholar_pipeline.client.redis_ratelimit import RateLimiterUnavailable, RedisRateLimiter
 from scholar_pipeline.settings import rate_limit_fallback, rate_limit_url
+from scholar_pipeline_tests.test_ratelimit import fairly_shared, holding_in_thread, most_open_at_once, slow_answers
 
 REDIS = "redis://127.0.0.1:6379/11"  # a database of its own; every test uses keys of its own too
 PASSWORD = "redis-limiter-password-5c8e1f"
@@ -80,6 +81,47 @@ def test_four_machines_share_one_limit_fairly_and_never_exceed_it(tmp_path, key)
     assert (len(arrivals) - 1) / (arrivals[-1] - arrivals[0]) > 0.8 * rate  # and the limit is used, not wasted
     first_half = sorted(events, key=lambda e: e[1])[: len(events) // 2]
     assert set(Counter(seed for seed, _ in first_half)) == {0, 1, 2, 3}
+
+
+@pytest.mark.parametrize("cap", [1, 2])
+def test_requests_in_flight_across_machines_never_exceed_the_cap(key, cap):
+    requests = slow_answers(REDIS, key, cap)
+    assert most_open_at_once(requests) == cap and fairly_shared(requests)
+    client = redis.Redis.from_url(REDIS)  # every place given back, no one left in line
+    assert not client.zcard(f"scholar-pipeline:rate:{{{key}}}:in_flight") and not client.zcard(f"scholar-pipeline:rate:{{{key}}}:in_flight_line")
+
+
+def test_a_place_whose_admission_answer_was_lost_is_given_back(key, monkeypatch):
+    """Redis admits the caller, and the answer never arrives (a timeout): the fetch fails, and the place is not left
+    held until it expires (600 s), which would stop every machine's requests to the provider."""
+    limiter = RedisRateLimiter(REDIS)
+    admit = limiter.admit_script
+
+    def admitted_then_lost(*args, **kwargs):
+        admit(*args, **kwargs)
+        raise redis.TimeoutError("Timeout reading from socket")
+
+    monkeypatch.setattr(limiter, "admit_script", admitted_then_lost)
+    with pytest.raises(RateLimiterUnavailable, match="TimeoutError"), limiter.sending(key, rate=100.0, in_flight=1):
+        pass
+    assert not redis.Redis.from_url(REDIS).zcard(f"scholar-pipeline:rate:{{{key}}}:in_flight")
+    entered, leave = holding_in_thread(RedisRateLimiter(REDIS), key)
+    assert entered.wait(timeout=5)
+    leave.set()
+
+
+def test_a_place_whose_release_failed_is_dropped_by_the_next_look_of_its_process(key, monkeypatch):
+    from scholar_pipeline.client.ratelimit import OWN_PLACES
+
+    limiter = RedisRateLimiter(REDIS)
+    with monkeypatch.context() as failing:
+        failing.setattr(RedisRateLimiter, "_give_back", lambda self, key, place: OWN_PLACES.discard(place))
+        with limiter.sending(key, rate=100.0, in_flight=1):
+            pass
+    assert redis.Redis.from_url(REDIS).zcard(f"scholar-pipeline:rate:{{{key}}}:in_flight") == 1  # left behind
+    entered, leave = holding_in_thread(limiter, key)
+    assert entered.wait(timeout=5)  # not after the place's expiry (600 s)
+    leave.set()
 
 
 def test_a_late_waker_pushes_the_next_sender_back(key):

@@ -31,7 +31,7 @@ def test_a_rate_limit_that_is_not_positive_is_refused_by_name(raw):
     assert f"SCHOLAR_PIPELINE_CROSSREF_RATE_LIMIT={raw!r}" in str(error.value)
 
 
-@pytest.mark.parametrize("setting", ["PAGE_SIZE", "MAX_RECORDS"])
+@pytest.mark.parametrize("setting", ["PAGE_SIZE", "MAX_RECORDS", "MAX_IN_FLIGHT"])
 @pytest.mark.parametrize("raw", ["inf", "nan", "1e999", "2.5", "0", "-3", "many"])
 def test_integer_settings_refuse_anything_but_a_positive_integer_by_name(setting, raw):
     with pytest.raises(ValueError) as error:
@@ -54,6 +54,16 @@ def test_crossref_uses_the_polite_pool_rate_when_a_contact_email_is_set(monkeypa
     assert ScholarApiResource(home="/tmp/x", mailto="me@example.org").settings_for(crossref).rate_limit == 10.0
     monkeypatch.setenv("SCHOLAR_PIPELINE_CROSSREF_RATE_LIMIT", "2")  # an explicit setting still wins
     assert ScholarApiResource(home="/tmp/x", mailto="me@example.org").settings_for(crossref).rate_limit == 2.0
+
+
+def test_requests_in_flight_are_capped_where_the_provider_caps_connections(monkeypatch):
+    monkeypatch.delenv("SCHOLAR_PIPELINE_CROSSREF_MAX_IN_FLIGHT", raising=False)
+    api = ScholarApiResource(home="/tmp/x")
+    assert {name: api.settings_for(provider).max_in_flight for name, provider in PROVIDERS.items()} == {
+        "openalex": None, "crossref": 1, "arxiv": 1, "pubmed": None, "plos": 5, "springer": None, "core": None}
+    assert ScholarApiResource(home="/tmp/x", mailto="me@example.org").settings_for(PROVIDERS["crossref"]).max_in_flight == 5
+    monkeypatch.setenv("SCHOLAR_PIPELINE_CROSSREF_MAX_IN_FLIGHT", "2")
+    assert ScholarApiResource(home="/tmp/x", mailto="me@example.org").settings_for(PROVIDERS["crossref"]).max_in_flight == 2
 
 
 def test_pubmed_allows_ten_requests_a_second_with_an_api_key(monkeypatch):

@@ -51,19 +51,32 @@ pid reused since, Windows) stay until their slot is a period old: the cost of a 
 the window forbids, since the confirm step alone enforces both. A dead process's sends
 need nothing: unanswered, they count for `transit` seconds.
 
+Connections: some providers also cap the requests awaiting an answer at once (arXiv one
+"across all your machines", Crossref's public pool one), and refuse or block a client over
+it whatever its rate: with answers slower than the period (arXiv takes seconds), spacing
+alone keeps several open. `sending(..., in_flight=k)` first takes one of k places, in line
+(`rate_in_flight`: a row per caller, waiting or holding, first come first served, so a
+process that has just been answered cannot take the place from one that waits), then
+acquires its send as above, and gives the place back when its block ends, answered or
+not. A waiting row is dropped when its process is gone or has not looked for `STALE_WAITER`
+seconds; a holding one when its process is gone, when this process no longer knows it (a
+release that failed), or `in_flight_expiry` seconds after it was taken (a process on
+another machine, stopped unseen; set above the client's whole-response deadline).
+
 A wait longer than `long_wait` seconds is reported to `log` (a logger, whose `.info` is
 used, or any callable taking a string). Every connection is closed when done with (a
 dropped sqlite3 connection lingers, files open, until the garbage collector finds it).
 `acquire` keeps one for its whole call, idle while asleep, because closing the last
 connection to a WAL database checkpoints it; `synchronous=NORMAL` spares each commit an
 fsync (0.4 ms, p99 7 ms here), at the risk of losing the last sends in a power cut.
-Tables: `rate_sends` (key, last_sent), `rate_reservations` and `rate_send_log` (kept a
-minute past its window, for diagnosis); the `rate_slots` table of the single-TAT
+Tables: `rate_sends` (key, last_sent), `rate_reservations`, `rate_in_flight` and
+`rate_send_log` (kept a minute past its window, for diagnosis); the `rate_slots` table of the single-TAT
 version, left in older files, is no longer read.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import socket
@@ -75,12 +88,16 @@ from pathlib import Path
 
 
 def _host() -> str:
-    """This host and, on Linux, its pid namespace: a pid names a process only within one."""
+    """This host and, on Linux, its pid namespace and boot: a pid names a process only within one."""
     try:
         namespace = os.readlink("/proc/self/ns/pid")
     except OSError:
         namespace = ""
-    return f"{socket.gethostname()} {namespace}".strip()
+    try:  # hosts cloned from one image share a name and their first pid namespace's number, never a boot id
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        boot = ""
+    return " ".join(part for part in (socket.gethostname(), namespace, boot) if part)
 
 
 HOST = _host()
@@ -101,13 +118,20 @@ def _switch_to_wal(con: sqlite3.Connection, attempts: int = 600) -> None:
 
 
 KEEP_SENDS = 60.0  # seconds a send stays in `rate_send_log` once it can no longer count (for diagnosis and tests)
+IN_FLIGHT_POLL = 0.05  # seconds between a waiting caller's looks for a free place among the requests in flight
+STALE_WAITER = 10.0  # seconds without a look after which a caller waiting in line is taken to be gone
+IN_FLIGHT_EXPIRY = 600.0  # the default longest a place is held: twice the client's default whole-response deadline
+# This process's places from taking to giving back ((the limiter file's real path, row id); a Redis place's member,
+# unique): a row of this pid not here was left by a release that failed, and is dropped rather than held until it expires.
+OWN_PLACES: set[object] = set()
 
 
 class SqliteRateLimiter:
     def __init__(self, path: Path, margin: float = 0.0, *, transit: float = 0.1, log=None, long_wait: float = 5.0,
-                 poll: float = 1.0):
+                 poll: float = 1.0, in_flight_expiry: float = IN_FLIGHT_EXPIRY):
         self.path = Path(path)
-        self.margin, self.transit = margin, transit
+        self._real_path = os.path.realpath(self.path)  # one name per file, however each limiter of a process names it
+        self.margin, self.transit, self.in_flight_expiry = margin, transit, in_flight_expiry
         self.log, self.long_wait, self.poll = log, long_wait, poll
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with closing(self._connect()) as con:
@@ -124,6 +148,11 @@ class SqliteRateLimiter:
                     " (id INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT NOT NULL, sent REAL NOT NULL, arrived_by REAL NOT NULL)"
                 )
                 con.execute("CREATE INDEX IF NOT EXISTS rate_send_log_key ON rate_send_log (key, arrived_by)")
+                con.execute(
+                    "CREATE TABLE IF NOT EXISTS rate_in_flight (id INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT NOT NULL,"
+                    " host TEXT NOT NULL, pid INTEGER NOT NULL, holding INTEGER NOT NULL, seen REAL NOT NULL)"
+                )
+                con.execute("CREATE INDEX IF NOT EXISTS rate_in_flight_key ON rate_in_flight (key)")
 
     def _connect(self) -> sqlite3.Connection:
         con = sqlite3.connect(self.path, timeout=60, isolation_level=None)
@@ -161,17 +190,54 @@ class SqliteRateLimiter:
             return self._acquire(con, key, rate, log)[0]
 
     @contextmanager
-    def sending(self, key: str, rate: float, log=None) -> Iterator[float]:
+    def sending(self, key: str, rate: float, log=None, in_flight: int | None = None) -> Iterator[float]:
         """`acquire`, then send the request inside the block (yields the seconds waited). A block that ends without
         an exception means an answer came back: the request has arrived, so it stops counting toward later windows
         at that moment rather than `transit` seconds after the send. One that raises keeps the `transit` bound (a
-        request cut off half-way may still reach the provider)."""
+        request cut off half-way may still reach the provider). With `in_flight`, the caller first waits in line
+        for one of that many places among the key's requests in flight, across processes, until the block ends."""
         with closing(self._connect()) as con:
-            waited, send = self._acquire(con, key, rate, log)
-            yield waited
-            answered = time.time()
-            with _immediate(con):
-                con.execute("UPDATE rate_send_log SET arrived_by = min(arrived_by, ?) WHERE id = ?", (answered, send))
+            place, waited_in_line = self._take_place(con, key, in_flight, log) if in_flight is not None else (None, 0.0)
+            try:
+                waited, send = self._acquire(con, key, rate, log)
+                if place is not None:  # the place's expiry counts from the send, not from the wait for a slot
+                    with _immediate(con):
+                        con.execute("UPDATE rate_in_flight SET seen = ? WHERE id = ?", (time.time(), place))
+                yield waited_in_line + waited
+                answered = time.time()
+                with _immediate(con):
+                    con.execute("UPDATE rate_send_log SET arrived_by = min(arrived_by, ?) WHERE id = ?", (answered, send))
+            finally:
+                if place is not None:
+                    self._give_back(con, place)
+
+    def _take_place(self, con: sqlite3.Connection, key: str, cap: int, log) -> tuple[int, float]:
+        """Wait in line for one of `cap` places; returns the place (its row) and the seconds waited."""
+        started, said = time.time(), False
+        with _immediate(con):
+            place = con.execute("INSERT INTO rate_in_flight (key, host, pid, holding, seen) VALUES (?, ?, ?, 0, ?)",
+                                (key, HOST, os.getpid(), started)).lastrowid
+            OWN_PLACES.add((self._real_path, place))
+        try:
+            while True:
+                with _immediate(con):
+                    if _admitted(con, self._real_path, key, cap, place, time.time(), self.in_flight_expiry):
+                        return place, time.time() - started
+                if not said and time.time() - started > self.long_wait and (log := log if log is not None else self.log):
+                    said = True
+                    getattr(log, "info", log)(f"waiting {time.time() - started:.0f} s for one of the {cap} places among "
+                                              f"{key}'s requests in flight (across every process using {self.path})")
+                time.sleep(IN_FLIGHT_POLL)
+        except BaseException:
+            self._give_back(con, place)
+            raise
+
+    def _give_back(self, con: sqlite3.Connection, place: int) -> None:
+        """Free the place. Forgotten first, so should the delete fail (the file locked past the busy timeout) this
+        process's next look drops the row; the failure is not raised over the error that may be on its way out."""
+        OWN_PLACES.discard((self._real_path, place))
+        with contextlib.suppress(sqlite3.Error), _immediate(con):
+            con.execute("DELETE FROM rate_in_flight WHERE id = ?", (place,))
 
     def _acquire(self, con: sqlite3.Connection, key: str, rate: float, log) -> tuple[float, int]:
         """Reserve, sleep until the slot, confirm; returns the seconds waited and the send's row in `rate_send_log`.
@@ -264,7 +330,7 @@ def _tidy(con: sqlite3.Connection, key: str, now: float, period: float, window: 
     """
     n, seconds = window
     rows = con.execute("SELECT id, slot, host, pid FROM rate_reservations WHERE key = ? ORDER BY id", (key,)).fetchall()
-    gone = {(host, pid) for host, pid in {(host, pid) for _, _, host, pid in rows} if host == HOST and _process_gone(pid)}
+    gone = {(host, pid) for host, pid in {(host, pid) for _, _, host, pid in rows} if host == HOST and process_gone(pid)}
     drop = [(id_,) for id_, slot, host, pid in rows if slot < now - period or (host, pid) in gone]
     con.executemany("DELETE FROM rate_reservations WHERE id = ?", drop)
     dropped = {id_ for id_, in drop}
@@ -282,12 +348,31 @@ def _tidy(con: sqlite3.Connection, key: str, now: float, period: float, window: 
     return max(earliest, held[-1] + period if held else 0.0, _window_opens(times, n, seconds))
 
 
+def _admitted(con: sqlite3.Connection, limiter: str, key: str, cap: int, place: int, now: float, expiry: float) -> bool:
+    """Make `place` a holding one if it is first in line and fewer than `cap` are held; else note that it looked.
+
+    Rows that can no longer be anyone's are dropped first (see the module docstring)."""
+    rows = con.execute("SELECT id, host, pid, holding, seen FROM rate_in_flight WHERE key = ? ORDER BY id", (key,)).fetchall()
+    gone = [(id_,) for id_, host, pid, holding, seen in rows if seen < now - (expiry if holding else STALE_WAITER)
+            or (host == HOST and ((limiter, id_) not in OWN_PLACES if pid == os.getpid() else process_gone(pid)))]
+    con.executemany("DELETE FROM rate_in_flight WHERE id = ?", gone)
+    left = [(id_, holding) for id_, _, _, holding, _ in rows if (id_,) not in gone]
+    first_waiting = next((id_ for id_, holding in left if not holding), None)
+    if first_waiting == place and sum(holding for _, holding in left) < cap:
+        con.execute("UPDATE rate_in_flight SET holding = 1, seen = ? WHERE id = ?", (now, place))
+        return True
+    # Refreshed, or back in its place in line if it was taken for gone (a process paused longer than STALE_WAITER).
+    con.execute("INSERT OR REPLACE INTO rate_in_flight (id, key, host, pid, holding, seen) VALUES (?, ?, ?, ?, 0, ?)",
+                (place, key, HOST, os.getpid(), now))
+    return False
+
+
 def _window_opens(times: list[float], n: int, seconds: float) -> float:
     """When fewer than n of `times` (sends' latest arrivals, or slots) lie in the window before it; 0 if already."""
     return sorted(times)[-n] + seconds if len(times) >= n else 0.0
 
 
-def _process_gone(pid: int) -> bool:
+def process_gone(pid: int) -> bool:
     """True only when process `pid` surely no longer runs on this host."""
     if pid == os.getpid():
         return False

@@ -55,14 +55,18 @@ def cache_storage(home: Path, ttl_seconds: float, cache_url: str | None,
     return EncryptedStorage(hishel.SqliteStorage(database_path=str(path), default_ttl=ttl_seconds), cipher, str(path))
 
 
-def rate_limiter(home: Path, log=None, environ: Mapping[str, str] = os.environ) -> SqliteRateLimiter | RedisRateLimiter:
+def rate_limiter(home: Path, log=None, environ: Mapping[str, str] = os.environ,
+                 deadline_seconds: float = 300.0) -> SqliteRateLimiter | RedisRateLimiter:
     """Per machine in SQLite under the home, or across machines in Redis (settings.rate_limit_url), read from the
-    environment here, like the cache key: a URL with a password must not reach a resource's config."""
-    local = SqliteRateLimiter(home / "locks" / "rate_limits.sqlite", log=log)
+    environment here, like the cache key: a URL with a password must not reach a resource's config. A place among the
+    requests in flight is held at most twice the whole-response deadline (a request cannot take longer)."""
+    expiry = 2 * deadline_seconds
+    local = SqliteRateLimiter(home / "locks" / "rate_limits.sqlite", log=log, in_flight_expiry=expiry)
     url = rate_limit_url(environ)
     if url is None:
         return local
-    return RedisRateLimiter(url, fallback=local if rate_limit_fallback(environ) == "local" else None, log=log)
+    return RedisRateLimiter(url, fallback=local if rate_limit_fallback(environ) == "local" else None, log=log,
+                            in_flight_expiry=expiry)
 
 
 @contextmanager
@@ -83,11 +87,12 @@ def open_provider_client(
     """`network` replaces the connection pool at the bottom of the stack (a proxy, a test double).
 
     `timeout_seconds` bounds each connect and socket read; `deadline_seconds` a whole response."""
-    limiter = rate_limiter(home, log)
+    limiter = rate_limiter(home, log, deadline_seconds=deadline_seconds)
     pool = network or DeadlineHTTPTransport(limits=httpx.Limits(max_connections=4, max_keepalive_connections=4))
     transport = CacheTransport(
         next_transport=CredentialsTransport(
-            RateLimitedTransport(WholeBodyTransport(pool, deadline_seconds), limiter, key=provider.name, rate=settings.rate_limit),
+            RateLimitedTransport(WholeBodyTransport(pool, deadline_seconds), limiter, key=provider.name, rate=settings.rate_limit,
+                                 in_flight=settings.max_in_flight),
             provider.credential,
             secret,
         ),

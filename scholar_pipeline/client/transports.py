@@ -85,11 +85,13 @@ class WholeBodyTransport(httpx.BaseTransport):
 
 
 class RateLimitedTransport(httpx.BaseTransport):
-    def __init__(self, inner: httpx.BaseTransport, limiter: SqliteRateLimiter | RedisRateLimiter, key: str, rate: float):
-        self.inner, self.limiter, self.key, self.rate = inner, limiter, key, rate
+    def __init__(self, inner: httpx.BaseTransport, limiter: SqliteRateLimiter | RedisRateLimiter, key: str, rate: float,
+                 in_flight: int | None = None):
+        self.inner, self.limiter, self.key, self.rate, self.in_flight = inner, limiter, key, rate, in_flight
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
-        with self.limiter.sending(self.key, self.rate):  # the answer back: the request has arrived, the limiter may count on it
+        # The answer back (the whole body: WholeBodyTransport below): the request has arrived and is no longer in flight.
+        with self.limiter.sending(self.key, self.rate, in_flight=self.in_flight):
             return self.inner.handle_request(request)
 
     def close(self) -> None:

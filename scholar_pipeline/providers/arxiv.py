@@ -79,7 +79,8 @@ _FIELD_PREFIX = re.compile(r"^([A-Za-z]+):")
 class Arxiv(Provider):
     name = "arxiv"
     # "No more than one request every three seconds, and a single connection at a time" (terms of use).
-    defaults = ProviderSettings(base_url="https://export.arxiv.org/api", rate_limit=1 / 3, page_size=500, max_records=MAX_TOTAL)
+    defaults = ProviderSettings(base_url="https://export.arxiv.org/api", rate_limit=1 / 3, page_size=500, max_records=MAX_TOTAL,
+                                max_in_flight=1)
     doubts_empty_first_page = True  # its anomalous empty pages come on a day's first page too: an empty day costs two requests
 
     def first_request(self, text: str, day: dt.date, page_size: int, mailto: str | None) -> PageRequest:

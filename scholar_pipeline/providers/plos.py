@@ -60,8 +60,10 @@ _OPERATORS = frozenset({"AND", "OR", "NOT"})
 class Plos(Provider):
     name = "plos"
     # 300 requests an hour, its hourly cap (api.plos.org/solr/faq: PLOS locks out an IP over its limits); 10 a minute is
-    # only its burst limit, and a backfill at that rate would pass 300 in half an hour. 7,200 a day is 300 an hour.
-    defaults = ProviderSettings(base_url="https://api.plos.org", rate_limit=300 / 3600, page_size=500, max_records=200_000)
+    # only its burst limit, and a backfill at that rate would pass 300 in half an hour. 7,200 a day is 300 an hour. Five
+    # connections at once at most (its FAQ again).
+    defaults = ProviderSettings(base_url="https://api.plos.org", rate_limit=300 / 3600, page_size=500, max_records=200_000,
+                                max_in_flight=5)
     requested_fields = frozenset(FIELDS)
 
     def first_request(self, text: str, day: dt.date, page_size: int, mailto: str | None) -> PageRequest:

@@ -93,6 +93,7 @@ class ArxivApi:
     name = "arxiv"
     records = XmlRecords("entry", abstract="summary", retyped="published")  # where faults on records act (record_faults.py)
     default_rate_limit = 1 / 3  # one request every three seconds (terms of use)
+    in_flight_limit = 1  # "a single connection at a time"
 
     def __init__(self, corpus: Corpus):
         self.corpus = corpus

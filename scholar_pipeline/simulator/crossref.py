@@ -36,6 +36,7 @@ class CrossrefApi:
     name = "crossref"
     records = JsonRecords(("message", "items"), abstract="abstract", retyped="title")  # where faults on records act (record_faults.py)
     default_rate_limit = 5.0
+    in_flight_limit = 1  # the public pool's `x-concurrency-limit`
 
     def __init__(self, corpus: Corpus, cursor_ttl_seconds: float = 300.0):
         self.corpus, self.cursor_ttl = corpus, cursor_ttl_seconds

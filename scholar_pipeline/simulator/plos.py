@@ -63,6 +63,7 @@ class PlosApi:
     # Requests per second for the simulator's 1-second window: 10 a minute. Below one, the window
     # lets one request a second through (it cannot count a whole minute).
     default_rate_limit = 10 / 60
+    in_flight_limit = 5  # connections per IP (its FAQ)
 
     def __init__(self, corpus: Corpus):
         self.corpus = corpus

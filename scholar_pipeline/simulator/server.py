@@ -7,8 +7,10 @@
 
 Each provider lives under its own path prefix (`/openalex/works`, `/crossref/works`), so
 one server stands in for every API (all seven: `API_CLASSES`). Requests over a provider's rate limit (any 1-second
-window) get that provider's 429. Faults are injected on demand (faults.py). Every request is
-logged, with the time it arrived.
+window), or beyond its cap on requests open at once (`in_flight_limits`, as Crossref and
+arXiv cap connections), get that provider's 429. `answer_seconds` makes a provider slow to
+answer. Faults are injected on demand (faults.py). Every request is logged, with the time it
+arrived and how many of the provider's requests were open then, itself included.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ import socket
 import struct
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -51,19 +55,25 @@ class LoggedRequest:
     headers: dict[str, str]
     status: int
     fault: str | None = None
+    in_flight: int = 1  # the provider's requests being answered when it arrived, itself included
 
 
 class ProviderSimulator:
     def __init__(self, port: int = 0, corpus: Corpus | None = None, rate_limits: dict[str, float] | None = None,
-                 log_file: Path | None = None, faults: str | None = None, stall_seconds: float = 30.0):
+                 log_file: Path | None = None, faults: str | None = None, stall_seconds: float = 30.0,
+                 in_flight_limits: dict[str, int] | None = None, answer_seconds: dict[str, float] | None = None):
         self.corpus = corpus or Corpus()
         self.apis = {cls.name: cls(self.corpus) for cls in API_CLASSES}
         self.faults = FaultPlan(parse_faults(faults, frozenset(self.apis)))
         self.stall_seconds = stall_seconds
         self.rate_limits = {name: api.default_rate_limit for name, api in self.apis.items()} | (rate_limits or {})
+        self.in_flight_limits = {name: api.in_flight_limit for name, api in self.apis.items()
+                                 if getattr(api, "in_flight_limit", None)} | (in_flight_limits or {})
+        self.answer_seconds = answer_seconds or {}
         self.requests: list[LoggedRequest] = []
         self.log_file = log_file
         self._arrivals: dict[str, list[float]] = {name: [] for name in self.apis}
+        self._open: dict[str, int] = {}  # per path prefix: requests being answered
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", port), _handler_for(self))
         self._server.daemon_threads = True
@@ -99,11 +109,24 @@ class ProviderSimulator:
         with self._lock:
             return [r for r in self.requests if r.provider == provider]
 
-    def answer(self, method: str, raw_path: str, headers: dict[str, str]) -> SimResponse:
+    @contextmanager
+    def open_request(self, raw_path: str) -> Iterator[int]:
+        """Count a request as open until its answer is written; yields how many of its provider's are open."""
+        provider = _provider_of(urlsplit(raw_path).path)
+        with self._lock:
+            self._open[provider] = self._open.get(provider, 0) + 1
+            now_open = self._open[provider]
+        try:
+            yield now_open
+        finally:
+            with self._lock:
+                self._open[provider] -= 1
+
+    def answer(self, method: str, raw_path: str, headers: dict[str, str], in_flight: int = 1) -> SimResponse:
         arrived = time.time()  # logged as the arrival time, before any work on the answer
         url = urlsplit(raw_path)
         params = parse_qs(url.query, keep_blank_values=True)
-        _, provider, rest = (url.path.rstrip("/") + "/").split("/", 2)
+        provider, rest = _provider_of(url.path), _route_of(url.path)
         api = self.apis.get(provider)
         route = api.routes.get("/" + rest.rstrip("/")) if api else None
         refused = api.authenticate(headers) if route is not None and hasattr(api, "authenticate") else None
@@ -117,7 +140,7 @@ class ProviderSimulator:
             response = SimResponse.text(404, "Resource not found.")
         elif fault in STATUS_FAULTS:
             response = _status_fault(api, fault)
-        elif self._over_rate_limit(provider, arrived):
+        elif in_flight > self.in_flight_limits.get(provider, in_flight) or self._over_rate_limit(provider, arrived):
             response = api.rate_limited()
         elif refused is not None:  # APIs that take the key in a header (CORE) check it here
             response = refused
@@ -136,7 +159,7 @@ class ProviderSimulator:
                 response = SimResponse(200, api.records.alter(response.body, fault), response.content_type, response.headers)
         if fault in DELIVERY_FAULTS:
             response.delivery = fault
-        self._log(LoggedRequest(arrived, provider, url.path, params, headers, response.status, fault))
+        self._log(LoggedRequest(arrived, provider, url.path, params, headers, response.status, fault, in_flight))
         return response
 
     def _over_rate_limit(self, provider: str, now: float) -> bool:
@@ -157,6 +180,14 @@ class ProviderSimulator:
             if self.log_file is not None:
                 with open(self.log_file, "a") as out:
                     out.write(json.dumps(_without_keys(asdict(entry))) + "\n")
+
+
+def _provider_of(path: str) -> str:
+    return (path.rstrip("/") + "/").split("/", 2)[1]
+
+
+def _route_of(path: str) -> str:
+    return (path.rstrip("/") + "/").split("/", 2)[2]
 
 
 def _status_fault(api, fault: str) -> SimResponse:
@@ -191,14 +222,22 @@ def _handler_for(simulator: ProviderSimulator) -> type[BaseHTTPRequestHandler]:
             pass
 
         def do_GET(self) -> None:
-            response = simulator.answer("GET", self.path, dict(self.headers))
+            # Open until the answer is ready to write: a client that has read it may send again at once, and must not
+            # meet its own last request still counted.
+            with simulator.open_request(self.path) as in_flight:
+                response = simulator.answer("GET", self.path, dict(self.headers), in_flight)
+                if response.status == 200 and (seconds := simulator.answer_seconds.get(_provider_of(urlsplit(self.path).path))):
+                    time.sleep(seconds)
+            if response.delivery == "stall":  # not counted: the client gives up on it and asks again
+                time.sleep(simulator.stall_seconds)
+            self._write(response)
+
+        def _write(self, response: SimResponse) -> None:
             if response.delivery == "reset":  # SO_LINGER 0: close sends a TCP reset
                 self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                 self.close_connection = True
                 self.connection.close()
                 return
-            if response.delivery == "stall":
-                time.sleep(simulator.stall_seconds)
             self.send_response(response.status)
             self.send_header("Content-Type", response.content_type)
             self.send_header("Content-Length", str(len(response.body)))
