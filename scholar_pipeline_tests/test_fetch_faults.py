@@ -50,6 +50,31 @@ def test_a_malformed_page_with_status_200_is_not_replayed_from_the_cache(pipelin
     assert sorted(r[0] for r in query_db("SELECT provider_id FROM works")) == sorted(api.record_ids(day, day, SEARCH.text))
 
 
+def test_openalex_403_rate_limit_is_retried_and_counted_as_throttling_while_another_403_fails_at_once(pipeline_env, simulator):
+    """OpenAlex's errors page lists 403 "Rate limit exceeded; slow down" beside 429: backed off and retried like a 429,
+    not a partition failed with advice about its key. A 403 that says something else still fails at once."""
+    api = simulator.apis["openalex"]
+    served, calls = api.routes["/works"], []
+
+    def slow_down_twice(params):
+        calls.append(params)
+        if len(calls) <= 2:
+            return SimResponse.json(403, {"error": "Rate limit exceeded; slow down"})
+        return served(params)
+
+    api.routes["/works"] = slow_down_twice
+    landed = materialize(DAY, "openalex")
+    day = dt.date.fromisoformat(DAY)
+    assert landed.success and sorted(r[0] for r in query_db("SELECT provider_id FROM works")) == sorted(
+        api.record_ids(day, day, SEARCH.text))
+    assert query_db("SELECT retries, throttled, errors FROM provider_usage") == [(2, 2, 2)]
+
+    api.routes["/works"] = lambda params: (calls.append(params), SimResponse.json(403, {"error": "Forbidden"}))[1]
+    before = len(calls)
+    failed = materialize("2024-03-02", "openalex", raise_on_error=False)
+    assert not failed.success and len(calls) == before + 1 and "HTTP 403" in _failure(failed)
+
+
 def test_secrets_echoed_by_the_provider_are_masked_everywhere(pipeline_env, simulator, monkeypatch):
     """An error body quoting the key, and a 200 body echoing the request URL, must not carry it anywhere."""
     secret = "sk-echo-5150-5150-5150"

@@ -108,14 +108,16 @@ def retry_after_seconds(value: str | None) -> float | None:
 
 
 Explanation = Callable[[PageRequest, int, bytes], "str | None"]  # Provider.explain_refusal
+Throttling = Callable[[int, bytes], bool]  # Provider.throttling
 
 
 class ProviderClient:
     def __init__(self, provider: str, base_url: str, http: httpx.Client, storage: hishel.BaseStorage, retry: RetryPolicy,
-                 secret: str | None = None, log=None, explain_refusal: Explanation | None = None):
+                 secret: str | None = None, log=None, explain_refusal: Explanation | None = None,
+                 throttling: Throttling | None = None):
         self.provider, self.base_url, self.http, self.storage, self.retry, self.log = provider, base_url, http, storage, retry, log
         self.secret = secret  # only to mask it in what is quoted from an exception
-        self.explain_refusal = explain_refusal
+        self.explain_refusal, self.throttling = explain_refusal, throttling
         self.usage = UsageCounter()
 
     def _quoted(self, error: BaseException) -> str:
@@ -193,8 +195,10 @@ class ProviderClient:
         except (httpx.TransportError, httpx.DecodingError):
             self.usage.unanswered()
             raise
-        self.usage.answered(response.status_code, response.headers, _from_cache(response))
-        if response.status_code in RETRYABLE_STATUS:
+        status = response.status_code
+        throttled = status == 429 or (status >= 400 and self.throttling is not None and self.throttling(status, response.read()))
+        self.usage.answered(status, response.headers, _from_cache(response), throttled)
+        if throttled or status in RETRYABLE_STATUS:
             response.read()
             raise RetryableResponse(response)
         return response

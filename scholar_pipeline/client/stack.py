@@ -101,6 +101,6 @@ def open_provider_client(
     http = httpx.Client(transport=transport, timeout=timeout_seconds, headers={"User-Agent": user_agent(mailto)})
     try:
         yield ProviderClient(provider.name, settings.base_url, http, storage, retry, secret=secret, log=log,
-                             explain_refusal=provider.explain_refusal)
+                             explain_refusal=provider.explain_refusal, throttling=provider.throttling)
     finally:
         http.close()

@@ -22,7 +22,7 @@ class Usage:
     cache_hits: int = 0
     retries: int = 0  # attempts after the first for the same page
     errors: int = 0  # attempts that failed: an error status, or no answer
-    throttled: int = 0  # 429s among the errors
+    throttled: int = 0  # the provider's rate-limit refusals among the errors (429s, OpenAlex's 403 "Rate limit exceeded")
     cost_usd: float = 0.0  # what the provider said the requests cost (OpenAlex)
     quota_remaining: int | None = None  # the provider's count of requests or credits left, as last reported
     quota_limit: int | None = None
@@ -43,12 +43,13 @@ class UsageCounter:
     def __init__(self) -> None:
         self.usage = Usage()
 
-    def answered(self, status: int, headers, from_cache: bool) -> None:
+    def answered(self, status: int, headers, from_cache: bool, throttled: bool) -> None:
+        """An answer; `throttled`: the provider's rate limit (a 429, or what the provider sends instead)."""
         if from_cache:
             self._add(cache_hits=1)
             return
         failed = status >= 400
-        self._add(requests=1, errors=int(failed), throttled=int(status == 429), cost_usd=_float(headers.get(COST_USD_HEADER)) or 0.0)
+        self._add(requests=1, errors=int(failed), throttled=int(throttled), cost_usd=_float(headers.get(COST_USD_HEADER)) or 0.0)
         quota = {"quota_remaining": _first_int(headers, REMAINING_HEADERS), "quota_limit": _first_int(headers, LIMIT_HEADERS),
                  "remaining_usd": _float(headers.get(REMAINING_USD_HEADER))}
         self.usage = replace(self.usage, **{name: value for name, value in quota.items() if value is not None})

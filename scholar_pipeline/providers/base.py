@@ -166,6 +166,11 @@ class Provider(ABC):
             return f"{self.name} refused the key: check {self.credential.env}{where}."
         return None
 
+    def throttling(self, status: int, body: bytes) -> bool:
+        """Whether an error answer other than 429 is the provider's rate limit: retried with backoff, and counted
+        with the 429s, rather than failing the partition with advice about the request."""
+        return False
+
     def cursor_expired(self, status: int, body: bytes) -> bool:
         """Whether an error answer to a page after the first says that the provider's server-side cursor expired
         (Crossref's scroll five minutes after its last use): the chain is then fetched again from its first page."""

@@ -51,6 +51,11 @@ class OpenAlex(Provider):
     credential = Credential(env="OPENALEX_API_KEY", query_param="api_key")
     drift_opaque_fields = frozenset({"abstract_inverted_index"})  # keyed by the abstract's words
 
+    def throttling(self, status: int, body: bytes) -> bool:
+        # Its errors page lists 403 "Rate limit exceeded; slow down" beside 429 (developers.openalex.org); a 403
+        # without those words is a refused key.
+        return status == 403 and b"rate limit" in body.lower()
+
     def first_request(self, text: str, day: dt.date, page_size: int, mailto: str | None) -> PageRequest:
         filters = f"title_and_abstract.search:{self.search_terms(text)},from_publication_date:{day},to_publication_date:{day}"
         params = [("filter", filters), ("per_page", str(min(page_size, MAX_PER_PAGE))), ("cursor", "*")]

@@ -12,6 +12,7 @@ for an expired cursor is not documented; this one follows Crossref's validation-
 from __future__ import annotations
 
 import datetime as dt
+import html
 import random
 import re
 import secrets
@@ -189,7 +190,7 @@ def render(w: SimWork) -> dict:
         "language": w.language,
     }
     if w.abstract:
-        item["abstract"] = f"<jats:title>Abstract</jats:title><jats:p>{w.abstract}</jats:p>"
+        item["abstract"] = f"<jats:title>Abstract</jats:title><jats:p>{html.escape(w.abstract, quote=False)}</jats:p>"
     licenses = _licenses(w)
     if licenses:
         item["license"] = licenses

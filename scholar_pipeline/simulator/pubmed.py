@@ -272,7 +272,7 @@ def _article(w: SimWork) -> etree._Element:
         _text(body, "ELocationID", w.doi, EIdType="doi", ValidYN="Y")
     if w.abstract:
         abstract = _text(body, "Abstract")
-        sentences = [f"{part.strip()}." for part in w.abstract.split(".") if part.strip()]
+        sentences = [part for part in re.split(r"(?<=\.)\s+", w.abstract) if part]  # not at `0.05`
         if s % 2 and len(sentences) > 1:  # a structured abstract
             for label, sentence in zip(LABELS, sentences):
                 _text(abstract, "AbstractText", sentence, Label=label, NlmCategory=label)
