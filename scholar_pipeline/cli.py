@@ -109,7 +109,7 @@ def maintain_command(keep_days: int) -> None:
 @click.option("--days", type=click.IntRange(min=1), default=7, show_default=True, help="how many days back to report")
 @click.option("--json", "as_json", is_flag=True, help="print the rows as JSON")
 def usage_command(days: int, as_json: bool) -> None:
-    """What the fetches spent at each provider per day: requests, cache hits, retries, errors, 429s, cost and the
+    """What the fetches spent at each provider per day: requests, cache hits, retries, errors, rate-limit refusals, cost and the
     quota the provider last reported."""
     warehouse = warehouse_from_env(pipeline_home())
     rows = []

@@ -1,7 +1,8 @@
 """`scholar-pipeline usage`: what the fetches spent at each provider, per day (UTC, the day of the fetch).
 
 Read from the warehouse's `provider_usage` (one row per fetched partition, landed or
-failed): requests sent, cache hits, retries, errors, 429s, the USD cost the provider
+failed): requests sent, cache hits, retries, errors, throttled (429s, and OpenAlex's 403 "Rate limit exceeded"),
+the USD cost the provider
 stated, and the quota it last reported that day (OpenAlex's calls and USD budget left,
 CORE's remaining tokens).
 """
@@ -39,7 +40,7 @@ def usage_by_day(con: duckdb.DuckDBPyConnection, days: int) -> list[dict]:
 
 def usage_table(rows: list[dict]) -> list[str]:
     """The rows as aligned text lines, a header first; an empty quota shows as `-`."""
-    header = ["day", "provider", "fetches", "failed", "requests", "cache hits", "retries", "errors", "429s", "cost USD",
+    header = ["day", "provider", "fetches", "failed", "requests", "cache hits", "retries", "errors", "throttled", "cost USD",
               "quota left", "USD left"]
     lines = [[str(row["day"]), row["provider"], *(str(row[n]) for n in ("fetches", "failed", "requests", "cache_hits",
               "retries", "errors", "throttled")), f"{row['cost_usd']:.4f}", _quota(row), _shown(row["remaining_usd"])]

@@ -75,6 +75,14 @@ def test_openalex_403_rate_limit_is_retried_and_counted_as_throttling_while_anot
     assert not failed.success and len(calls) == before + 1 and "HTTP 403" in _failure(failed)
 
 
+def test_openalex_takes_a_403_for_its_rate_limit_only_when_it_says_so_and_names_no_key():
+    openalex = PROVIDERS["openalex"]
+    assert openalex.throttling(403, b'{"error": "Rate limit exceeded; slow down"}')
+    assert not openalex.throttling(403, b'{"error": "Forbidden"}')
+    assert not openalex.throttling(403, b'{"error": "Invalid API key", "message": "see the rate limit exceeded FAQ"}')
+    assert not openalex.throttling(401, b'{"error": "Rate limit exceeded; slow down"}')
+
+
 def test_secrets_echoed_by_the_provider_are_masked_everywhere(pipeline_env, simulator, monkeypatch):
     """An error body quoting the key, and a 200 body echoing the request URL, must not carry it anywhere."""
     secret = "sk-echo-5150-5150-5150"

@@ -33,9 +33,11 @@ def _worker(path: str, rate: float, count: int, name: str, queue, barrier) -> No
 
 def _jittery_worker(path: str, rate: float, count: int, seed: int, queue, barrier) -> None:
     """Send through `sending` like the client does; each request "arrives" at a random moment between its send and its
-    answer (up to 80 ms later), which is all the limiter may assume about the provider."""
+    answer (up to 80 ms later), which is all the limiter may assume about the provider. A `transit` longer than any
+    answer takes: the arrival is bounded by the answer alone, also when a loaded machine holds this process back
+    between them (with the default 0.1 s, a process paused 20 ms there "arrives" after its send stopped counting)."""
     rng = random.Random(seed)
-    limiter = SqliteRateLimiter(path, margin=0.0)
+    limiter = SqliteRateLimiter(path, margin=0.0, transit=5.0)
     barrier.wait(timeout=120)
     for _ in range(count):
         with limiter.sending("provider", rate):

@@ -31,9 +31,10 @@ PASSWORD = "redis-limiter-password-5c8e1f"
 
 def _worker(url: str, home: str, key: str, rate: float, count: int, seed: int, queue, barrier) -> None:
     """One "machine": its own home, so its own SQLite; sends through `sending` as the client does, each request arriving
-    at a random moment between its send and its answer."""
+    at a random moment between its send and its answer, which alone bounds it (`transit` longer than any answer takes,
+    as in test_ratelimit's workers)."""
     rng = random.Random(seed)
-    limiter = RedisRateLimiter(url, fallback=None)
+    limiter = RedisRateLimiter(url, fallback=None, transit=5.0)
     barrier.wait(timeout=120)
     for _ in range(count):
         with limiter.sending(key, rate):

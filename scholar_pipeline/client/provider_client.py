@@ -54,9 +54,9 @@ class ProviderRequestError(RuntimeError):
 
 
 class RetryableResponse(Exception):
-    def __init__(self, response: httpx.Response):
+    def __init__(self, response: httpx.Response, throttled: bool = False):
         super().__init__(f"HTTP {response.status_code}")
-        self.response = response
+        self.response, self.throttled = response, throttled  # throttled: the provider's rate limit, a refusal at the door
 
 
 @dataclass(frozen=True)
@@ -200,7 +200,7 @@ class ProviderClient:
         self.usage.answered(status, response.headers, _from_cache(response), throttled)
         if throttled or status in RETRYABLE_STATUS:
             response.read()
-            raise RetryableResponse(response)
+            raise RetryableResponse(response, throttled)
         return response
 
     def _report_retry(self, url: str, failures: list[BaseException]):
@@ -226,10 +226,10 @@ def _from_cache(response: httpx.Response) -> bool:
 
 
 def _refused_before_any_work(error: BaseException) -> bool:
-    """A 429 (a refusal at the door), or a request that never reached the server (no connection)."""
+    """The provider's rate limit (a refusal at the door), or a request that never reached the server (no connection)."""
     if isinstance(error, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)):
         return True
-    return isinstance(error, RetryableResponse) and error.response.status_code == 429
+    return isinstance(error, RetryableResponse) and error.throttled
 
 
 def _fetched_at(response: httpx.Response) -> dt.datetime:

@@ -52,9 +52,10 @@ class OpenAlex(Provider):
     drift_opaque_fields = frozenset({"abstract_inverted_index"})  # keyed by the abstract's words
 
     def throttling(self, status: int, body: bytes) -> bool:
-        # Its errors page lists 403 "Rate limit exceeded; slow down" beside 429 (developers.openalex.org); a 403
-        # without those words is a refused key.
-        return status == 403 and b"rate limit" in body.lower()
+        # Its errors page lists 403 "Rate limit exceeded; slow down" beside 429 (developers.openalex.org). Only those
+        # words, and never a body about the key: a refused key or plan must fail at once, not after six attempts.
+        text = body.lower()
+        return status == 403 and b"rate limit exceeded" in text and b"api key" not in text and b"api_key" not in text
 
     def first_request(self, text: str, day: dt.date, page_size: int, mailto: str | None) -> PageRequest:
         filters = f"title_and_abstract.search:{self.search_terms(text)},from_publication_date:{day},to_publication_date:{day}"

@@ -106,8 +106,9 @@ class Corpus:
                 f"We study {topic} with {rng.choice(WORDS)} {rng.choice(WORDS)} methods and report {rng.choice(WORDS)} results."
                 for _ in range(rng.randint(1, 4))
             )
-        if abstract and serial % 4 == 0:  # signs markup parsers must keep as text, as real abstracts have them
-            abstract += f" Effects held at p < 0.05 & n > {10 + serial % 90}."
+        if abstract and serial % 7 < 2:  # signs markup parsers must keep as text, spaced or not, as real abstracts have them
+            size = 10 + serial % 90
+            abstract += f" Effects held at p < 0.05 & n > {size}." if serial % 2 else f" Effects held at p<0.01 & n>{size}."
         venue, publisher = rng.choice(VENUES)
         doi = f"10.{rng.randint(1000, 9999)}/sim.{serial}" if rng.random() < 0.9 else None
         work_type = rng.choice(["article", "article", "article", "preprint", "book-chapter"])

@@ -273,8 +273,9 @@ def _article(w: SimWork) -> etree._Element:
     if w.abstract:
         abstract = _text(body, "Abstract")
         sentences = [part for part in re.split(r"(?<=\.)\s+", w.abstract) if part]  # not at `0.05`
-        if s % 2 and len(sentences) > 1:  # a structured abstract
-            for label, sentence in zip(LABELS, sentences):
+        if s % 2 and len(sentences) > 1:  # a structured abstract, its last label holding the sentences left
+            parts = [*sentences[:len(LABELS) - 1], " ".join(sentences[len(LABELS) - 1:])]
+            for label, sentence in zip(LABELS, parts):
                 _text(abstract, "AbstractText", sentence, Label=label, NlmCategory=label)
         else:
             _text(abstract, "AbstractText", w.abstract)
