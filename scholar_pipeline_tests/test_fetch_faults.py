@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import threading
+from pathlib import Path
 
 import dagster as dg
 import httpx
@@ -254,37 +255,53 @@ def test_an_empty_page_whose_total_moved_is_never_taken_as_the_end(pipeline_env,
     assert all(c.passed for c in result.get_asset_check_evaluations())
 
 
+def _parallel_crossref_days(tmp_path: Path, sim: ProviderSimulator, settings: ProviderSettings, mailto: str | None):
+    """Three days fetched at once from the simulator's Crossref, each in a client of its own sharing one home (so one
+    rate limiter): (the records of each day, the simulator's request log)."""
+    crossref, days, fetched = PROVIDERS["crossref"], [dt.date(2024, 3, d) for d in (1, 2, 3)], {}
+
+    def fetch(day: dt.date) -> None:
+        with open_provider_client(crossref, settings, home=tmp_path, storage=cache_storage(tmp_path / str(day), 3600, None),
+                                  secret=None, mailto=mailto, timeout_seconds=5,
+                                  retry=RetryPolicy(max_attempts=20, backoff_seconds=0.01)) as client:
+            fetched[day] = fetch_partition(client, crossref, settings, LandingZone(tmp_path / "landing"), query="q",
+                                           text=SEARCH.text, day=day, mailto=mailto)
+
+    threads = [threading.Thread(target=fetch, args=(day,)) for day in days]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not any(thread.is_alive() for thread in threads)
+    expected = {day: len(sim.apis["crossref"].record_ids(day, day, SEARCH.text)) for day in days}
+    assert {day: sum(page.records for page in f.pages) for day, f in fetched.items()} == expected
+    return sim.requests_for("crossref")
+
+
 @pytest.mark.parametrize("max_in_flight", [None, 3])
 def test_fetches_of_one_provider_in_parallel_keep_to_its_cap_on_requests_in_flight(tmp_path, max_in_flight):
     """Crossref's public pool takes one request at a time and refuses a second with a 429, whatever the rate. Three
     days fetched at once, each answer taking 0.15 s (the period at 50/s is 0.02 s): with its default cap (one) no
     request meets another at the provider; raised to three, requests overlap and are refused."""
-    crossref = PROVIDERS["crossref"]
-    days = [dt.date(2024, 3, d) for d in (1, 2, 3)]
     with ProviderSimulator(corpus=Corpus(seed=11, min_per_day=40, max_per_day=40), rate_limits={"crossref": 50},
                            answer_seconds={"crossref": 0.15}) as sim:
-        settings = dataclasses.replace(crossref.default_settings(None, keyed=False), base_url=sim.base_url("crossref"),
-                                       rate_limit=50.0, page_size=10)
+        settings = dataclasses.replace(PROVIDERS["crossref"].default_settings(None, keyed=False),
+                                       base_url=sim.base_url("crossref"), rate_limit=50.0, page_size=10)
         settings = dataclasses.replace(settings, max_in_flight=max_in_flight or settings.max_in_flight)
-        fetched = {}
-
-        def fetch(day: dt.date) -> None:
-            with open_provider_client(crossref, settings, home=tmp_path, storage=cache_storage(tmp_path / str(day), 3600, None),
-                                      secret=None, mailto=None, timeout_seconds=5,
-                                      retry=RetryPolicy(max_attempts=20, backoff_seconds=0.01)) as client:
-                fetched[day] = fetch_partition(client, crossref, settings, LandingZone(tmp_path / "landing"), query="q",
-                                               text=SEARCH.text, day=day, mailto=None)
-
-        threads = [threading.Thread(target=fetch, args=(day,)) for day in days]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(timeout=120)
-        assert not any(thread.is_alive() for thread in threads)
-        requests = sim.requests_for("crossref")
-        expected = {day: len(sim.apis["crossref"].record_ids(day, day, SEARCH.text)) for day in days}
-    assert {day: sum(page.records for page in f.pages) for day, f in fetched.items()} == expected
+        requests = _parallel_crossref_days(tmp_path, sim, settings, mailto=None)
     if max_in_flight is None:
         assert settings.max_in_flight == 1 and {r.in_flight for r in requests} == {1} and {r.status for r in requests} == {200}
     else:
         assert max(r.in_flight for r in requests) > 1 and 429 in {r.status for r in requests}
+
+
+def test_with_a_contact_address_crossref_is_fetched_within_its_polite_pool(tmp_path):
+    """`mailto=` puts the requests in Crossref's polite pool (10 a second, five at a time): the defaults that come with
+    SCHOLAR_PIPELINE_MAILTO use it, requests overlap, and none is refused."""
+    with ProviderSimulator(corpus=Corpus(seed=11, min_per_day=40, max_per_day=40), answer_seconds={"crossref": 0.3}) as sim:
+        settings = dataclasses.replace(PROVIDERS["crossref"].default_settings("me@example.org", keyed=False),
+                                       base_url=sim.base_url("crossref"), page_size=10)
+        requests = _parallel_crossref_days(tmp_path, sim, settings, mailto="me@example.org")
+    assert (settings.rate_limit, settings.max_in_flight) == (10.0, 5)
+    assert max(r.in_flight for r in requests) > 1 and {r.status for r in requests} == {200}
+    assert all(r.params["mailto"] == ["me@example.org"] for r in requests)

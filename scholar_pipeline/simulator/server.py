@@ -67,6 +67,7 @@ class ProviderSimulator:
         self.faults = FaultPlan(parse_faults(faults, frozenset(self.apis)))
         self.stall_seconds = stall_seconds
         self.rate_limits = {name: api.default_rate_limit for name, api in self.apis.items()} | (rate_limits or {})
+        self._limits_given = set(rate_limits or {}) | set(in_flight_limits or {})  # a pool of the API's own does not apply
         self.in_flight_limits = {name: api.in_flight_limit for name, api in self.apis.items()
                                  if getattr(api, "in_flight_limit", None)} | (in_flight_limits or {})
         self.answer_seconds = answer_seconds or {}
@@ -140,7 +141,7 @@ class ProviderSimulator:
             response = SimResponse.text(404, "Resource not found.")
         elif fault in STATUS_FAULTS:
             response = _status_fault(api, fault)
-        elif in_flight > self.in_flight_limits.get(provider, in_flight) or self._over_rate_limit(provider, arrived):
+        elif self._over_limits(api, provider, params, in_flight, arrived):
             response = api.rate_limited()
         elif refused is not None:  # APIs that take the key in a header (CORE) check it here
             response = refused
@@ -162,9 +163,16 @@ class ProviderSimulator:
         self._log(LoggedRequest(arrived, provider, url.path, params, headers, response.status, fault, in_flight))
         return response
 
-    def _over_rate_limit(self, provider: str, now: float) -> bool:
+    def _over_limits(self, api, provider: str, params: dict[str, list[str]], in_flight: int, now: float) -> bool:
+        """Beyond the requests the provider takes at once, or over its rate; Crossref's polite pool (`mailto=`) has
+        limits of its own unless the test set the provider's."""
+        rate, cap = self.rate_limits[provider], self.in_flight_limits.get(provider, in_flight)
+        if provider not in self._limits_given and getattr(api, "polite", None) and api.polite(params):
+            rate, cap = api.POLITE["rate"], api.POLITE["in_flight"]
+        return in_flight > cap or self._over_rate_limit(provider, rate, now)
+
+    def _over_rate_limit(self, provider: str, rate: float, now: float) -> bool:
         """Over the rate in any window of a second, or of 1/rate seconds for a rate below one a second (arXiv: 1 per 3 s)."""
-        rate = self.rate_limits[provider]
         window = max(1.0, 1.0 / rate)
         with self._lock:
             recent = [t for t in self._arrivals[provider] if now - t < window]
