@@ -70,8 +70,8 @@ dropped sqlite3 connection lingers, files open, until the garbage collector find
 connection to a WAL database checkpoints it; `synchronous=NORMAL` spares each commit an
 fsync (0.4 ms, p99 7 ms here), at the risk of losing the last sends in a power cut.
 Tables: `rate_sends` (key, last_sent), `rate_reservations`, `rate_in_flight` and
-`rate_send_log` (kept a minute past its window, for diagnosis); the `rate_slots` table of the single-TAT
-version, left in older files, is no longer read.
+`rate_send_log` (kept a minute past its window, for diagnosis); the `rate_slots` table of
+the single-TAT version, left in older files, is no longer read.
 """
 
 from __future__ import annotations
@@ -353,10 +353,10 @@ def _admitted(con: sqlite3.Connection, limiter: str, key: str, cap: int, place: 
 
     Rows that can no longer be anyone's are dropped first (see the module docstring)."""
     rows = con.execute("SELECT id, host, pid, holding, seen FROM rate_in_flight WHERE key = ? ORDER BY id", (key,)).fetchall()
-    gone = [(id_,) for id_, host, pid, holding, seen in rows if seen < now - (expiry if holding else STALE_WAITER)
-            or (host == HOST and ((limiter, id_) not in OWN_PLACES if pid == os.getpid() else process_gone(pid)))]
-    con.executemany("DELETE FROM rate_in_flight WHERE id = ?", gone)
-    left = [(id_, holding) for id_, _, _, holding, _ in rows if (id_,) not in gone]
+    gone = {id_ for id_, host, pid, holding, seen in rows if seen < now - (expiry if holding else STALE_WAITER)
+            or place_abandoned(host, pid, (limiter, id_))}
+    con.executemany("DELETE FROM rate_in_flight WHERE id = ?", [(id_,) for id_ in gone])
+    left = [(id_, holding) for id_, _, _, holding, _ in rows if id_ not in gone]
     first_waiting = next((id_ for id_, holding in left if not holding), None)
     if first_waiting == place and sum(holding for _, holding in left) < cap:
         con.execute("UPDATE rate_in_flight SET holding = 1, seen = ? WHERE id = ?", (now, place))
@@ -365,6 +365,14 @@ def _admitted(con: sqlite3.Connection, limiter: str, key: str, cap: int, place: 
     con.execute("INSERT OR REPLACE INTO rate_in_flight (id, key, host, pid, holding, seen) VALUES (?, ?, ?, ?, 0, ?)",
                 (place, key, HOST, os.getpid(), now))
     return False
+
+
+def place_abandoned(host: str, pid: int, own: object) -> bool:
+    """Whether a place among the requests in flight (`own`: its key in OWN_PLACES) can be nobody's: on this host, of
+    a process gone, or of this process, which no longer knows it (a release that failed). Another host's: unknown."""
+    if host != HOST:
+        return False
+    return own not in OWN_PLACES if pid == os.getpid() else process_gone(pid)
 
 
 def _window_opens(times: list[float], n: int, seconds: float) -> float:

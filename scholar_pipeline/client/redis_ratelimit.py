@@ -44,7 +44,7 @@ import redis
 
 from scholar_pipeline.client.masking import mask_credentials
 from scholar_pipeline.client.ratelimit import (
-    HOST, IN_FLIGHT_EXPIRY, IN_FLIGHT_POLL, KEEP_SENDS, OWN_PLACES, STALE_WAITER, SqliteRateLimiter, process_gone,
+    HOST, IN_FLIGHT_EXPIRY, IN_FLIGHT_POLL, KEEP_SENDS, OWN_PLACES, STALE_WAITER, SqliteRateLimiter, place_abandoned,
 )
 
 KEY_PREFIX = "scholar-pipeline:rate"
@@ -229,9 +229,7 @@ class RedisRateLimiter:
     def _not_anyones(self, keys: list[str]) -> list[str]:
         """Members in line or holding a place that are this host's dead processes', or this process's forgotten ones."""
         members = {m.decode() for m in self.client.zrange(keys[0], 0, -1) + self.client.zrange(keys[2], 0, -1)}
-        mine = os.getpid()
-        return [m for m in members if (parts := m.rsplit("|", 2))[0] == HOST and (
-            m not in OWN_PLACES if int(parts[1]) == mine else process_gone(int(parts[1])))]
+        return [m for m in members if place_abandoned((parts := m.rsplit("|", 2))[0], int(parts[1]), m)]
 
     def _give_back(self, key: str, place: str | None) -> None:
         if place is None:

@@ -113,7 +113,7 @@ class ProviderSimulator:
     @contextmanager
     def open_request(self, raw_path: str) -> Iterator[int]:
         """Count a request as open until its answer is written; yields how many of its provider's are open."""
-        provider = _provider_of(urlsplit(raw_path).path)
+        provider, _ = _split(urlsplit(raw_path).path)
         with self._lock:
             self._open[provider] = self._open.get(provider, 0) + 1
             now_open = self._open[provider]
@@ -127,7 +127,7 @@ class ProviderSimulator:
         arrived = time.time()  # logged as the arrival time, before any work on the answer
         url = urlsplit(raw_path)
         params = parse_qs(url.query, keep_blank_values=True)
-        provider, rest = _provider_of(url.path), _route_of(url.path)
+        provider, rest = _split(url.path)
         api = self.apis.get(provider)
         route = api.routes.get("/" + rest.rstrip("/")) if api else None
         refused = api.authenticate(headers) if route is not None and hasattr(api, "authenticate") else None
@@ -190,12 +190,10 @@ class ProviderSimulator:
                     out.write(json.dumps(_without_keys(asdict(entry))) + "\n")
 
 
-def _provider_of(path: str) -> str:
-    return (path.rstrip("/") + "/").split("/", 2)[1]
-
-
-def _route_of(path: str) -> str:
-    return (path.rstrip("/") + "/").split("/", 2)[2]
+def _split(path: str) -> tuple[str, str]:
+    """`/crossref/works` → (`crossref`, `works/`): the provider's prefix and the route under it."""
+    _, provider, rest = (path.rstrip("/") + "/").split("/", 2)
+    return provider, rest
 
 
 def _status_fault(api, fault: str) -> SimResponse:
@@ -234,7 +232,7 @@ def _handler_for(simulator: ProviderSimulator) -> type[BaseHTTPRequestHandler]:
             # meet its own last request still counted.
             with simulator.open_request(self.path) as in_flight:
                 response = simulator.answer("GET", self.path, dict(self.headers), in_flight)
-                if response.status == 200 and (seconds := simulator.answer_seconds.get(_provider_of(urlsplit(self.path).path))):
+                if response.status == 200 and (seconds := simulator.answer_seconds.get(_split(urlsplit(self.path).path)[0])):
                     time.sleep(seconds)
             if response.delivery == "stall":  # not counted: the client gives up on it and asks again
                 time.sleep(simulator.stall_seconds)
